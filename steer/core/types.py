@@ -1,0 +1,103 @@
+"""Shared data containers of the core.
+
+Everything here is a plain container of tensors: no model, no I/O. Shapes follow verl's
+convention for the policy update: padded ``(B, T)`` response tensors with a boolean
+``response_mask`` (True on real response tokens). ``B`` is the number of responses in the
+(micro-)batch, ``T`` the padded response length. The core functions themselves accept any
+shape ``(...)`` with a mask of the same shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class TokenStats:
+    """Per-token statistics of a next-token distribution at the sampled token.
+
+    ``logp`` and ``entropy`` keep their autograd graph; ``sum_p2`` and ``sum_p2_logp`` are
+    detached (they only feed estimators and weights).
+
+    - ``logp``: log pi(o|s) of the sampled token o (Eq. 2's ratio numerator, in log space).
+    - ``entropy``: full-vocabulary entropy H(pi(.|s)) (Eq. 3).
+    - ``sum_p2``: sum_v pi(v|s)^2.
+    - ``sum_p2_logp``: sum_v pi(v|s)^2 log pi(v|s).
+    """
+
+    logp: Tensor
+    entropy: Tensor
+    sum_p2: Tensor | None = None
+    sum_p2_logp: Tensor | None = None
+
+
+@dataclass
+class RolloutBatch:
+    """What the advantage stage sees once per rollout batch.
+
+    - ``rewards``: (B,) scalar outcome reward per response (e.g. +1 / -1, or 1 / 0).
+    - ``group_ids``: (B,) long; responses with the same id were sampled from the same prompt.
+    - ``response_mask``: (B, T) bool.
+    - ``old_logp``: (B, T) log-prob of each sampled token under the rollout (old) policy.
+    - ``old_entropy``: (B, T) entropy under the old policy, or None when a method needs none.
+    """
+
+    rewards: Tensor
+    group_ids: Tensor
+    response_mask: Tensor
+    old_logp: Tensor | None = None
+    old_entropy: Tensor | None = None
+
+
+@dataclass
+class LossBatch:
+    """What the policy-loss stage sees per (micro-)batch.
+
+    - ``logp``: (B, T) current log-prob of the sampled tokens, with grad.
+    - ``old_logp``: (B, T) rollout-policy log-prob (detached).
+    - ``advantages``: (B, T) token advantages from the advantage stage.
+    - ``response_mask``: (B, T) bool.
+    - ``entropy``: (B, T) current-policy entropy (keeps its graph: the entropy bonus needs it;
+      weights and masks must use a detached copy). None when the method needs none.
+    - ``old_entropy``: (B, T) rollout-policy entropy, or None.
+    - ``sum_p2`` / ``sum_p2_logp``: (B, T) current-policy sums for the ``exact`` estimator.
+    - ``ref_logp``: (B, T) reference-policy log-prob for a KL penalty, or None.
+    - ``lr``: the optimiser's learning rate eta (enters the entropy-change estimators).
+    - ``global_num_tokens``: the number of valid tokens in the whole mini-batch over every
+      micro-batch and rank, used as the token-mean normaliser. None means "this batch's own".
+    - ``global_num_seqs``: likewise for sequence-mean modes.
+    - ``omega_max``: a precomputed max|Omega| over a wider scope (mini-batch / global, or the
+      result of a distributed max). None means "over this batch".
+    """
+
+    logp: Tensor
+    old_logp: Tensor
+    advantages: Tensor
+    response_mask: Tensor
+    entropy: Tensor | None = None
+    old_entropy: Tensor | None = None
+    sum_p2: Tensor | None = None
+    sum_p2_logp: Tensor | None = None
+    ref_logp: Tensor | None = None
+    lr: float = 1e-6
+    global_num_tokens: float | None = None
+    global_num_seqs: float | None = None
+    omega_max: Tensor | float | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def check_same_shape(**tensors: Tensor | None) -> None:
+    """Raise ValueError naming the offenders when the given tensors' shapes differ."""
+    shapes = {k: tuple(v.shape) for k, v in tensors.items() if v is not None}
+    if len(set(shapes.values())) > 1:
+        raise ValueError(f"mismatched shapes: {shapes}")
+
+
+def as_bool_mask(mask: Tensor) -> Tensor:
+    """A boolean copy of a 0/1 or bool mask."""
+    if mask.dtype == torch.bool:
+        return mask
+    return mask != 0
