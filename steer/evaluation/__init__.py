@@ -1,0 +1,1 @@
+"""Benchmark evaluation: pass@k / avg@k, generation backends, ``steer eval``."""
