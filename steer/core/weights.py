@@ -1,0 +1,150 @@
+"""STEER token weights from per-token entropy-change estimates (paper Eq. 10 and section 5's ablation).
+
+All mappings use ``|Omega|``, the absolute value of the estimate, as the released code does
+(spec methods.md §13.3): the paper's ablation formulas are written with ``Omega`` but its Eq. 10
+and the released code both use the magnitude, so a large entropy *decrease* is damped exactly like
+a large increase. The statistics (max, min, quantile) are taken over the valid tokens of the tensor
+passed in (its "scope"); pass ``omega_max`` to use a max over a wider scope (mini-batch, global,
+or the result of a distributed all-reduce, see :func:`scope_max_abs`).
+
+Weights are detached, float32 (float64 when ``omega`` is float64), exactly 1 on masked tokens.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from steer.core.types import as_bool_mask, check_same_shape
+
+__all__ = ["MAPPINGS", "scope_max_abs", "steer_weights"]
+
+MAPPINGS = ("exp", "linear", "binary")
+
+
+def _valid_mask(omega: Tensor, mask: Tensor | None) -> Tensor:
+    if mask is None:
+        return torch.ones_like(omega, dtype=torch.bool)
+    check_same_shape(omega=omega, mask=mask)
+    return as_bool_mask(mask).to(omega.device)
+
+
+def _abs_omega(omega: Tensor, valid: Tensor) -> Tensor:
+    """|Omega| as float32/float64, 0 on masked tokens; ValueError on non-finite valid entries."""
+    a = omega.detach()
+    a = a if a.dtype == torch.float64 else a.float()
+    a = a.abs()
+    bad = valid & ~torch.isfinite(a)
+    if bool(bad.any()):
+        raise ValueError(
+            f"omega has {int(bad.sum())} non-finite value(s) on valid (mask=True) tokens; "
+            "check the log-probs/entropies that produced it"
+        )
+    return torch.where(valid, a, torch.zeros((), dtype=a.dtype, device=a.device))
+
+
+def scope_max_abs(omega: Tensor, mask: Tensor | None = None) -> Tensor:
+    """max |Omega| over the valid tokens (0-dim tensor; 0 when no token is valid).
+
+    Use it to compute the max over a wider scope first (e.g. a whole mini-batch, or all-reduce it
+    with ``op=MAX`` across ranks) and pass the result as ``steer_weights(..., omega_max=...)``.
+    Non-finite values on valid tokens raise ValueError.
+    """
+    valid = _valid_mask(omega, mask)
+    a = _abs_omega(omega, valid)
+    if a.numel() == 0:
+        return torch.zeros((), dtype=a.dtype, device=a.device)
+    return a.max()
+
+
+def _quantile_sorted(values: Tensor, q: float) -> Tensor:
+    """Linear-interpolation quantile (numpy's default 'linear' method) of a 1-D tensor."""
+    v, _ = torch.sort(values)
+    pos = q * (v.numel() - 1)
+    lo = int(math.floor(pos))
+    hi = min(lo + 1, v.numel() - 1)
+    frac = pos - lo
+    return v[lo] + (v[hi] - v[lo]) * frac
+
+
+def steer_weights(
+    omega: Tensor,
+    mask: Tensor | None = None,
+    *,
+    lambda_min: float = 0.7,
+    mapping: str = "exp",
+    lambda_max: float = 1.2,
+    quantile: float = 0.8,
+    omega_max: Tensor | float | None = None,
+    max_floor: float = 0.0,
+) -> Tensor:
+    """STEER per-token weights lambda from the entropy-change estimates ``omega``.
+
+    Mappings (all on ``a = |Omega|`` over valid tokens, see the module docstring):
+
+    - ``"exp"`` (paper Eq. 10): ``lambda = exp(-k a)``, ``k = -ln(lambda_min) / M`` with
+      ``M = max(max a, max_floor)`` (``omega_max`` replaces ``max a`` when given; the released code
+      uses ``max_floor = 0.02``). Weights lie in ``[lambda_min, 1]``; the token(s) with ``a >= M``
+      get exactly ``lambda_min``.
+    - ``"linear"`` (section 5 ablation / released ``linear=True``):
+      ``lambda = lambda_max - (lambda_max - lambda_min) (a - min a) / (max a - min a)``, clamped to
+      ``[lambda_min, lambda_max]`` (``omega_max`` replaces ``max a`` when given). When
+      ``max a == min a`` no token can be told apart and all weights are 1.
+    - ``"binary"`` (section 5 ablation): ``lambda_min`` for tokens with ``a`` strictly above the
+      ``quantile``-quantile ``Q_xi`` of ``a`` over valid tokens (linear interpolation), else 1.
+
+    Defined results: masked tokens get exactly 1; no valid token, or ``M == 0``, gives all ones;
+    ``lambda_min == 1`` gives exactly ones for every mapping (STEER degenerates to GRPO, so
+    ``loss * weights`` equals the vanilla loss bit for bit). ``lambda_min`` outside ``(0, 1]``,
+    an unknown mapping, ``lambda_max < lambda_min`` (linear), ``quantile`` outside ``[0, 1]``,
+    a negative or non-finite ``omega_max``/``max_floor``, mismatched shapes, or non-finite
+    ``omega`` on a valid token raise ValueError.
+    """
+    if mapping not in MAPPINGS:
+        raise ValueError(f"unknown STEER weight mapping {mapping!r}; valid: {list(MAPPINGS)}")
+    if not (isinstance(lambda_min, (int, float)) and 0.0 < lambda_min <= 1.0):
+        raise ValueError(f"lambda_min must lie in (0, 1], got {lambda_min!r}")
+    if mapping == "linear" and not lambda_max >= lambda_min:
+        raise ValueError(f"lambda_max ({lambda_max}) must be >= lambda_min ({lambda_min})")
+    if mapping == "binary" and not 0.0 <= quantile <= 1.0:
+        raise ValueError(f"quantile must lie in [0, 1], got {quantile!r}")
+    if not (math.isfinite(max_floor) and max_floor >= 0.0):
+        raise ValueError(f"max_floor must be finite and >= 0, got {max_floor!r}")
+
+    valid = _valid_mask(omega, mask)
+    a = _abs_omega(omega, valid)
+    dtype = a.dtype
+    ones = torch.ones_like(a)
+    if lambda_min == 1.0 or not bool(valid.any()):
+        return ones
+
+    if omega_max is not None:
+        m_over = torch.as_tensor(omega_max, dtype=dtype, device=a.device).detach()
+        if m_over.numel() != 1 or not bool(torch.isfinite(m_over).all()) or float(m_over) < 0:
+            raise ValueError(f"omega_max must be one finite value >= 0, got {omega_max!r}")
+        m_max = m_over.reshape(())
+    else:
+        m_max = a.max()
+    m_max = torch.clamp(m_max, min=max_floor)
+    lam_min = torch.tensor(lambda_min, dtype=dtype, device=a.device)
+
+    if mapping == "exp":
+        if float(m_max) <= 0.0:
+            return ones
+        k = -math.log(lambda_min) / m_max
+        w = torch.exp(-k * a).clamp(min=lam_min, max=1.0)
+        w = torch.where(a >= m_max, lam_min, w)
+    elif mapping == "linear":
+        m_min = torch.where(valid, a, torch.full_like(a, float("inf"))).min()
+        span = m_max - m_min
+        if float(span) <= 0.0:
+            return ones
+        lam_max = torch.tensor(lambda_max, dtype=dtype, device=a.device)
+        w = lam_max - (lam_max - lam_min) * (a - m_min) / span
+        w = torch.minimum(torch.maximum(w, lam_min), lam_max)
+    else:  # binary
+        q = _quantile_sorted(a[valid], quantile)
+        w = torch.where(a > q, lam_min, ones)
+    return torch.where(valid, w, ones).detach()

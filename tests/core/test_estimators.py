@@ -1,0 +1,198 @@
+"""Entropy-change estimators against independent float64 references (plain Python loops)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from steer.core.estimators import (
+    ESTIMATORS,
+    clip_indicator,
+    delta_indicator,
+    estimate_entropy_change,
+    omega_cov,
+    omega_exact,
+    omega_paper,
+    omega_reference,
+    token_weight_w,
+)
+
+
+def _softmax_rows(seed: int, n: int, v: int, scale: float) -> tuple[list[list[float]], list[int]]:
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, v, generator=g, dtype=torch.float64) * scale
+    probs = torch.softmax(z, dim=-1).tolist()
+    ids = torch.randint(0, v, (n,), generator=g).tolist()
+    return probs, ids
+
+
+def _ref_row(p: list[float], o: int) -> tuple[float, float, float, float]:
+    """logp, H, sum p^2, sum p^2 log p of one distribution, plain loops."""
+    h = 0.0
+    s2 = 0.0
+    p2 = 0.0
+    for q in p:
+        if q > 0:
+            h -= q * math.log(q)
+            s2 += q * q * math.log(q)
+        p2 += q * q
+    return math.log(p[o]), h, p2, s2
+
+
+def _inputs(seed: int, n: int = 37, v: int = 23, dtype=torch.float32):
+    probs, ids = _softmax_rows(seed, n, v, scale=1.0 + seed % 4)
+    rows = [_ref_row(p, o) for p, o in zip(probs, ids)]
+    g = torch.Generator().manual_seed(seed + 1000)
+    w = (torch.randn(n, generator=g, dtype=torch.float64) * 2).tolist()
+    lr = 10 ** (-1 - seed % 3)
+    t = lambda xs: torch.tensor(xs, dtype=torch.float64).to(dtype)  # noqa: E731
+    return dict(
+        rows=rows,
+        w=w,
+        lr=lr,
+        logp=t([r[0] for r in rows]),
+        entropy=t([r[1] for r in rows]),
+        sum_p2=t([r[2] for r in rows]),
+        sum_p2_logp=t([r[3] for r in rows]),
+        wt=t(w),
+    )
+
+
+@pytest.mark.parametrize("seed", [3, 11, 29])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_single_token_forms_match_loop_reference(seed, dtype):
+    d = _inputs(seed, dtype=dtype)
+    tol = dict(float64=1e-12, float32=1e-5, bfloat16=1e-5)[str(dtype).split(".")[1]]
+    got_delta = delta_indicator(d["logp"], d["entropy"])
+    got_paper = omega_paper(d["wt"], d["logp"], d["entropy"], d["lr"])
+    got_exact = omega_exact(d["wt"], d["logp"], d["entropy"], d["sum_p2"], d["sum_p2_logp"], d["lr"])
+    assert got_delta.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+    # References use the (possibly rounded) inputs as given, in float64.
+    lp = d["logp"].double().tolist()
+    h = d["entropy"].double().tolist()
+    p2 = d["sum_p2"].double().tolist()
+    s2 = d["sum_p2_logp"].double().tolist()
+    w = d["wt"].double().tolist()
+    for i in range(len(lp)):
+        pi = math.exp(lp[i])
+        ref_delta = -pi * (1 - pi) ** 2 * (lp[i] + h[i])
+        ref_paper = -d["lr"] * w[i] * (1 - pi) ** 2 * (lp[i] + h[i])
+        ref_exact = -d["lr"] * w[i] * (pi * (lp[i] + h[i]) - (s2[i] + h[i] * p2[i]))
+        for got, ref in ((got_delta[i], ref_delta), (got_paper[i], ref_paper), (got_exact[i], ref_exact)):
+            assert abs(float(got) - ref) <= tol * (1 + abs(ref)), (i, float(got), ref)
+
+
+def test_exact_equals_sum_form():
+    """S2 + H P2 = sum_j p_j^2 (log p_j + H): the exact estimator equals the defining vocab sum."""
+    probs, ids = _softmax_rows(5, 20, 17, 2.0)
+    w, lr = 0.7, 0.05
+    for p, o in zip(probs, ids):
+        lp, h, p2, s2 = _ref_row(p, o)
+        direct = -lr * w * (p[o] * (lp + h) - sum(q * q * (math.log(q) + h) for q in p))
+        got = omega_exact(*(torch.tensor([x], dtype=torch.float64) for x in (w, lp, h, p2, s2)), lr)
+        assert abs(float(got) - direct) < 1e-13
+
+
+@pytest.mark.parametrize("seed", [1, 8])
+def test_reference_form_and_clamps(seed):
+    g = torch.Generator().manual_seed(seed)
+    n = 50
+    a = torch.randn(n, generator=g, dtype=torch.float64)
+    logp = -torch.rand(n, generator=g, dtype=torch.float64) * 6
+    old_logp = logp + 0.1 * torch.randn(n, generator=g, dtype=torch.float64)
+    old_logp = old_logp.clamp(max=0)
+    h = torch.rand(n, generator=g, dtype=torch.float64) * 3
+    # edge cases: pi -> 1 (logp = 0), pi -> 0 (logp very negative), old pi tiny
+    logp[0] = 0.0
+    logp[1] = -50.0
+    old_logp[2] = -40.0
+    got = omega_reference(a, logp, old_logp, h, lr=0.3)
+    for i in range(n):
+        pi = min(max(math.exp(float(logp[i])), 1e-8), 1 - 1e-8)
+        po = min(max(math.exp(float(old_logp[i])), 1e-8), 1.0)
+        ref = -0.3 * float(a[i]) / po * pi * (1 - pi) * (math.log(pi) + float(h[i]))
+        assert abs(float(got[i]) - ref) <= 1e-12 * (1 + abs(ref))
+    assert torch.isfinite(got).all()
+    # at r = 1 and H_old = H it equals -lr A (1 - pi)(log pi + H)
+    r1 = omega_reference(a, logp, logp, h, lr=1.0)
+    pi = logp.exp().clamp(1e-8, 1 - 1e-8)
+    assert torch.allclose(r1, -a * (1 - pi) * (pi.log() + h), rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("seed", [2, 17])
+def test_cov_matches_loop_reference_with_mask(seed):
+    g = torch.Generator().manual_seed(seed)
+    b, t = 4, 9
+    logp = -torch.rand(b, t, generator=g) * 5
+    adv = torch.randn(b, 1, generator=g).expand(b, t).contiguous()
+    lengths = [9, 3, 0, 6]  # includes an empty response
+    mask = torch.zeros(b, t, dtype=torch.bool)
+    for i, n in enumerate(lengths):
+        mask[i, :n] = True
+    logp_pad = logp.masked_fill(~mask, float("nan"))  # padding garbage must not leak
+    got = omega_cov(logp_pad, adv, mask, lr=0.5)
+    vals = [(float(logp[i, j]), float(adv[i, j])) for i in range(b) for j in range(t) if mask[i, j]]
+    ml = sum(v[0] for v in vals) / len(vals)
+    ma = sum(v[1] for v in vals) / len(vals)
+    for i in range(b):
+        for j in range(t):
+            if mask[i, j]:
+                ref = -0.5 * (float(logp[i, j]) - ml) * (float(adv[i, j]) - ma)
+                assert abs(float(got[i, j]) - ref) < 1e-5
+            else:
+                assert float(got[i, j]) == 0.0
+    # equal rewards in the batch: advantages all equal -> every estimate is 0
+    eq = omega_cov(logp, torch.full_like(logp, 0.3), mask)
+    assert eq.abs().max() < 1e-12
+    # all-masked: zeros; 0/1 float masks work like bool masks
+    assert torch.equal(omega_cov(logp, adv, torch.zeros_like(mask)), torch.zeros_like(logp))
+    assert torch.allclose(omega_cov(logp_pad, adv, mask.float(), lr=0.5), got)
+
+
+def test_clip_indicator_and_w():
+    r = torch.tensor([0.5, 0.79, 0.81, 1.0, 1.27, 1.29, 2.0, 0.5, 2.0, 1.5])
+    a = torch.tensor([1.0, -1.0, -1.0, 1.0, 1.0, 1.0, -1.0, -1.0, 1.0, 0.0])
+    got = clip_indicator(r, a, eps_low=0.2, eps_high=0.28)
+    ref = []
+    for ri, ai in zip(r.tolist(), a.tolist()):
+        ref.append(0.0 if (ai > 0 and ri > 1.28) or (ai < 0 and ri < 0.8) else 1.0)
+    assert got.tolist() == ref
+    w = token_weight_w(r, a, 0.2, 0.28)
+    assert torch.allclose(w, torch.tensor(ref) * r * a)
+
+
+def test_registry_and_errors():
+    assert set(ESTIMATORS) == {"paper", "reference", "exact", "cov"}
+    x = torch.tensor([-0.5, -1.0])
+    h = torch.tensor([1.0, 2.0])
+    assert torch.equal(
+        estimate_entropy_change("paper", w=x, logp=x, entropy=h, lr=0.1), omega_paper(x, x, h, 0.1)
+    )
+    with pytest.raises(ValueError, match="valid: \\['cov', 'exact', 'paper', 'reference'\\]"):
+        estimate_entropy_change("nope", w=x)
+    with pytest.raises(ValueError, match="mismatched shapes"):
+        omega_paper(x, x, torch.ones(3), 0.1)
+
+
+def test_outputs_are_detached():
+    lp = torch.tensor([-0.3, -2.0], requires_grad=True)
+    h = torch.tensor([1.0, 2.0], requires_grad=True)
+    w = torch.tensor([1.0, -1.0], requires_grad=True)
+    for out in (
+        delta_indicator(lp, h),
+        omega_paper(w, lp, h, 0.1),
+        omega_exact(w, lp, h, h * 0.1, h * -0.1, 0.1),
+        omega_reference(w, lp, lp, h),
+        omega_cov(lp, w, None),
+    ):
+        assert not out.requires_grad
+
+
+def test_delta_sign_is_four_quadrant_rule():
+    """-(log pi + H) > 0 iff pi < exp(-H): low-probability tokens raise entropy when pushed up."""
+    h = torch.full((5,), 1.0)
+    lp = torch.tensor([-3.0, -1.5, -0.5, -0.1, -1.0])
+    d = delta_indicator(lp, h)
+    assert (d[:2] > 0).all() and (d[2:4] < 0).all() and d[4] == 0
