@@ -1,0 +1,27 @@
+"""Math rewards: math-verify, DAPO and Qwen-style scorers run in a process pool with a hard
+per-item wall-clock limit (issue 4; spec evaluation.md §1-§2).
+
+Trainer-facing API: :func:`score_responses` (batch), :func:`compute_score` (verl signature),
+:class:`VerifierPool` / :func:`score_batch` / :class:`Verdict`, the registry functions
+:func:`list_scorers`, :func:`get_scorer`, :func:`default_scorer`. Importing this package does
+not import math_verify (the workers do).
+"""
+
+from steer.rewards.api import compute_score, compute_score_float, score_responses
+from steer.rewards.pool import ScoreItem, Verdict, VerifierPool, get_default_pool, score_batch
+from steer.rewards.registry import default_scorer, get_scorer, list_scorers, register_scorer
+
+__all__ = [
+    "ScoreItem",
+    "Verdict",
+    "VerifierPool",
+    "compute_score",
+    "compute_score_float",
+    "default_scorer",
+    "get_default_pool",
+    "get_scorer",
+    "list_scorers",
+    "register_scorer",
+    "score_batch",
+    "score_responses",
+]

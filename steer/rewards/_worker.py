@@ -1,0 +1,74 @@
+"""Code that runs inside a verification worker process (see ``steer.rewards.pool``)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+_WARM = False
+_FUNCS: dict = {}
+
+
+def _silence() -> None:
+    for name in ("math_verify", "latex2sympy2_extended"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def _func(name: str):
+    f = _FUNCS.get(name)
+    if f is None:
+        from steer.rewards.registry import get_scorer
+
+        f = _FUNCS[name] = get_scorer(name).load()
+    return f
+
+
+def warm_up() -> None:
+    """Import the scorers and run each once on small inputs (sympy/antlr lazy initialisation)."""
+    global _WARM
+    if _WARM:
+        return
+    _silence()
+    from steer.rewards.registry import SCORERS
+
+    for name in list(SCORERS):
+        f = _func(name)
+        for resp, gold in (("\\boxed{\\frac{1}{2}}", "0.5"), ("Answer: 12", "12"), ("$x^2+1$", "x^2+1")):
+            try:
+                f(resp, gold)
+            except Exception:
+                pass
+    _WARM = True
+
+
+def worker_main(conn, mem_limit_mb: int | None) -> None:
+    """Serve chunks ``[(idx, scorer, response, gold), ...]``; answer one message per item."""
+    if mem_limit_mb:
+        try:
+            import resource
+
+            lim = int(mem_limit_mb) * 1024 * 1024
+            resource.setrlimit(resource.RLIMIT_AS, (lim, lim))
+        except (ImportError, ValueError, OSError):
+            pass
+    warm_up()
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg is None:
+            return
+        for idx, scorer, response, gold in msg:
+            t0 = time.perf_counter()
+            try:
+                ok, pred, reason = _func(scorer)(response, gold)
+                if pred is not None:
+                    pred = str(pred)[:500]
+            except MemoryError:
+                ok, pred, reason = False, None, "error: MemoryError"
+            except Exception as e:  # a scorer bug or a sympy failure: the item is wrong
+                ok, pred, reason = False, None, f"error: {type(e).__name__}: {str(e)[:200]}"
+            conn.send((idx, bool(ok), pred, reason, time.perf_counter() - t0))

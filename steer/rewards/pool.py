@@ -1,0 +1,362 @@
+"""Process pool for answer verification with a hard wall-clock limit per item (issue 4).
+
+Design
+------
+* ``num_workers`` worker PROCESSES (never threads: math-verify's signal timeouts raise there and
+  a hung thread cannot be stopped). Default start method ``fork`` (POSIX): the parent imports the
+  scorers and warms sympy/antlr once (about 1-2 s) before the first fork, so every worker,
+  including a replacement, starts warm in milliseconds, and no ``if __name__ == "__main__"``
+  guard is needed in the host script. The children only run the scorers (no torch), which is what
+  makes forking a host that holds torch threads safe here. ``forkserver`` (the fork server
+  imports and warms the scorers, ``steer.rewards._preload``) and ``spawn`` are selectable; they
+  re-import the host's ``__main__`` in the children, so the host needs the main guard.
+* Each worker has its own pipe. The parent sends a chunk of items; the worker answers one message
+  per item. The parent knows which item a worker is on and when it started (the arrival time of the
+  previous answer), so the limit is enforced **per item**: a worker whose current item runs past
+  ``timeout`` is killed with SIGKILL and replaced; that item scores wrong with reason
+  ``"timeout"``; the unfinished rest of the chunk goes back to the queue.
+* A worker that dies (segfault, OOM kill) gives its current item ``"error: worker died ..."``; the
+  rest of its chunk is requeued and the worker replaced. Scorer exceptions give ``"error: ..."``.
+* Responses are cut to their last ``max_chars`` characters before they are sent (answers are at
+  the end). Workers run with an address-space limit (``mem_limit_mb``).
+* Verdicts are cached in the parent by ``(scorer, cut response, gold)`` (LRU, ``cache_size``), and
+  duplicate items inside a batch are verified once.
+* ``score_batch`` is serialised by a lock, so the pool may be shared by threads of the host; the
+  host's SIGALRM handler is never touched.
+"""
+
+from __future__ import annotations
+
+import atexit
+import math
+import multiprocessing as mp
+import os
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from multiprocessing.connection import wait
+
+from steer.rewards.extract import DEFAULT_MAX_CHARS, truncate_tail
+from steer.rewards.registry import get_scorer
+
+DEFAULT_TIMEOUT_S = 5.0
+DEFAULT_MEM_LIMIT_MB = 4096
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Outcome of one verification.
+
+    ``score`` is the reward value (1/0, or +1/-1 for dapo); ``reason`` is ``"ok"``,
+    ``"mismatch"``, ``"no answer"``, ``"timeout"`` or ``"error: ..."``; ``seconds`` is the
+    worker-side time (the wall time until the kill for a timeout).
+    """
+
+    correct: bool
+    score: float
+    pred: str | None
+    reason: str
+    scorer: str
+    seconds: float
+    cached: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ScoreItem:
+    """One verification request: a response, its gold answer, and the scorer's name."""
+
+    response: str
+    gold: str
+    scorer: str = "math_verify"
+
+
+class _Worker:
+    __slots__ = ("proc", "conn", "ready", "pending", "t_item", "t_spawn")
+
+    def __init__(self, proc, conn):
+        self.proc = proc
+        self.conn = conn
+        self.ready = False
+        self.pending: deque = deque()
+        self.t_item = 0.0
+        self.t_spawn = time.monotonic()
+
+
+def _default_start_method() -> str:
+    return "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+
+
+class VerifierPool:
+    """A pool of verification worker processes (design in the module docstring)."""
+
+    def __init__(
+        self,
+        num_workers: int | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        max_chars: int = DEFAULT_MAX_CHARS,
+        chunk_size: int | None = None,
+        start_method: str | None = None,
+        mem_limit_mb: int | None = DEFAULT_MEM_LIMIT_MB,
+        cache_size: int = 200_000,
+        startup_timeout: float = 120.0,
+    ):
+        if timeout <= 0:
+            raise ValueError(f"timeout must be positive, got {timeout}")
+        self.num_workers = int(num_workers or min(os.cpu_count() or 1, 8))
+        if self.num_workers < 1:
+            raise ValueError(f"num_workers must be >= 1, got {num_workers}")
+        self.timeout = float(timeout)
+        self.max_chars = int(max_chars)
+        self.chunk_size = chunk_size
+        self.start_method = start_method or _default_start_method()
+        self.mem_limit_mb = mem_limit_mb
+        self.cache_size = int(cache_size)
+        self.startup_timeout = float(startup_timeout)
+        self._ctx = mp.get_context(self.start_method)
+        if self.start_method == "forkserver":
+            self._ctx.set_forkserver_preload(["steer.rewards._preload"])
+        self._cache: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+        self._workers: list[_Worker] = []
+        self._owner_pid = os.getpid()
+        self._closed = False
+        self.stats = {"timeouts": 0, "deaths": 0, "respawns": 0, "verified": 0, "cache_hits": 0}
+        atexit.register(self.close)
+
+    # -- worker management -------------------------------------------------------------------
+    def _spawn(self) -> _Worker:
+        from steer.rewards._worker import worker_main
+
+        if self.start_method == "fork":
+            from steer.rewards._worker import warm_up
+
+            warm_up()
+        parent, child = self._ctx.Pipe(duplex=True)
+        proc = self._ctx.Process(target=worker_main, args=(child, self.mem_limit_mb), daemon=True)
+        proc.start()
+        child.close()
+        return _Worker(proc, parent)
+
+    def _kill(self, w: _Worker) -> None:
+        try:
+            w.proc.kill()
+        except Exception:
+            pass
+        w.proc.join(5)
+        try:
+            w.conn.close()
+        except Exception:
+            pass
+
+    def _ensure_workers(self) -> None:
+        if os.getpid() != self._owner_pid:  # used after a fork of the host: start afresh
+            self._workers = []
+            self._owner_pid = os.getpid()
+            self._lock = threading.Lock()
+        if self._closed:
+            raise RuntimeError("VerifierPool is closed")
+        self._workers = [w for w in self._workers if w.proc.is_alive()]
+        while len(self._workers) < self.num_workers:
+            self._workers.append(self._spawn())
+
+    def close(self) -> None:
+        """Stop the workers (idempotent)."""
+        if self._closed or os.getpid() != self._owner_pid:
+            return
+        self._closed = True
+        for w in self._workers:
+            try:
+                w.conn.send(None)
+            except Exception:
+                pass
+        for w in self._workers:
+            w.proc.join(1)
+            if w.proc.is_alive():
+                self._kill(w)
+        self._workers = []
+
+    def __enter__(self) -> VerifierPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- scoring -----------------------------------------------------------------------------
+    def _verdict(self, scorer: str, ok: bool, pred, reason: str, secs: float) -> Verdict:
+        spec = get_scorer(scorer)
+        score = spec.reward_correct if ok else spec.reward_wrong
+        return Verdict(bool(ok), float(score), pred, reason, scorer, float(secs))
+
+    def score(self, response: str, gold: str, scorer: str = "math_verify") -> Verdict:
+        """Verify one item (through the pool)."""
+        return self.score_batch([ScoreItem(response, gold, scorer)])[0]
+
+    def score_batch(self, items: Iterable[ScoreItem | tuple | dict]) -> list[Verdict]:
+        """Verify many items; returns one :class:`Verdict` per item, in order.
+
+        An item is a :class:`ScoreItem`, a ``(response, gold[, scorer])`` tuple or a dict with
+        ``response``, ``gold`` and optionally ``scorer``. Bad items raise ValueError naming the
+        index.
+        """
+        norm: list[tuple[str, str, str]] = []
+        for i, it in enumerate(items):
+            if isinstance(it, ScoreItem):
+                r, g, s = it.response, it.gold, it.scorer
+            elif isinstance(it, dict):
+                r, g, s = it.get("response"), it.get("gold"), it.get("scorer", "math_verify")
+            elif isinstance(it, (tuple, list)) and len(it) in (2, 3):
+                r, g = it[0], it[1]
+                s = it[2] if len(it) == 3 else "math_verify"
+            else:
+                raise ValueError(f"item {i}: expected ScoreItem, (response, gold[, scorer]) or dict")
+            if r is None:
+                r = ""
+            if not isinstance(r, str):
+                raise ValueError(f"item {i}: response must be a str, got {type(r).__name__}")
+            if g is None:
+                raise ValueError(f"item {i}: gold answer is None")
+            get_scorer(s)  # validates the name
+            norm.append((truncate_tail(r, self.max_chars), str(g), s))
+        with self._lock:
+            return self._score_locked(norm)
+
+    def _score_locked(self, norm: list[tuple[str, str, str]]) -> list[Verdict]:
+        out: list[Verdict | None] = [None] * len(norm)
+        todo: dict[tuple, list[int]] = {}
+        for i, (r, g, s) in enumerate(norm):
+            key = (s, r, g)
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                out[i] = Verdict(**{**asdict(hit), "cached": True})
+                self.stats["cache_hits"] += 1
+            else:
+                todo.setdefault(key, []).append(i)
+        if todo:
+            keys = list(todo)
+            results = self._run([(j, k[0], k[1], k[2]) for j, k in enumerate(keys)])
+            for j, k in enumerate(keys):
+                v = results[j]
+                self._cache[k] = v
+                for i in todo[k]:
+                    out[i] = v
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return out  # type: ignore[return-value]
+
+    def _run(self, tasks: list[tuple[int, str, str, str]]) -> list[Verdict]:
+        """Run ``(idx, scorer, response, gold)`` tasks through the workers."""
+        self._ensure_workers()
+        n = len(tasks)
+        csize = self.chunk_size or max(1, min(64, math.ceil(n / (4 * self.num_workers))))
+        queue: deque = deque(tasks[i : i + csize] for i in range(0, n, csize))
+        results: dict[int, Verdict] = {}
+        scorer_of = {t[0]: t[1] for t in tasks}
+
+        def requeue_rest(w: _Worker) -> None:
+            if w.pending:
+                queue.appendleft(list(w.pending))
+            w.pending = deque()
+
+        while len(results) < n:
+            now = time.monotonic()
+            # hand chunks to idle ready workers
+            for w in self._workers:
+                if w.ready and not w.pending and queue:
+                    chunk = queue.popleft()
+                    w.pending = deque(chunk)
+                    w.t_item = time.monotonic()
+                    try:
+                        w.conn.send([(t[0], t[1], t[2], t[3]) for t in chunk])
+                    except (OSError, BrokenPipeError):
+                        w.t_item = 0.0  # dies below via its sentinel
+            # how long may we wait?
+            deadline = math.inf
+            for w in self._workers:
+                if w.pending:
+                    deadline = min(deadline, w.t_item + self.timeout)
+                elif not w.ready:
+                    deadline = min(deadline, w.t_spawn + self.startup_timeout)
+            wait_s = None if deadline == math.inf else max(0.0, deadline - time.monotonic())
+            objs = {}
+            for w in self._workers:
+                objs[w.conn] = w
+                objs[w.proc.sentinel] = w
+            ready_objs = wait(list(objs), timeout=wait_s)
+            dead: set[int] = set()
+            for obj in ready_objs:
+                w = objs[obj]
+                if id(w) in dead:
+                    continue
+                if obj is w.conn:
+                    try:
+                        while w.conn.poll():
+                            msg = w.conn.recv()
+                            if msg[0] == "ready":
+                                w.ready = True
+                                continue
+                            idx, ok, pred, reason, secs = msg
+                            if w.pending and w.pending[0][0] == idx:
+                                w.pending.popleft()
+                            results[idx] = self._verdict(scorer_of[idx], ok, pred, reason, secs)
+                            self.stats["verified"] += 1
+                            w.t_item = time.monotonic()
+                    except (EOFError, OSError):
+                        dead.add(id(w))
+                else:
+                    dead.add(id(w))
+            now = time.monotonic()
+            replaced: list[_Worker] = []
+            for w in self._workers:
+                timed_out = bool(w.pending) and now - w.t_item >= self.timeout
+                slow_start = not w.ready and not w.pending and now - w.t_spawn >= self.startup_timeout
+                if id(w) in dead or not w.proc.is_alive() or timed_out:
+                    if w.pending:
+                        idx = w.pending.popleft()[0]
+                        if timed_out and id(w) not in dead and w.proc.is_alive():
+                            self.stats["timeouts"] += 1
+                            reason = "timeout"
+                        else:
+                            self.stats["deaths"] += 1
+                            reason = f"error: worker died (exit code {w.proc.exitcode})"
+                        results[idx] = self._verdict(scorer_of[idx], False, None, reason, now - w.t_item)
+                    elif not w.ready:
+                        self._kill(w)
+                        raise RuntimeError(
+                            f"verification worker failed to start (exit code {w.proc.exitcode})"
+                        )
+                    requeue_rest(w)
+                    self._kill(w)
+                    replaced.append(w)
+                elif slow_start:
+                    self._kill(w)
+                    raise RuntimeError(f"verification worker did not start within {self.startup_timeout} s")
+            for w in replaced:
+                self._workers.remove(w)
+                self._workers.append(self._spawn())
+                self.stats["respawns"] += 1
+        return [results[i] for i in range(n)]
+
+
+_DEFAULT_POOL: VerifierPool | None = None
+_DEFAULT_LOCK = threading.Lock()
+
+
+def get_default_pool(**kwargs) -> VerifierPool:
+    """The process-wide pool (created on first use; ``kwargs`` apply only to its creation)."""
+    global _DEFAULT_POOL
+    with _DEFAULT_LOCK:
+        if _DEFAULT_POOL is None or _DEFAULT_POOL._closed or _DEFAULT_POOL._owner_pid != os.getpid():
+            _DEFAULT_POOL = VerifierPool(**kwargs)
+        return _DEFAULT_POOL
+
+
+def score_batch(items: Sequence[ScoreItem | tuple | dict], pool: VerifierPool | None = None) -> list[Verdict]:
+    """Verify ``items`` with ``pool`` (default: the process-wide pool)."""
+    return (pool or get_default_pool()).score_batch(items)
