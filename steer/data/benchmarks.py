@@ -1,0 +1,92 @@
+"""Benchmark registry: names -> files in the shared data folder (issue 4 "Data").
+
+The folder is, in order: the ``data_dir`` argument, the ``STEER_DATA_DIR`` environment variable,
+``<repo root>/../shared/data``. If none exists the error names every place looked at.
+
+Repeated rows (aime24/aime25/amc23 carry each problem 32 times) are **de-duplicated**; the
+evaluator samples k times per problem itself (``Problem.repeats`` keeps the count).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from steer.data.loaders import deduplicate, load_parquet
+from steer.data.problems import Problem
+
+BENCHMARKS: dict[str, str] = {
+    "aime24": "aime24.parquet",
+    "aime25": "aime25.parquet",
+    "amc23": "amc23.parquet",
+    "math500": "math500.parquet",
+    "minerva": "minerva_math.parquet",
+    "olympiad": "olympiadbench.parquet",
+}
+ALIASES = {"olympiadbench": "olympiad", "minerva_math": "minerva", "math_500": "math500"}
+TRAIN_SETS = {"dapo17k": "DAPO-Math-17k.parquet"}
+#: The paper's k per benchmark (avg@32 on AIME24/AIME25/AMC23, avg@1 elsewhere; section 5.1).
+PAPER_K = {"aime24": 32, "aime25": 32, "amc23": 32, "math500": 1, "minerva": 1, "olympiad": 1}
+
+ENV_VAR = "STEER_DATA_DIR"
+
+
+def _candidates(data_dir: str | os.PathLike | None) -> list[Path]:
+    if data_dir is not None:
+        return [Path(data_dir)]
+    out = []
+    if os.environ.get(ENV_VAR):
+        out.append(Path(os.environ[ENV_VAR]))
+    repo = Path(__file__).resolve().parents[2]
+    out.append(repo.parent / "shared" / "data")
+    out.append(Path.cwd().parent / "shared" / "data")
+    return out
+
+
+def data_dir(data_dir: str | os.PathLike | None = None) -> Path:
+    """The data folder (see module docstring); FileNotFoundError naming where it looked."""
+    cands = _candidates(data_dir)
+    for c in cands:
+        if c.is_dir():
+            return c
+    raise FileNotFoundError(
+        "benchmark data folder not found; looked in: "
+        + ", ".join(str(c) for c in cands)
+        + f" (pass data_dir= / --data-dir or set {ENV_VAR})"
+    )
+
+
+def list_benchmarks() -> list[str]:
+    return list(BENCHMARKS)
+
+
+def canonical_name(name: str) -> str:
+    n = name.strip().lower()
+    n = ALIASES.get(n, n)
+    if n not in BENCHMARKS and n not in TRAIN_SETS:
+        raise ValueError(
+            f"unknown benchmark {name!r}; valid: {', '.join(list(BENCHMARKS) + list(TRAIN_SETS))}"
+        )
+    return n
+
+
+def benchmark_path(name: str, data_dir_: str | os.PathLike | None = None) -> Path:
+    n = canonical_name(name)
+    fname = BENCHMARKS.get(n) or TRAIN_SETS[n]
+    p = data_dir(data_dir_) / fname
+    if not p.is_file():
+        raise FileNotFoundError(f"benchmark {n!r}: file {p} does not exist")
+    return p
+
+
+def load_benchmark(
+    name: str, *, data_dir: str | os.PathLike | None = None, dedupe: bool = True, limit: int | None = None
+) -> list[Problem]:
+    """Problems of benchmark ``name`` (de-duplicated by default; ``limit`` keeps the first N)."""
+    n = canonical_name(name)
+    probs = load_parquet(benchmark_path(n, data_dir), name=n)
+    if dedupe:
+        probs = deduplicate(probs)
+    if limit is not None:
+        probs = probs[: int(limit)]
+    return probs

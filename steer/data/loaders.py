@@ -1,0 +1,115 @@
+"""Loaders: verl-format parquet, JSONL, and HF ``datasets`` folders saved with ``save_to_disk``.
+
+Every row is parsed (:func:`steer.data.problems.parse_row`); a malformed row raises ValueError
+naming the file and the row; nothing is dropped. Repeated problems (the aime/amc files carry
+each problem 32 times, the authors' way of sampling 32 times) are merged by
+:func:`deduplicate`, which records the count in ``Problem.repeats``; the evaluator then samples k
+times itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from steer.data.problems import Problem, parse_row
+
+
+def _finish(rows_iter, path: str, name: str) -> list[Problem]:
+    out = []
+    for i, row in rows_iter:
+        p = parse_row(row, where=f"{path}:row {i}", name=name)
+        if not p.id.split("/", 1)[-1] or p.id.endswith("/None"):
+            p.id = f"{name}/row{i}"
+        out.append(p)
+    return out
+
+
+def load_parquet(path: str | os.PathLike, *, name: str | None = None) -> list[Problem]:
+    """All rows of a verl-format parquet file, in file order (no de-duplication)."""
+    import pyarrow.parquet as pq
+
+    path = str(path)
+    name = name or Path(path).stem
+    try:
+        rows = pq.read_table(path).to_pylist()
+    except Exception as e:
+        raise ValueError(f"{path}: cannot read parquet: {e}") from e
+    return _finish(enumerate(rows), path, name)
+
+
+def load_jsonl(path: str | os.PathLike, *, name: str | None = None) -> list[Problem]:
+    """All rows of a JSONL file (verl or flat layout), in order. Blank lines are errors too."""
+    path = str(path)
+    name = name or Path(path).stem
+
+    def rows():
+        with open(path, encoding="utf-8") as f:
+            for i, line in enumerate(f):
+                try:
+                    yield i, json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{path}:row {i}: invalid JSON: {e}") from e
+
+    return _finish(rows(), path, name)
+
+
+def load_hf_disk(
+    path: str | os.PathLike, *, split: str | None = None, name: str | None = None
+) -> list[Problem]:
+    """A HF ``datasets`` folder written by ``save_to_disk`` (a Dataset, or a DatasetDict + ``split``).
+
+    Needs the optional ``datasets`` package (imported here, lazily).
+    """
+    try:
+        import datasets
+    except ImportError as e:
+        raise ImportError(
+            "loading a HF datasets folder needs the 'datasets' package: pip install datasets"
+        ) from e
+    path = str(path)
+    ds = datasets.load_from_disk(path)
+    if isinstance(ds, datasets.DatasetDict):
+        if split is None:
+            if len(ds) != 1:
+                raise ValueError(f"{path}: DatasetDict with splits {sorted(ds)}; pass split=")
+            split = next(iter(ds))
+        if split not in ds:
+            raise ValueError(f"{path}: no split {split!r}; splits: {sorted(ds)}")
+        ds = ds[split]
+    name = name or Path(path).name
+    return _finish(enumerate(ds), f"{path}[{split or 'data'}]", name)
+
+
+def load_any(path: str | os.PathLike, **kw) -> list[Problem]:
+    """Pick the loader by path: ``.parquet``, ``.jsonl``/``.json``, or a directory (HF folder)."""
+    p = Path(path)
+    if p.is_dir():
+        return load_hf_disk(p, **kw)
+    if p.suffix == ".parquet":
+        return load_parquet(p, **{k: v for k, v in kw.items() if k == "name"})
+    if p.suffix in (".jsonl", ".json"):
+        return load_jsonl(p, **{k: v for k, v in kw.items() if k == "name"})
+    raise ValueError(f"{path}: unknown data format (expected .parquet, .jsonl or a datasets folder)")
+
+
+def deduplicate(problems: list[Problem]) -> list[Problem]:
+    """Merge rows with the same problem text (and id); ``repeats`` counts them.
+
+    Two rows with the same problem but different gold answers raise ValueError naming both rows.
+    """
+    seen: dict[tuple[str, str], Problem] = {}
+    out = []
+    for p in problems:
+        key = (p.problem, p.id)
+        q = seen.get(key)
+        if q is None:
+            p.repeats = 1
+            seen[key] = p
+            out.append(p)
+            continue
+        if q.gold != p.gold:
+            raise ValueError(f"{p.source}: same problem as {q.source} but gold {p.gold!r} != {q.gold!r}")
+        q.repeats += 1
+    return out
