@@ -1,0 +1,417 @@
+"""Per-token statistics of the next-token distribution, in one chunked pass (paper Eq. 2-3, spec §13.1).
+
+For every token position with logits ``x`` (over the vocabulary V), temperature ``T`` and sampled
+token ``o``, with ``z = x / T`` and ``pi = softmax(z)``:
+
+- ``logp = log pi_o = z_o - logsumexp(z)`` (the numerator of Eq. 2's ratio, in log space);
+- ``entropy = H = -sum_v pi_v log pi_v`` (Eq. 3, full vocabulary);
+- ``sum_p2 = P2 = sum_v pi_v^2`` and ``sum_p2_logp = S2 = sum_v pi_v^2 log pi_v`` (what the
+  ``exact`` entropy-change estimator of spec §13.1 needs: ``sum_j pi_j^2 (log pi_j + H) = S2 + H P2``).
+
+How it is computed: rows are processed ``chunk_size`` at a time. Each chunk is upcast to float32
+into one of two reusable work buffers of shape ``(chunk_size, V)``; the shifted logits
+``s = z - max z`` and ``e = exp(s)`` give ``Z = sum e``, ``logp = s_o - log Z``,
+``H = log Z - sum(e s) / Z``, ``P2 = sum(e^2) / Z^2`` and ``S2 = (sum(e^2 s) - log Z sum e^2) / Z^2``.
+No float32 copy of the whole ``(N, V)`` is ever held: the extra memory is two chunks plus O(N).
+
+Gradients (``logp`` and ``entropy`` only; the sums are detached) come from custom autograd
+functions that recompute each chunk in the backward pass, with
+``d logp_o / dz = e_o - pi`` and ``dH / dz_k = -pi_k (log pi_k + H)``. The logits path returns a
+gradient in the logits' dtype; the hidden-state path (:func:`token_stats_from_hidden`) never forms
+the ``(N, V)`` logits at all and accumulates the gradients of ``hidden``, ``weight`` and ``bias``
+chunk by chunk, the way fused LM-head losses do.
+
+Outputs are float32 (float64 when the inputs are float64).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from steer.core.types import TokenStats
+
+__all__ = ["default_chunk_rows", "token_stats_from_hidden", "token_stats_from_logits"]
+
+#: Elements (rows x vocab) per float32 work buffer for the logits path (8 MiB each).
+_LOGITS_CHUNK_ELEMS = 1 << 21
+#: Elements per work buffer for the hidden-state path: larger, so each GEMM has enough rows.
+_HIDDEN_CHUNK_ELEMS = 1 << 23
+_HIDDEN_MIN_ROWS = 64
+
+
+def default_chunk_rows(vocab: int, hidden: bool = False) -> int:
+    """Rows per chunk used when ``chunk_size`` is None (about 8 MiB / 32 MiB of float32 per buffer)."""
+    if hidden:
+        return max(_HIDDEN_MIN_ROWS, _HIDDEN_CHUNK_ELEMS // max(vocab, 1))
+    return max(1, _LOGITS_CHUNK_ELEMS // max(vocab, 1))
+
+
+def _work_dtype(*dtypes: torch.dtype) -> torch.dtype:
+    return torch.float64 if any(d == torch.float64 for d in dtypes) else torch.float32
+
+
+def _check_temperature(temperature: float) -> float:
+    t = float(temperature)
+    if not (math.isfinite(t) and t > 0):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+    return t
+
+
+def _check_ids(token_ids: Tensor, lead_shape: torch.Size, vocab: int, what: str) -> Tensor:
+    if not isinstance(token_ids, Tensor):
+        raise ValueError("token_ids must be a tensor of integer token ids")
+    if token_ids.dtype.is_floating_point or token_ids.dtype.is_complex or token_ids.dtype == torch.bool:
+        raise ValueError(f"token_ids must have an integer dtype, got {token_ids.dtype}")
+    if tuple(token_ids.shape) != tuple(lead_shape):
+        raise ValueError(
+            f"token_ids shape {tuple(token_ids.shape)} does not match the leading shape "
+            f"{tuple(lead_shape)} of {what}"
+        )
+    ids = token_ids.reshape(-1).long()
+    if ids.numel() > 0:
+        lo, hi = int(ids.min()), int(ids.max())
+        if lo < 0 or hi >= vocab:
+            raise ValueError(f"token_ids must lie in [0, {vocab}); got values in [{lo}, {hi}]")
+    return ids
+
+
+def _check_finite(logp: Tensor, entropy: Tensor, what: str) -> None:
+    bad = ~(torch.isfinite(logp) & torch.isfinite(entropy))
+    if bool(bad.any()):
+        rows = bad.nonzero().flatten()[:5].tolist()
+        raise ValueError(
+            f"non-finite {what} (NaN or +-inf) in {int(bad.sum())} row(s), first rows {rows}; "
+            "token statistics need finite logits"
+        )
+
+
+def _reduce_chunk(
+    a: Tensor, b: Tensor, ids: Tensor, with_sums: bool
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None]:
+    """``a`` holds shifted scaled logits s = z - max z (it is overwritten); ``b`` is scratch.
+
+    Returns logZ, logp, H, P2, S2 of the chunk's rows.
+    """
+    s_o = a.gather(1, ids.unsqueeze(1)).squeeze(1)
+    torch.exp(a, out=b)  # e
+    z = b.sum(-1)
+    log_z = z.log()
+    a.mul_(b)  # e * s
+    h = log_z - a.sum(-1) / z
+    logp = s_o - log_z
+    p2 = s2 = None
+    if with_sums:
+        a.mul_(b)  # e^2 s
+        sum_e2s = a.sum(-1)
+        b.mul_(b)  # e^2
+        sum_e2 = b.sum(-1)
+        z2 = z * z
+        p2 = sum_e2 / z2
+        s2 = (sum_e2s - log_z * sum_e2) / z2
+    return log_z, logp, h, p2, s2
+
+
+def _grad_chunk(
+    a: Tensor,
+    b: Tensor,
+    ids: Tensor,
+    log_z: Tensor,
+    h: Tensor,
+    g_lp: Tensor | None,
+    g_h: Tensor | None,
+    inv_t: float,
+) -> Tensor:
+    """``a`` holds s = z - max z; returns d(loss)/dx for the chunk in ``a`` (``b`` is scratch).
+
+    d/dz = g_lp (e_o - pi) - g_h pi (log pi + H); d/dx = d/dz / T.
+    """
+    a.sub_(log_z.unsqueeze(1))  # log pi
+    torch.exp(a, out=b)  # pi
+    if g_h is not None:
+        a.add_(h.unsqueeze(1)).mul_(g_h.unsqueeze(1))
+        if g_lp is not None:
+            a.add_(g_lp.unsqueeze(1))
+        a.mul_(b).mul_(-inv_t)
+    else:
+        assert g_lp is not None
+        torch.mul(b, (-inv_t) * g_lp.unsqueeze(1), out=a)
+    if g_lp is not None:
+        a.scatter_add_(1, ids.unsqueeze(1), (inv_t * g_lp).unsqueeze(1))
+    return a
+
+
+class _LogitsStats(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits: Tensor, ids: Tensor, inv_t: float, rows: int, with_sums: bool):
+        n, v = logits.shape
+        wd = _work_dtype(logits.dtype)
+        out = [torch.empty(n, dtype=wd, device=logits.device) for _ in range(4 if with_sums else 2)]
+        shift = torch.empty(n, dtype=wd, device=logits.device)
+        log_z = torch.empty(n, dtype=wd, device=logits.device)
+        c = min(rows, max(n, 1))
+        buf_a = torch.empty(c, v, dtype=wd, device=logits.device)
+        buf_b = torch.empty(c, v, dtype=wd, device=logits.device)
+        for s in range(0, n, c):
+            e = min(s + c, n)
+            x = logits[s:e]
+            a, b = buf_a[: e - s], buf_b[: e - s]
+            m = x.amax(-1, keepdim=True).to(wd)
+            if x.dtype == wd:
+                torch.sub(x, m, out=a)
+            else:
+                a.copy_(x)
+                a.sub_(m)
+            if inv_t != 1.0:
+                a.mul_(inv_t)
+            lz, lp, h, p2, s2 = _reduce_chunk(a, b, ids[s:e], with_sums)
+            shift[s:e] = m.squeeze(1)
+            log_z[s:e] = lz
+            out[0][s:e] = lp
+            out[1][s:e] = h
+            if with_sums:
+                out[2][s:e] = p2
+                out[3][s:e] = s2
+        _check_finite(out[0], out[1], "logits")
+        ctx.save_for_backward(logits, ids, shift, log_z, out[1].clone())
+        ctx.inv_t, ctx.rows = inv_t, rows
+        ctx.set_materialize_grads(False)
+        res = tuple(out)
+        if with_sums:
+            ctx.mark_non_differentiable(res[2], res[3])
+        return res
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g_lp, g_h, *_):
+        logits, ids, shift, log_z, h = ctx.saved_tensors
+        if not ctx.needs_input_grad[0] or (g_lp is None and g_h is None):
+            return None, None, None, None, None
+        n, v = logits.shape
+        wd = shift.dtype
+        grad = torch.empty_like(logits)
+        c = min(ctx.rows, max(n, 1))
+        buf_a = torch.empty(c, v, dtype=wd, device=logits.device)
+        buf_b = torch.empty(c, v, dtype=wd, device=logits.device)
+        g_lp = None if g_lp is None else g_lp.to(wd)
+        g_h = None if g_h is None else g_h.to(wd)
+        for s in range(0, n, c):
+            e = min(s + c, n)
+            x = logits[s:e]
+            a, b = buf_a[: e - s], buf_b[: e - s]
+            m = shift[s:e].unsqueeze(1)
+            if x.dtype == wd:
+                torch.sub(x, m, out=a)
+            else:
+                a.copy_(x)
+                a.sub_(m)
+            if ctx.inv_t != 1.0:
+                a.mul_(ctx.inv_t)
+            _grad_chunk(
+                a,
+                b,
+                ids[s:e],
+                log_z[s:e],
+                h[s:e],
+                None if g_lp is None else g_lp[s:e],
+                None if g_h is None else g_h[s:e],
+                ctx.inv_t,
+            )
+            grad[s:e].copy_(a)
+        return grad, None, None, None, None
+
+
+def token_stats_from_logits(
+    logits: Tensor,
+    token_ids: Tensor,
+    *,
+    temperature: float = 1.0,
+    chunk_size: int | None = None,
+    with_sums: bool = True,
+) -> TokenStats:
+    """Token statistics (logp, H, P2, S2) from logits ``(..., V)`` and sampled ids ``(...)``.
+
+    Implements Eq. 2's log-prob and Eq. 3's entropy at temperature ``T`` (logits / T), plus the
+    sums of spec §13.1, in one pass over row chunks of ``chunk_size`` rows (default:
+    :func:`default_chunk_rows`). Works for float32/bfloat16/float16 logits (computed in float32,
+    never holding a float32 copy of the whole tensor) and float64 (computed in float64).
+    ``logp`` and ``entropy`` are differentiable w.r.t. ``logits`` (gradient recomputed per chunk,
+    returned in the logits' dtype); ``sum_p2``/``sum_p2_logp`` are detached (None when
+    ``with_sums=False``).
+
+    Raises ValueError for: ids whose shape differs from ``logits.shape[:-1]``, non-integer ids,
+    ids outside ``[0, V)``, ``temperature`` not finite and > 0, non-float logits, or logits that
+    produce a non-finite result (NaN / inf logits).
+    """
+    if not isinstance(logits, Tensor) or not logits.dtype.is_floating_point:
+        raise ValueError("logits must be a floating-point tensor of shape (..., V)")
+    if logits.dim() < 1 or logits.shape[-1] == 0:
+        raise ValueError(f"logits must have a non-empty last (vocabulary) dim, got {tuple(logits.shape)}")
+    inv_t = 1.0 / _check_temperature(temperature)
+    lead, v = logits.shape[:-1], logits.shape[-1]
+    ids = _check_ids(token_ids, lead, v, "logits")
+    rows = default_chunk_rows(v) if chunk_size is None else int(chunk_size)
+    if rows < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size!r}")
+    x = logits.reshape(-1, v)
+    if x.stride(-1) != 1:
+        x = x.contiguous()
+    res = _LogitsStats.apply(x, ids, inv_t, rows, with_sums)
+    lp, h = res[0].reshape(lead), res[1].reshape(lead)
+    if with_sums:
+        return TokenStats(lp, h, res[2].reshape(lead), res[3].reshape(lead))
+    return TokenStats(lp, h, None, None)
+
+
+class _HiddenStats(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, ids, inv_t: float, rows: int, with_sums: bool):
+        n, d = hidden.shape
+        v = weight.shape[0]
+        wd = _work_dtype(hidden.dtype, weight.dtype)
+        dev = hidden.device
+        w32 = weight if weight.dtype == wd else weight.to(wd)
+        b32 = None if bias is None else bias.to(wd)
+        out = [torch.empty(n, dtype=wd, device=dev) for _ in range(4 if with_sums else 2)]
+        shift = torch.empty(n, dtype=wd, device=dev)
+        log_z = torch.empty(n, dtype=wd, device=dev)
+        c = min(rows, max(n, 1))
+        buf_a = torch.empty(c, v, dtype=wd, device=dev)
+        buf_b = torch.empty(c, v, dtype=wd, device=dev)
+        for s in range(0, n, c):
+            e = min(s + c, n)
+            a, b = buf_a[: e - s], buf_b[: e - s]
+            _hidden_logits(hidden[s:e], w32, b32, wd, a)
+            m = a.amax(-1, keepdim=True)
+            a.sub_(m)
+            if inv_t != 1.0:
+                a.mul_(inv_t)
+            lz, lp, h, p2, s2 = _reduce_chunk(a, b, ids[s:e], with_sums)
+            shift[s:e] = m.squeeze(1)
+            log_z[s:e] = lz
+            out[0][s:e] = lp
+            out[1][s:e] = h
+            if with_sums:
+                out[2][s:e] = p2
+                out[3][s:e] = s2
+        _check_finite(out[0], out[1], "logits from hidden @ weight.T")
+        ctx.save_for_backward(hidden, weight, bias, ids, shift, log_z, out[1].clone())
+        ctx.inv_t, ctx.rows = inv_t, rows
+        ctx.set_materialize_grads(False)
+        res = tuple(out)
+        if with_sums:
+            ctx.mark_non_differentiable(res[2], res[3])
+        return res
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g_lp, g_h, *_):
+        hidden, weight, bias, ids, shift, log_z, h = ctx.saved_tensors
+        need_h, need_w, need_b = ctx.needs_input_grad[:3]
+        if (g_lp is None and g_h is None) or not (need_h or need_w or need_b):
+            return None, None, None, None, None, None, None
+        n, d = hidden.shape
+        v = weight.shape[0]
+        wd = shift.dtype
+        dev = hidden.device
+        w32 = weight if weight.dtype == wd else weight.to(wd)
+        b32 = None if bias is None else bias.to(wd)
+        g_lp = None if g_lp is None else g_lp.to(wd)
+        g_h = None if g_h is None else g_h.to(wd)
+        grad_h = torch.empty_like(hidden) if need_h else None
+        grad_w = torch.zeros(v, d, dtype=wd, device=dev) if need_w else None
+        grad_b = torch.zeros(v, dtype=wd, device=dev) if need_b else None
+        c = min(ctx.rows, max(n, 1))
+        buf_a = torch.empty(c, v, dtype=wd, device=dev)
+        buf_b = torch.empty(c, v, dtype=wd, device=dev)
+        for s in range(0, n, c):
+            e = min(s + c, n)
+            a, b = buf_a[: e - s], buf_b[: e - s]
+            hc = hidden[s:e] if hidden.dtype == wd else hidden[s:e].to(wd)
+            _hidden_logits(hc, w32, b32, wd, a)
+            a.sub_(shift[s:e].unsqueeze(1))
+            if ctx.inv_t != 1.0:
+                a.mul_(ctx.inv_t)
+            g = _grad_chunk(
+                a,
+                b,
+                ids[s:e],
+                log_z[s:e],
+                h[s:e],
+                None if g_lp is None else g_lp[s:e],
+                None if g_h is None else g_h[s:e],
+                ctx.inv_t,
+            )
+            if need_h:
+                grad_h[s:e].copy_(g @ w32)
+            if need_w:
+                grad_w.addmm_(g.t(), hc)
+            if need_b:
+                grad_b.add_(g.sum(0))
+        if need_w and grad_w.dtype != weight.dtype:
+            grad_w = grad_w.to(weight.dtype)
+        if need_b and grad_b.dtype != bias.dtype:
+            grad_b = grad_b.to(bias.dtype)
+        return grad_h, grad_w, grad_b, None, None, None, None
+
+
+def _hidden_logits(hc: Tensor, w32: Tensor, b32: Tensor | None, wd: torch.dtype, out: Tensor) -> None:
+    """out = hc @ w32.T (+ b32) in the work dtype."""
+    if hc.dtype != wd:
+        hc = hc.to(wd)
+    if b32 is None:
+        torch.mm(hc, w32.t(), out=out)
+    else:
+        torch.addmm(b32, hc, w32.t(), out=out)
+
+
+def token_stats_from_hidden(
+    hidden: Tensor,
+    weight: Tensor,
+    token_ids: Tensor,
+    *,
+    bias: Tensor | None = None,
+    temperature: float = 1.0,
+    chunk_size: int | None = None,
+    with_sums: bool = True,
+) -> TokenStats:
+    """Token statistics from hidden states ``(..., d)`` and the output projection ``weight (V, d)``.
+
+    Same quantities as :func:`token_stats_from_logits` for ``logits = hidden @ weight.T + bias``,
+    but the ``(N, V)`` logits are never materialised: each chunk of rows computes its logits
+    (in float32, float64 for float64 inputs), reduces them and drops them; the backward pass
+    recomputes every chunk and accumulates the gradients of ``hidden``, ``weight`` and ``bias``
+    (a fused LM-head computation). For low-precision (bf16/fp16) ``weight`` one float32 copy of
+    ``weight`` (V x d) is made per forward and per backward, and the weight gradient is
+    accumulated in float32 before it is cast to ``weight.dtype``.
+
+    Raises ValueError for mismatched shapes (``hidden.shape[-1] != weight.shape[1]``, bias not
+    ``(V,)``, ids not ``hidden.shape[:-1]``), out-of-range ids, a bad temperature, or non-finite
+    results.
+    """
+    for name, t in (("hidden", hidden), ("weight", weight)):
+        if not isinstance(t, Tensor) or not t.dtype.is_floating_point:
+            raise ValueError(f"{name} must be a floating-point tensor")
+    if hidden.dim() < 1 or weight.dim() != 2 or hidden.shape[-1] != weight.shape[1]:
+        raise ValueError(
+            f"hidden (..., d) and weight (V, d) do not match: {tuple(hidden.shape)} vs {tuple(weight.shape)}"
+        )
+    v = weight.shape[0]
+    if v == 0:
+        raise ValueError("weight has an empty vocabulary dimension")
+    if bias is not None and (not isinstance(bias, Tensor) or tuple(bias.shape) != (v,)):
+        raise ValueError(f"bias must have shape ({v},), got {None if bias is None else tuple(bias.shape)}")
+    inv_t = 1.0 / _check_temperature(temperature)
+    lead, d = hidden.shape[:-1], hidden.shape[-1]
+    ids = _check_ids(token_ids, lead, v, "hidden")
+    rows = default_chunk_rows(v, hidden=True) if chunk_size is None else int(chunk_size)
+    if rows < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size!r}")
+    hs = hidden.reshape(-1, d)
+    res = _HiddenStats.apply(hs, weight, bias, ids, inv_t, rows, with_sums)
+    lp, h = res[0].reshape(lead), res[1].reshape(lead)
+    if with_sums:
+        return TokenStats(lp, h, res[2].reshape(lead), res[3].reshape(lead))
+    return TokenStats(lp, h, None, None)
