@@ -1,0 +1,840 @@
+"""Policy losses, loss aggregation, entropy/KL regularisers and token-selection interventions.
+
+Paper Eq. 2 (clipped surrogate), Eq. 5-6 (clip indicator), Eq. 11-13 and Table 3 (token-level
+reweighting view), appendix D.2 (quadrant interventions); spec methods.md §0 (loss and aggregation),
+§1 (Clip-Cov, KL-Cov), §7 (forking tokens), §10 (clip-higher, dual clip, Dr. GRPO), §11 (entropy bonus
+and Skywork's adaptive controller), §12 (KL estimators).
+
+Shapes: every per-token tensor is ``(B, T)`` (any shape works where a function does not need a
+sequence axis) with a boolean ``response_mask`` of the same shape. Per-token loss matrices are
+exactly 0 on masked positions, and masked positions never pass a gradient (also when the
+log-probs there are NaN or inf). Selection masks and weights are detached.
+
+Every ``*_policy_loss`` function returns ``(loss, metrics)``: a scalar loss (to minimise) and a dict
+of Python floats with the standard keys (see :func:`standard_metrics` and docs/methods.md).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from steer.core.estimators import delta_indicator, omega_cov
+from steer.core.types import as_bool_mask, check_same_shape
+
+__all__ = [
+    "AGG_MODES",
+    "KL_TYPES",
+    "QUADRANTS",
+    "AdaptiveEntropyController",
+    "SurrogateResult",
+    "aggregate",
+    "assign_quadrants",
+    "clip_cov_policy_loss",
+    "clip_cov_select",
+    "clipped_surrogate",
+    "entropy_bonus_loss",
+    "forking_policy_loss",
+    "forking_token_mask",
+    "kl_cov_policy_loss",
+    "kl_cov_select",
+    "kl_penalty",
+    "kl_penalty_loss",
+    "quadrant_metrics",
+    "quadrant_policy_loss",
+    "quadrant_weights",
+    "standard_metrics",
+    "vanilla_policy_loss",
+]
+
+AGG_MODES = (
+    "token-mean",
+    "seq-mean-token-mean",
+    "seq-mean-token-sum",
+    "seq-mean-token-sum-norm",
+    "token-sum",
+)
+KL_TYPES = ("k1", "abs", "k2", "k3", "k1+", "abs+", "k3+")
+QUADRANTS = ("I", "II", "III", "IV")
+
+
+# --------------------------------------------------------------------------------------------
+# aggregation
+
+
+def _denominator(value: float | Tensor | None, fallback: Tensor, name: str) -> Tensor:
+    if value is None:
+        d = fallback
+    else:
+        d = torch.as_tensor(value, dtype=fallback.dtype, device=fallback.device)
+        if d.numel() != 1 or not bool(torch.isfinite(d).all()) or float(d) < 0:
+            raise ValueError(f"{name} must be one finite number >= 0, got {value!r}")
+        d = d.reshape(())
+    # 0 valid tokens/sequences: the numerator is 0 too; divide by 1 to give a defined 0.
+    return torch.where(d > 0, d, torch.ones_like(d))
+
+
+def aggregate(
+    loss_mat: Tensor,
+    mask: Tensor,
+    mode: str = "token-mean",
+    *,
+    global_num_tokens: float | Tensor | None = None,
+    global_num_seqs: float | Tensor | None = None,
+    loss_scale_factor: float | None = None,
+) -> Tensor:
+    """Reduce a per-token loss matrix (B, T) to a scalar (verl ``agg_loss`` semantics, spec §0).
+
+    - ``token-mean``: ``sum(L * m) / N``, N = ``global_num_tokens`` or this batch's valid tokens;
+    - ``seq-mean-token-mean``: mean over sequences of each sequence's token mean (original GRPO);
+    - ``seq-mean-token-sum``: mean over sequences of each sequence's token sum;
+    - ``seq-mean-token-sum-norm`` (Dr. GRPO): ``seq-mean-token-sum / loss_scale_factor``
+      (default: the padded length T, as verl; the Dr. GRPO paper uses the max generation length);
+    - ``token-sum``: ``sum(L * m)``.
+    Sequence means divide by ``global_num_seqs`` or the number of non-empty sequences of this batch.
+    Pass the global normalisers when a mini-batch is split into micro-batches (each micro-batch's
+    loss is then already on the mini-batch scale). An all-masked batch gives exactly 0 (with a
+    zero gradient), never NaN.
+    """
+    if mode not in AGG_MODES:
+        raise ValueError(f"unknown loss_agg_mode {mode!r}; valid: {list(AGG_MODES)}")
+    check_same_shape(loss_mat=loss_mat, mask=mask)
+    m = as_bool_mask(mask)
+    zero = torch.zeros((), dtype=loss_mat.dtype, device=loss_mat.device)
+    lm = torch.where(m, loss_mat, zero)
+    if mode == "token-mean":
+        n = m.sum().to(loss_mat.dtype)
+        return lm.sum() / _denominator(global_num_tokens, n, "global_num_tokens")
+    if mode == "token-sum":
+        return lm.sum()
+    if lm.dim() < 2:
+        raise ValueError(f"loss_agg_mode {mode!r} needs a (B, T) loss matrix, got shape {tuple(lm.shape)}")
+    counts = m.sum(-1).to(loss_mat.dtype)
+    seq = lm.sum(-1)
+    if mode == "seq-mean-token-mean":
+        seq = seq / torch.where(counts > 0, counts, torch.ones_like(counts))
+    n_seq = (counts > 0).sum().to(loss_mat.dtype)
+    loss = seq.sum() / _denominator(global_num_seqs, n_seq, "global_num_seqs")
+    if mode == "seq-mean-token-sum-norm":
+        scale = float(lm.shape[-1]) if loss_scale_factor is None else float(loss_scale_factor)
+        if not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"loss_scale_factor must be finite and > 0, got {loss_scale_factor!r}")
+        loss = loss / scale
+    return loss
+
+
+# --------------------------------------------------------------------------------------------
+# clipped surrogate
+
+
+@dataclass
+class SurrogateResult:
+    """Output of :func:`clipped_surrogate`.
+
+    - ``loss_mat``: (B, T) per-token loss (times ``weight`` when given), 0 on padding, with grad.
+    - ``ratio``: detached ratio r = exp(clamp(logp - old_logp, -c, c)) (1 on padding).
+    - ``clipped_low``: A < 0 and the lower clip blocks the gradient (r < 1 - eps_low).
+    - ``clipped_high``: A > 0 and the upper clip blocks the gradient (r > 1 + eps_high).
+    - ``clipped_dual``: A < 0 and the dual clip caps the loss at -c A (r > c).
+    All masks are bool and False on padding.
+    """
+
+    loss_mat: Tensor
+    ratio: Tensor
+    clipped_low: Tensor
+    clipped_high: Tensor
+    clipped_dual: Tensor
+
+
+def _check_clip(eps_low: float, eps_high: float, clip_c: float | None) -> None:
+    for name, v in (("eps_low", eps_low), ("eps_high", eps_high)):
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+    if clip_c is not None and not (math.isfinite(clip_c) and clip_c > 1.0):
+        raise ValueError(f"clip_c (dual clip) must be > 1 or None, got {clip_c!r}")
+
+
+def log_ratio(logp: Tensor, old_logp: Tensor, mask: Tensor, clamp: float = 20.0) -> Tensor:
+    """``clamp(logp - old_logp, -clamp, clamp)`` on valid tokens, 0 (and no gradient) on padding."""
+    diff = logp - old_logp.detach()
+    zero = torch.zeros((), dtype=diff.dtype, device=diff.device)
+    return torch.where(mask, diff, zero).clamp(-clamp, clamp)
+
+
+def clipped_surrogate(
+    logp: Tensor,
+    old_logp: Tensor,
+    advantages: Tensor,
+    response_mask: Tensor,
+    *,
+    eps_low: float = 0.2,
+    eps_high: float = 0.2,
+    clip_c: float | None = None,
+    weight: Tensor | None = None,
+    log_ratio_clamp: float = 20.0,
+) -> SurrogateResult:
+    """Per-token PPO/GRPO clipped surrogate (paper Eq. 2; spec methods.md §0 and §10).
+
+    ``L = max(-A r, -A clip(r, 1 - eps_low, 1 + eps_high))`` (decoupled clip, DAPO's clip-higher
+    when eps_high > eps_low); for A < 0 and ``clip_c`` set, ``L = min(L, -clip_c A)`` (dual clip,
+    Ye et al.). The log-ratio is clamped to [-20, 20] before exp. ``weight`` (detached) multiplies
+    the per-token loss (STEER's lambda, quadrant/Clip-Cov masks, ...). Computation runs in the dtype
+    of ``logp`` promoted to at least float32 (bfloat16/float16 log-probs are upcast).
+    """
+    _check_clip(eps_low, eps_high, clip_c)
+    check_same_shape(
+        logp=logp, old_logp=old_logp, advantages=advantages, response_mask=response_mask, weight=weight
+    )
+    m = as_bool_mask(response_mask)
+    dt = torch.promote_types(logp.dtype, torch.float32)
+    lp = logp.to(dt)
+    adv = advantages.detach().to(dt)
+    zero = torch.zeros((), dtype=dt, device=lp.device)
+    adv = torch.where(m, adv, zero)
+    ratio = torch.exp(log_ratio(lp, old_logp.to(dt), m, log_ratio_clamp))
+    loss1 = -adv * ratio
+    loss2 = -adv * ratio.clamp(1.0 - eps_low, 1.0 + eps_high)
+    clip1 = torch.maximum(loss1, loss2)
+    with torch.no_grad():
+        clipped = (loss2 > loss1) & m
+        clipped_low = clipped & (adv < 0)
+        clipped_high = clipped & (adv > 0)
+    if clip_c is not None:
+        loss3 = -adv * clip_c
+        neg = adv < 0
+        out = torch.where(neg, torch.minimum(clip1, loss3), clip1)
+        with torch.no_grad():
+            clipped_dual = neg & (clip1 > loss3) & m
+    else:
+        out = clip1
+        clipped_dual = torch.zeros_like(m)
+    if weight is not None:
+        out = out * weight.detach().to(dt)
+    out = torch.where(m, out, zero)
+    return SurrogateResult(out, ratio.detach(), clipped_low, clipped_high, clipped_dual)
+
+
+# --------------------------------------------------------------------------------------------
+# metrics
+
+
+def _masked_mean_float(x: Tensor, mask: Tensor, empty: float) -> float:
+    n = int(mask.sum())
+    if n == 0:
+        return empty
+    return float(
+        torch.where(mask, x.double(), torch.zeros((), dtype=torch.float64, device=x.device)).sum() / n
+    )
+
+
+def standard_metrics(
+    response_mask: Tensor,
+    *,
+    loss: Tensor | None = None,
+    surrogate: SurrogateResult | None = None,
+    entropy: Tensor | None = None,
+    weight: Tensor | None = None,
+) -> dict[str, float]:
+    """The standard metric keys of every loss (docs/methods.md "Metrics").
+
+    ``pg_loss``; ``clipfrac_low`` / ``clipfrac_high`` / ``clipfrac_dual`` (fractions of valid
+    tokens); ``ratio_mean``; ``entropy_mean`` (only when ``entropy`` is given); ``weight_mean`` /
+    ``weight_min`` over valid tokens (1.0 without weights); ``tokens`` (valid tokens). An empty
+    batch gives fractions 0, ratio and weights 1.
+    """
+    m = as_bool_mask(response_mask)
+    n = int(m.sum())
+    out: dict[str, float] = {"tokens": float(n)}
+    if loss is not None:
+        out["pg_loss"] = float(loss.detach())
+    if surrogate is not None:
+        denom = max(n, 1)
+        out["clipfrac_low"] = float(surrogate.clipped_low.sum()) / denom
+        out["clipfrac_high"] = float(surrogate.clipped_high.sum()) / denom
+        out["clipfrac_dual"] = float(surrogate.clipped_dual.sum()) / denom
+        out["ratio_mean"] = _masked_mean_float(surrogate.ratio, m, 1.0)
+    if entropy is not None:
+        out["entropy_mean"] = _masked_mean_float(entropy.detach(), m, 0.0)
+    if weight is None:
+        out["weight_mean"] = 1.0
+        out["weight_min"] = 1.0
+    else:
+        w = weight.detach()
+        out["weight_mean"] = _masked_mean_float(w, m, 1.0)
+        out["weight_min"] = (
+            float(torch.where(m, w.double(), torch.full((), math.inf, dtype=torch.float64)).min())
+            if n
+            else 1.0
+        )
+    return out
+
+
+def _agg_kwargs(global_num_tokens, global_num_seqs, loss_scale_factor) -> dict:
+    return {
+        "global_num_tokens": global_num_tokens,
+        "global_num_seqs": global_num_seqs,
+        "loss_scale_factor": loss_scale_factor,
+    }
+
+
+def vanilla_policy_loss(
+    logp: Tensor,
+    old_logp: Tensor,
+    advantages: Tensor,
+    response_mask: Tensor,
+    *,
+    eps_low: float = 0.2,
+    eps_high: float = 0.2,
+    clip_c: float | None = None,
+    weight: Tensor | None = None,
+    loss_agg_mode: str = "token-mean",
+    global_num_tokens: float | Tensor | None = None,
+    global_num_seqs: float | Tensor | None = None,
+    loss_scale_factor: float | None = None,
+    entropy: Tensor | None = None,
+) -> tuple[Tensor, dict[str, float]]:
+    """Clipped surrogate (:func:`clipped_surrogate`) aggregated by :func:`aggregate`; ``(loss, metrics)``."""
+    s = clipped_surrogate(
+        logp,
+        old_logp,
+        advantages,
+        response_mask,
+        eps_low=eps_low,
+        eps_high=eps_high,
+        clip_c=clip_c,
+        weight=weight,
+    )
+    loss = aggregate(
+        s.loss_mat,
+        response_mask,
+        loss_agg_mode,
+        **_agg_kwargs(global_num_tokens, global_num_seqs, loss_scale_factor),
+    )
+    return loss, standard_metrics(response_mask, loss=loss, surrogate=s, entropy=entropy, weight=weight)
+
+
+# --------------------------------------------------------------------------------------------
+# Clip-Cov and KL-Cov (Cui et al.)
+
+
+def _covariance(logp: Tensor, advantages: Tensor, mask: Tensor) -> Tensor:
+    """Cov_i = (l_i - mean l)(A_i - mean A) over valid tokens (spec §1.1); = -omega_cov(lr=1)."""
+    return -omega_cov(logp.detach(), advantages.detach(), mask, lr=1.0)
+
+
+def clip_cov_select(
+    logp: Tensor,
+    advantages: Tensor,
+    response_mask: Tensor,
+    *,
+    already_clipped: Tensor | None = None,
+    clip_cov_ratio: float = 2e-4,
+    clip_cov_lb: float = 1.0,
+    clip_cov_ub: float = 5.0,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Clip-Cov's token selection (spec methods.md §1.2); returns a bool mask of the selected tokens.
+
+    Candidates: valid tokens not already clipped by the PPO clip with ``lb < Cov_i < ub``. Up to
+    ``max(floor(ratio * N), 1)`` of them (N = valid tokens) are drawn uniformly at random without
+    ranking (``torch.randperm`` with ``generator`` for reproducibility). None when no token is valid.
+    """
+    if not (0.0 <= clip_cov_ratio <= 1.0):
+        raise ValueError(f"clip_cov_ratio must lie in [0, 1], got {clip_cov_ratio!r}")
+    m = as_bool_mask(response_mask)
+    cov = _covariance(logp, advantages, m)
+    cand = m & (cov > clip_cov_lb) & (cov < clip_cov_ub)
+    if already_clipped is not None:
+        cand = cand & ~already_clipped
+    selected = torch.zeros_like(m)
+    n_valid = int(m.sum())
+    idx = cand.reshape(-1).nonzero().squeeze(-1)
+    if n_valid == 0 or idx.numel() == 0:
+        return selected
+    n_sel = min(max(int(clip_cov_ratio * n_valid), 1), idx.numel())
+    perm = torch.randperm(idx.numel(), generator=generator, device="cpu").to(idx.device)
+    selected.view(-1)[idx[perm[:n_sel]]] = True
+    return selected
+
+
+def clip_cov_policy_loss(
+    logp: Tensor,
+    old_logp: Tensor,
+    advantages: Tensor,
+    response_mask: Tensor,
+    *,
+    eps_low: float = 1.0,
+    eps_high: float = 1.0,
+    clip_cov_ratio: float = 2e-4,
+    clip_cov_lb: float = 1.0,
+    clip_cov_ub: float = 5.0,
+    generator: torch.Generator | None = None,
+    weight: Tensor | None = None,
+    loss_agg_mode: str = "token-mean",
+    global_num_tokens: float | Tensor | None = None,
+    global_num_seqs: float | Tensor | None = None,
+    loss_scale_factor: float | None = None,
+    entropy: Tensor | None = None,
+) -> tuple[Tensor, dict[str, float]]:
+    """Clip-Cov (Cui et al. 2025; spec methods.md §1.2; paper Table 1 baseline "Clip-Cov").
+
+    The PPO-clipped loss ``max(-A r, -A clip(r))`` (no dual clip) with the selected tokens' loss
+    multiplied by 0 (:func:`clip_cov_select`). Defaults: ratio 2e-4, bounds (1, 5), PPO clip 1/1
+    (the reference scripts). Extra metric: ``clip_cov/selected_frac``.
+    """
+    s = clipped_surrogate(logp, old_logp, advantages, response_mask, eps_low=eps_low, eps_high=eps_high)
+    sel = clip_cov_select(
+        logp,
+        advantages,
+        response_mask,
+        already_clipped=s.clipped_low | s.clipped_high,
+        clip_cov_ratio=clip_cov_ratio,
+        clip_cov_lb=clip_cov_lb,
+        clip_cov_ub=clip_cov_ub,
+        generator=generator,
+    )
+    keep = (~sel).to(s.loss_mat.dtype)
+    if weight is not None:
+        keep = keep * weight.detach().to(keep.dtype)
+    loss_mat = s.loss_mat * keep
+    loss = aggregate(
+        loss_mat,
+        response_mask,
+        loss_agg_mode,
+        **_agg_kwargs(global_num_tokens, global_num_seqs, loss_scale_factor),
+    )
+    metrics = standard_metrics(response_mask, loss=loss, surrogate=s, entropy=entropy, weight=keep)
+    metrics["clip_cov/selected_frac"] = float(sel.sum()) / max(int(as_bool_mask(response_mask).sum()), 1)
+    return loss, metrics
+
+
+def kl_cov_select(
+    logp: Tensor, advantages: Tensor, response_mask: Tensor, *, kl_cov_ratio: float = 2e-3
+) -> Tensor:
+    """KL-Cov's selection (spec §1.3): the top ``max(floor(ratio * N), 1)`` valid tokens by Cov_i."""
+    if not (0.0 <= kl_cov_ratio <= 1.0):
+        raise ValueError(f"kl_cov_ratio must lie in [0, 1], got {kl_cov_ratio!r}")
+    m = as_bool_mask(response_mask)
+    selected = torch.zeros_like(m)
+    n_valid = int(m.sum())
+    if n_valid == 0:
+        return selected
+    cov = _covariance(logp, advantages, m).double()
+    cov = torch.where(m, cov, torch.full((), -math.inf, dtype=cov.dtype, device=cov.device))
+    k = min(max(int(kl_cov_ratio * n_valid), 1), n_valid)
+    top = torch.topk(cov.reshape(-1), k).indices
+    selected.view(-1)[top] = True
+    return selected & m
+
+
+def kl_cov_policy_loss(
+    logp: Tensor,
+    old_logp: Tensor,
+    advantages: Tensor,
+    response_mask: Tensor,
+    *,
+    kl_cov_ratio: float = 2e-3,
+    kl_cov_coef: float = 1.0,
+    weight: Tensor | None = None,
+    log_ratio_clamp: float = 20.0,
+    loss_agg_mode: str = "token-mean",
+    global_num_tokens: float | Tensor | None = None,
+    global_num_seqs: float | Tensor | None = None,
+    loss_scale_factor: float | None = None,
+    entropy: Tensor | None = None,
+) -> tuple[Tensor, dict[str, float]]:
+    """KL-Cov (Cui et al. 2025; spec methods.md §1.3; paper Table 1 baseline "KL-Cov").
+
+    No PPO clip anywhere: every token's loss is ``-A r``; the selected top-Cov tokens
+    (:func:`kl_cov_select`) get ``-A r + kl_cov_coef * |logp - old_logp|``. Defaults k = 2e-3
+    (Qwen2.5-7B; 2e-4 for 32B), beta = 1. Extra metric ``kl_cov/selected_frac``.
+    """
+    check_same_shape(
+        logp=logp, old_logp=old_logp, advantages=advantages, response_mask=response_mask, weight=weight
+    )
+    m = as_bool_mask(response_mask)
+    dt = torch.promote_types(logp.dtype, torch.float32)
+    zero = torch.zeros((), dtype=dt, device=logp.device)
+    adv = torch.where(m, advantages.detach().to(dt), zero)
+    lr_ = log_ratio(logp.to(dt), old_logp.to(dt), m, log_ratio_clamp)
+    ratio = torch.exp(lr_)
+    sel = kl_cov_select(logp, advantages, m, kl_cov_ratio=kl_cov_ratio)
+    loss_mat = -adv * ratio + torch.where(sel, kl_cov_coef * lr_.abs(), zero)
+    if weight is not None:
+        loss_mat = loss_mat * weight.detach().to(dt)
+    loss_mat = torch.where(m, loss_mat, zero)
+    loss = aggregate(
+        loss_mat, m, loss_agg_mode, **_agg_kwargs(global_num_tokens, global_num_seqs, loss_scale_factor)
+    )
+    none = torch.zeros_like(m)
+    s = SurrogateResult(loss_mat, ratio.detach(), none, none, none)
+    metrics = standard_metrics(m, loss=loss, surrogate=s, entropy=entropy, weight=weight)
+    metrics["kl_cov/selected_frac"] = float(sel.sum()) / max(int(m.sum()), 1)
+    return loss, metrics
+
+
+# --------------------------------------------------------------------------------------------
+# forking tokens (80/20 rule)
+
+
+def forking_token_mask(entropy: Tensor, response_mask: Tensor, *, rho: float = 0.2) -> Tensor:
+    """Top ``max(ceil(rho * N), 1)`` valid tokens by (detached) entropy (spec methods.md §7).
+
+    An exact top-k over the flattened valid tokens (ties broken by ``torch.topk``); bool mask,
+    False on padding; all False when no token is valid.
+    """
+    if not (0.0 < rho <= 1.0):
+        raise ValueError(f"rho must lie in (0, 1], got {rho!r}")
+    check_same_shape(entropy=entropy, response_mask=response_mask)
+    m = as_bool_mask(response_mask)
+    out = torch.zeros_like(m)
+    n = int(m.sum())
+    if n == 0:
+        return out
+    h = entropy.detach().double()
+    h = torch.where(m, h, torch.full((), -math.inf, dtype=h.dtype, device=h.device))
+    k = min(max(math.ceil(rho * n), 1), n)
+    out.view(-1)[torch.topk(h.reshape(-1), k).indices] = True
+    return out & m
+
+
+def forking_policy_loss(
+    logp: Tensor,
+    old_logp: Tensor,
+    advantages: Tensor,
+    response_mask: Tensor,
+    entropy: Tensor,
+    *,
+    rho: float = 0.2,
+    eps_low: float = 0.2,
+    eps_high: float = 0.28,
+    clip_c: float | None = 10.0,
+    weight: Tensor | None = None,
+    loss_agg_mode: str = "token-mean",
+    global_num_tokens: float | Tensor | None = None,
+    global_num_seqs: float | Tensor | None = None,
+    loss_scale_factor: float | None = None,
+) -> tuple[Tensor, dict[str, float]]:
+    """Forking tokens / 80-20 rule (Wang et al. 2025; spec §7; paper Table 3 "Forking Tokens").
+
+    The clipped loss aggregated with ``mask = response_mask & top_mask``, so token-mean divides by
+    the number of *selected* tokens. A given ``global_num_tokens`` is scaled by ``rho`` (the
+    selected share, exact up to the ceil rounding). Entropy is the current policy's.
+    Extra metric ``forking/selected_frac``.
+    """
+    top = forking_token_mask(entropy, response_mask, rho=rho)
+    s = clipped_surrogate(
+        logp,
+        old_logp,
+        advantages,
+        response_mask,
+        eps_low=eps_low,
+        eps_high=eps_high,
+        clip_c=clip_c,
+        weight=weight,
+    )
+    gnt = None if global_num_tokens is None else float(global_num_tokens) * rho
+    loss = aggregate(s.loss_mat, top, loss_agg_mode, **_agg_kwargs(gnt, global_num_seqs, loss_scale_factor))
+    w = top.to(s.loss_mat.dtype) if weight is None else top.to(s.loss_mat.dtype) * weight.detach()
+    metrics = standard_metrics(response_mask, loss=loss, surrogate=s, entropy=entropy, weight=w)
+    metrics["forking/selected_frac"] = float(top.sum()) / max(int(as_bool_mask(response_mask).sum()), 1)
+    return loss, metrics
+
+
+# --------------------------------------------------------------------------------------------
+# entropy regularisation (fixed and Skywork-OR1 adaptive)
+
+
+def entropy_bonus_loss(
+    entropy: Tensor,
+    response_mask: Tensor,
+    coef: float,
+    loss_agg_mode: str = "token-mean",
+    *,
+    global_num_tokens: float | Tensor | None = None,
+    global_num_seqs: float | Tensor | None = None,
+    loss_scale_factor: float | None = None,
+) -> Tensor:
+    """Entropy regulariser term ``-coef * agg(H)`` to add to the policy loss (spec §11).
+
+    ``entropy`` keeps its graph (full-vocabulary entropy of the training forward pass).
+    Paper appendix B Table 3 "Entropy Regularization". ``coef = 0`` returns an exact 0.
+    """
+    if not math.isfinite(coef):
+        raise ValueError(f"entropy coefficient must be finite, got {coef!r}")
+    agg = aggregate(
+        entropy,
+        response_mask,
+        loss_agg_mode,
+        **_agg_kwargs(global_num_tokens, global_num_seqs, loss_scale_factor),
+    )
+    return -coef * agg
+
+
+class AdaptiveEntropyController:
+    """Skywork-OR1 adaptive entropy coefficient (spec methods.md §11, ``EntController``).
+
+    Once per training step, with ``H^_k = -mean(old_logp)`` over the step's response tokens (a
+    Monte-Carlo entropy estimate from the sampled-token NLL): ``c <- c + delta`` if
+    ``H^_k < target`` else ``c - delta``, clipped to ``[coef_min, coef_max]``. The loss uses
+    ``c_realised = c * 1[H^_k < target]``: the bonus is off whenever entropy is above target.
+    Here :meth:`update` is called after step k's actor update (``Method.on_step_end``), so the
+    coefficient and gate used in step k+1's loss come from the estimate of step k.
+    Defaults are the released scripts' (target 0.2, delta 1e-4, c in [0, 0.005], initial 0).
+    """
+
+    def __init__(
+        self,
+        target: float = 0.2,
+        delta: float = 1e-4,
+        coef_init: float = 0.0,
+        coef_min: float = 0.0,
+        coef_max: float = 0.005,
+    ) -> None:
+        if not (coef_min <= coef_max) or delta < 0:
+            raise ValueError(f"need coef_min <= coef_max and delta >= 0, got {coef_min}, {coef_max}, {delta}")
+        self.target = float(target)
+        self.delta = float(delta)
+        self.coef_min = float(coef_min)
+        self.coef_max = float(coef_max)
+        self.coef = float(min(max(coef_init, coef_min), coef_max))
+        self.last_estimate: float | None = None
+
+    @property
+    def gate(self) -> bool:
+        """1[H^ < target] for the last estimate (True before the first update)."""
+        return self.last_estimate is None or self.last_estimate < self.target
+
+    @property
+    def realised_coef(self) -> float:
+        return self.coef if self.gate else 0.0
+
+    def update(self, entropy_estimate: float) -> float:
+        """Apply the +-delta rule for one step's estimate; returns the new realised coefficient."""
+        e = float(entropy_estimate)
+        if not math.isfinite(e):
+            raise ValueError(f"entropy estimate must be finite, got {entropy_estimate!r}")
+        self.last_estimate = e
+        self.coef = self.coef + self.delta if e < self.target else self.coef - self.delta
+        self.coef = min(max(self.coef, self.coef_min), self.coef_max)
+        return self.realised_coef
+
+    @staticmethod
+    def estimate(old_logp: Tensor, response_mask: Tensor) -> float:
+        """``-mean(old_logp)`` over valid tokens (0.0 when none)."""
+        m = as_bool_mask(response_mask)
+        return -_masked_mean_float(old_logp.detach(), m, 0.0)
+
+    def state_dict(self) -> dict:
+        return {"coef": self.coef, "last_estimate": self.last_estimate}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.coef = float(state["coef"])
+        self.last_estimate = None if state.get("last_estimate") is None else float(state["last_estimate"])
+
+
+# --------------------------------------------------------------------------------------------
+# KL penalty
+
+
+def kl_penalty(logp: Tensor, ref_logp: Tensor, kind: str = "k3") -> Tensor:
+    """Per-token KL estimators against a reference policy (spec methods.md §12), d = logp - ref_logp.
+
+    ``k1``: d; ``abs``: |d|; ``k2``: d^2 / 2; ``k3`` (low-variance): exp(-d) + d - 1 with -d clamped
+    to [-20, 20] and the result to [-10, 10]. ``"<name>+"``: forward value of <name>, gradient of
+    k2 (straight-through), k2 being the estimator whose gradient is unbiased.
+    """
+    if kind not in KL_TYPES:
+        raise ValueError(f"unknown KL type {kind!r}; valid: {list(KL_TYPES)}")
+    check_same_shape(logp=logp, ref_logp=ref_logp)
+    dt = torch.promote_types(logp.dtype, torch.float32)
+    d = logp.to(dt) - ref_logp.detach().to(dt)
+    base = kind.rstrip("+")
+    if base == "k1":
+        v = d
+    elif base == "abs":
+        v = d.abs()
+    elif base == "k2":
+        v = 0.5 * d.square()
+    else:
+        nd = (-d).clamp(-20.0, 20.0)
+        v = (torch.exp(nd) - nd - 1.0).clamp(-10.0, 10.0)
+    if kind.endswith("+"):
+        k2 = 0.5 * d.square()
+        v = k2 + (v - k2).detach()
+    return v
+
+
+def kl_penalty_loss(
+    logp: Tensor,
+    ref_logp: Tensor,
+    response_mask: Tensor,
+    coef: float,
+    kind: str = "k3",
+    loss_agg_mode: str = "token-mean",
+    *,
+    global_num_tokens: float | Tensor | None = None,
+    global_num_seqs: float | Tensor | None = None,
+    loss_scale_factor: float | None = None,
+) -> tuple[Tensor, float]:
+    """``coef * agg(kl)`` (KL as loss, verl ``use_kl_loss``); returns (term, mean kl over valid tokens).
+
+    NaN/inf on padded positions never reach the gradient.
+    """
+    m = as_bool_mask(response_mask)
+    zero_lp = torch.zeros((), dtype=logp.dtype, device=logp.device)
+    lp = torch.where(m, logp, zero_lp)
+    ref = torch.where(m, ref_logp.detach(), torch.zeros((), dtype=ref_logp.dtype, device=ref_logp.device))
+    kl = kl_penalty(lp, ref, kind)
+    term = coef * aggregate(
+        kl, m, loss_agg_mode, **_agg_kwargs(global_num_tokens, global_num_seqs, loss_scale_factor)
+    )
+    return term, _masked_mean_float(kl.detach(), m, 0.0)
+
+
+# --------------------------------------------------------------------------------------------
+# quadrants (paper section 3.2.1, Figure 4, appendix D.2)
+
+
+def assign_quadrants(
+    advantages: Tensor,
+    response_mask: Tensor,
+    *,
+    logp: Tensor | None = None,
+    entropy: Tensor | None = None,
+    by: str = "delta",
+    high_prob: float = 0.8,
+    low_prob: float = 0.2,
+) -> Tensor:
+    """Quadrant index per token (int64: 1..4 for I..IV, 0 for none) (paper section 3.2.1).
+
+    ``by="delta"``: from sign(A) and sign(delta) (Eq. 8, needs ``logp`` and ``entropy``):
+    I = (A > 0, delta < 0) exploitation, II = (A > 0, delta > 0) exploration,
+    III = (A < 0, delta > 0) suppression, IV = (A < 0, delta < 0) error correction.
+    ``by="prob"`` (appendix D.2's selection): I = (A > 0, pi > high_prob), II = (A > 0, pi < low_prob),
+    III = (A < 0, pi < low_prob), IV = (A < 0, pi > high_prob), pi = exp(logp) of the sampled token.
+    Tokens with A = 0, delta = 0, a probability between the thresholds, or padding get 0.
+    """
+    m = as_bool_mask(response_mask)
+    a = advantages.detach()
+    if logp is None:
+        raise ValueError("assign_quadrants needs logp")
+    if by == "delta":
+        if entropy is None:
+            raise ValueError("assign_quadrants(by='delta') needs entropy")
+        d = delta_indicator(logp.detach(), entropy.detach())
+        up, down = d > 0, d < 0
+    elif by == "prob":
+        p = logp.detach().float().exp()
+        up, down = p < low_prob, p > high_prob
+    else:
+        raise ValueError(f"unknown quadrant criterion {by!r}; valid: ['delta', 'prob']")
+    pos, neg = a > 0, a < 0
+    q = torch.zeros(a.shape, dtype=torch.long, device=a.device)
+    q = torch.where(pos & down, 1, q)
+    q = torch.where(pos & up, 2, q)
+    q = torch.where(neg & up, 3, q)
+    q = torch.where(neg & down, 4, q)
+    return torch.where(m, q, torch.zeros_like(q))
+
+
+def quadrant_metrics(quadrants: Tensor, omega: Tensor | None = None) -> dict[str, float]:
+    """``quadrant/{q}/count`` and (with ``omega``) ``quadrant/{q}/omega_sum`` for q in I..IV."""
+    out: dict[str, float] = {}
+    for i, name in enumerate(QUADRANTS, start=1):
+        sel = quadrants == i
+        out[f"quadrant/{name}/count"] = float(sel.sum())
+        if omega is not None:
+            out[f"quadrant/{name}/omega_sum"] = float(torch.where(sel, omega.detach().double(), 0.0).sum())
+    return out
+
+
+def quadrant_weights(
+    quadrants: Tensor,
+    *,
+    target: str,
+    action: str = "mask",
+    fraction: float = 0.1,
+    factor: float = 2.0,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Appendix D.2 intervention: pick ``floor(fraction * n_q)`` of the ``n_q`` tokens of quadrant
+    ``target`` uniformly at random (``torch.randperm`` with ``generator``) and give them weight 0
+    (``action="mask"``) or ``factor`` (``"upweight"``, 2 in the paper); every other token gets 1.
+    Returns (weights float32, selected bool).
+    """
+    if target not in QUADRANTS:
+        raise ValueError(f"unknown quadrant {target!r}; valid: {list(QUADRANTS)}")
+    if action not in ("mask", "upweight"):
+        raise ValueError(f"unknown quadrant action {action!r}; valid: ['mask', 'upweight']")
+    if not (0.0 <= fraction <= 1.0):
+        raise ValueError(f"fraction must lie in [0, 1], got {fraction!r}")
+    if not (math.isfinite(factor) and factor >= 0):
+        raise ValueError(f"factor must be finite and >= 0, got {factor!r}")
+    qi = QUADRANTS.index(target) + 1
+    idx = (quadrants.reshape(-1) == qi).nonzero().squeeze(-1)
+    selected = torch.zeros(quadrants.shape, dtype=torch.bool, device=quadrants.device)
+    n_sel = int(math.floor(fraction * idx.numel()))
+    if n_sel > 0:
+        perm = torch.randperm(idx.numel(), generator=generator, device="cpu").to(idx.device)
+        selected.view(-1)[idx[perm[:n_sel]]] = True
+    value = 0.0 if action == "mask" else float(factor)
+    w = torch.where(selected, torch.tensor(value), torch.tensor(1.0)).to(quadrants.device)
+    return w, selected
+
+
+def quadrant_policy_loss(
+    logp: Tensor,
+    old_logp: Tensor,
+    advantages: Tensor,
+    response_mask: Tensor,
+    *,
+    target: str,
+    action: str = "mask",
+    fraction: float = 0.1,
+    factor: float = 2.0,
+    by: str = "prob",
+    entropy: Tensor | None = None,
+    high_prob: float = 0.8,
+    low_prob: float = 0.2,
+    generator: torch.Generator | None = None,
+    eps_low: float = 0.2,
+    eps_high: float = 0.2,
+    clip_c: float | None = None,
+    loss_agg_mode: str = "token-mean",
+    global_num_tokens: float | Tensor | None = None,
+    global_num_seqs: float | Tensor | None = None,
+    loss_scale_factor: float | None = None,
+) -> tuple[Tensor, dict[str, float]]:
+    """Clipped loss with a quadrant intervention (paper Figure 6 and appendix D.2).
+
+    The probability used for ``by="prob"`` is the current policy's (detached). Extra metric
+    ``quadrant/selected``; the per-quadrant counts are included.
+    """
+    q = assign_quadrants(
+        advantages, response_mask, logp=logp, entropy=entropy, by=by, high_prob=high_prob, low_prob=low_prob
+    )
+    w, sel = quadrant_weights(
+        q, target=target, action=action, fraction=fraction, factor=factor, generator=generator
+    )
+    loss, metrics = vanilla_policy_loss(
+        logp,
+        old_logp,
+        advantages,
+        response_mask,
+        eps_low=eps_low,
+        eps_high=eps_high,
+        clip_c=clip_c,
+        weight=w,
+        loss_agg_mode=loss_agg_mode,
+        global_num_tokens=global_num_tokens,
+        global_num_seqs=global_num_seqs,
+        loss_scale_factor=loss_scale_factor,
+        entropy=entropy,
+    )
+    metrics["quadrant/selected"] = float(sel.sum())
+    metrics.update(quadrant_metrics(q))
+    return loss, metrics
