@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from steer.rewards.extract import last_answer_line, last_boxed
+from steer.rewards.extract import clean_gold, last_answer_line, last_boxed
 
 TAIL_CHARS = 300
 
@@ -108,6 +108,6 @@ def score_dapo(response: str, gold: str) -> tuple[bool, str | None, str]:
     if pred is None:
         return False, None, "no answer"
     p = normalize_final_answer(pred)
-    g = normalize_final_answer(str(gold))
+    g = normalize_final_answer(clean_gold(str(gold)))
     ok = p == g
     return ok, p, "ok" if ok else "mismatch"

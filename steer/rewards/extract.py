@@ -81,3 +81,14 @@ def strip_math_delims(s: str) -> str:
             s = s[:-1].rstrip()
             changed = True
     return s
+
+
+def clean_gold(gold: str) -> str:
+    """Gold string without surrounding math delimiters, a final period or a stray ``$``
+    (one olympiadbench gold ends in ``$.``)."""
+    g = strip_math_delims(str(gold).strip())
+    for _ in range(3):
+        g = g.rstrip(". ").strip()
+        if g.count("$") % 2 == 1:
+            g = g.strip("$").strip()
+    return g

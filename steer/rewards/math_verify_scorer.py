@@ -18,34 +18,21 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from latex2sympy2_extended import NormalizationConfig
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
-from steer.rewards.extract import last_answer_line, last_boxed, strip_math_delims
+from steer.rewards.extract import clean_gold, last_answer_line, last_boxed, strip_math_delims
 
 _GOLD_CONFIG = (LatexExtractionConfig(boxed_match_priority=0),)
-_PRED_CONFIG = (
-    LatexExtractionConfig(
-        boxed_match_priority=0,
-        normalization_config=NormalizationConfig(
-            basic_latex=True,
-            units=True,
-            malformed_operators=False,
-            nits=False,
-            boxed="all",
-            equations=False,
-        ),
-    ),
-    ExprExtractionConfig(),
-)
+# The same LaTeX normalisation as the gold (malformed operators such as ``\\frac{270}7`` fixed
+# on both sides, else a gold that needs the fix can never match its own string).
+_PRED_CONFIG = (LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig())
 
 
 def _wrap_gold(gold: str) -> str:
     g = gold.strip()
     if "\\boxed" in g:
         return g
-    g = strip_math_delims(g)
-    return "\\boxed{" + g + "}"
+    return "\\boxed{" + clean_gold(g) + "}"
 
 
 @lru_cache(maxsize=4096)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import re
 
-from steer.rewards.extract import last_answer_line, last_boxed, strip_math_delims
+from steer.rewards.extract import clean_gold, last_answer_line, last_boxed, strip_math_delims
 
 REL_TOL = 1e-4
 
@@ -265,6 +265,6 @@ def score_qwen(response: str, gold: str) -> tuple[bool, str | None, str]:
     if raw is None:
         return False, None, "no answer"
     pred = normalize(raw)
-    ref = normalize(strip_math_delims(str(gold)))
+    ref = normalize(clean_gold(str(gold)))
     ok = answers_equal(pred, ref)
     return ok, pred, "ok" if ok else "mismatch"
