@@ -1,0 +1,389 @@
+"""Advantage estimators against independent float64 loop references (spec methods.md §2-10)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from steer.core import advantages as A
+
+# ------------------------------------------------------------------------------------------
+# random batches and plain-Python references
+
+
+def make_batch(seed: int, b: int = 14, t: int = 9, binary: bool = True):
+    """Groups of various sizes (incl. a singleton and an equal-reward group), padding, empty rows."""
+    g = torch.Generator().manual_seed(seed)
+    group_ids = torch.tensor([5, 5, 5, 5, 2, 2, 2, 9, 7, 7, 7, 3, 3, 3][:b])
+    if binary:
+        rewards = torch.randint(0, 2, (b,), generator=g).double() * 2 - 1
+    else:
+        rewards = torch.rand(b, generator=g, dtype=torch.float64)
+    rewards[4:7] = 1.0  # group 2: all equal
+    lengths = torch.randint(0, t + 1, (b,), generator=g)
+    lengths[1] = 0  # an empty response in group 5
+    mask = torch.arange(t)[None, :] < lengths[:, None]
+    old_logp = -torch.rand(b, t, generator=g, dtype=torch.float64) * 4
+    entropy = torch.rand(b, t, generator=g, dtype=torch.float64) * 3
+    # garbage on padding must never matter
+    old_logp = torch.where(mask, old_logp, torch.full_like(old_logp, float("nan")))
+    entropy = torch.where(mask, entropy, torch.full_like(entropy, float("inf")))
+    return rewards, group_ids, mask, old_logp, entropy
+
+
+def groups_of(group_ids):
+    out: dict[int, list[int]] = {}
+    for i, gid in enumerate(group_ids.tolist()):
+        out.setdefault(gid, []).append(i)
+    return out
+
+
+def mean_std(values):
+    n = len(values)
+    if n == 1:
+        return 0.0, 1.0
+    mu = sum(values) / n
+    var = sum((v - mu) ** 2 for v in values) / (n - 1)
+    return mu, math.sqrt(var)
+
+
+def zscore(values, eps):
+    mu, sd = mean_std(values)
+    out = []
+    for v in values:
+        d = v - mu
+        out.append(0.0 if (sd == 0 and d == 0) else d / (sd + eps))
+    return out
+
+
+def broadcast(seq_vals, mask):
+    b, t = mask.shape
+    out = torch.zeros(b, t, dtype=torch.float64)
+    for i in range(b):
+        for j in range(t):
+            if mask[i, j]:
+                out[i, j] = seq_vals[i]
+    return out
+
+
+def resp_mean(x, mask, i):
+    vals = [float(x[i, j]) for j in range(mask.shape[1]) if mask[i, j]]
+    return sum(vals) / len(vals) if vals else 0.0
+
+
+def ref_grpo(rewards, group_ids, mask, norm=True, eps=1e-6):
+    r = rewards.tolist()
+    adv = [0.0] * len(r)
+    for members in groups_of(group_ids).values():
+        vals = [r[i] for i in members]
+        z = zscore(vals, eps) if norm else [v - mean_std(vals)[0] for v in vals]
+        for i, v in zip(members, z):
+            adv[i] = v
+    return broadcast(adv, mask)
+
+
+def close(a, b, atol=1e-6, rtol=1e-5):
+    torch.testing.assert_close(a.double(), b.double(), atol=atol, rtol=rtol)
+
+
+def assert_clean(adv, mask):
+    assert torch.isfinite(adv).all()
+    assert (adv[~mask] == 0).all()
+
+
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("norm", [True, False])
+def test_grpo_matches_reference(seed, norm):
+    r, gid, mask, *_ = make_batch(seed)
+    out = A.grpo_advantages(r, gid, mask, norm_adv_by_std=norm)
+    assert out.dtype == torch.float64
+    close(out, ref_grpo(r, gid, mask, norm))
+    assert_clean(out, mask)
+    out32 = A.grpo_advantages(r.float(), gid, mask, norm_adv_by_std=norm)
+    assert out32.dtype == torch.float32
+    close(out32, ref_grpo(r, gid, mask, norm), atol=1e-5)
+
+
+def test_grpo_equal_rewards_zero_and_singleton():
+    mask = torch.ones(5, 3, dtype=torch.bool)
+    r = torch.tensor([1.0, 1.0, 1.0, 0.5, 2.0])
+    gid = torch.tensor([0, 0, 0, 1, 2])
+    for eps in (0.0, 1e-6):
+        out = A.grpo_advantages(r, gid, mask, epsilon=eps)
+        assert (out[:3] == 0).all()
+        assert torch.isfinite(out).all()
+        close(out[3], torch.full((3,), 0.5 / (1 + eps)))
+        close(out[4], torch.full((3,), 2.0 / (1 + eps)))
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_opo_matches_reference(seed):
+    r, gid, mask, *_ = make_batch(seed, binary=False)
+    lengths = mask.sum(-1).tolist()
+    rl = r.tolist()
+    adv = [0.0] * len(rl)
+    for members in groups_of(gid).values():
+        if len(members) == 1:
+            b = 0.0
+        else:
+            den = sum(lengths[i] for i in members)
+            b = sum(lengths[i] * rl[i] for i in members) / den if den else 0.0
+        for i in members:
+            adv[i] = rl[i] - b
+    out = A.opo_advantages(r, gid, mask)
+    close(out, broadcast(adv, mask))
+    assert_clean(out, mask)
+
+
+@pytest.mark.parametrize("mode", ["positive", "negative", "weighted"])
+@pytest.mark.parametrize("binary", [True, False])
+def test_psr_nsr_matches_reference(mode, binary):
+    r, gid, mask, *_ = make_batch(4, binary=binary)
+    if not binary:
+        r = (r > 0.5).double()  # 0/1 rewards
+    lam = 0.1
+    vals = []
+    for v in r.tolist():
+        ok = v > 0
+        vals.append(
+            {
+                "positive": 1.0 if ok else 0.0,
+                "negative": 0.0 if ok else -1.0,
+                "weighted": lam if ok else -1.0,
+            }[mode]
+        )
+    out = A.psr_nsr_advantages(r, gid, mask, mode=mode, positive_weight=lam)
+    close(out, broadcast(vals, mask))
+    with pytest.raises(ValueError, match="valid"):
+        A.psr_nsr_advantages(r, gid, mask, mode="both")
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_unlikeliness_matches_reference(seed, dtype):
+    r, gid, mask, old_logp, _ = make_batch(seed)
+    r = (r > 0).double()  # 0/1 rewards: incorrect stay at 0
+    lp_in = old_logp.to(dtype)
+    lp = lp_in.double()
+    beta = 0.25
+    rl = r.tolist()
+    mod = [0.0] * len(rl)
+    for members in groups_of(gid).values():
+        means = [(resp_mean(lp, mask, i), pos, i) for pos, i in enumerate(members)]
+        order = sorted(means, key=lambda x: (x[0], x[1]))  # ascending, ties by position
+        size = len(members)
+        for rank, (_, _, i) in enumerate(order):
+            mod[i] = rl[i] * (1 - beta * rank / size)
+    adv = [0.0] * len(rl)
+    for members in groups_of(gid).values():
+        for i, z in zip(members, zscore([mod[i] for i in members], 1e-6)):
+            adv[i] = z
+    out = A.unlikeliness_advantages(r, gid, mask, lp_in, beta_rank=beta)
+    close(out, broadcast(adv, mask), atol=1e-5)
+    assert_clean(out, mask)
+
+
+def test_unlikeliness_ranks_most_likely_correct_lowest():
+    mask = torch.ones(4, 2, dtype=torch.bool)
+    r = torch.tensor([1.0, 1.0, 1.0, 0.0])
+    gid = torch.zeros(4, dtype=torch.long)
+    lp = torch.tensor([[-0.1, -0.1], [-2.0, -2.0], [-1.0, -1.0], [-3.0, -3.0]])
+    out = A.unlikeliness_advantages(r, gid, mask, lp)[:, 0]
+    # the most likely correct sample (row 0) gets the smallest positive advantage
+    assert out[0] < out[2] < out[1]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_entropy_advantage_matches_reference(dtype):
+    r, gid, mask, _, ent = make_batch(6)
+    h = ent.to(dtype)
+    base = A.grpo_advantages(r, gid, mask)
+    ref = torch.zeros_like(base)
+    for i in range(mask.shape[0]):
+        for j in range(mask.shape[1]):
+            if mask[i, j]:
+                a = float(base[i, j])
+                ref[i, j] = a + min(0.4 * float(h[i, j].double()), abs(a) / 2.0)
+    out = A.entropy_advantages(r, gid, mask, h, alpha=0.4, kappa=2.0)
+    close(out, ref)
+    assert_clean(out, mask)
+    # the bonus never flips the sign, and zero advantage gets no bonus
+    assert (torch.sign(out) == torch.sign(base)).all()
+    with pytest.raises(ValueError, match="kappa"):
+        A.shape_entropy_advantage(base, h, mask, kappa=1.0)
+
+
+def ref_gtpo(r, gid, mask, h, a1, a2, floor=1e-6, eps=1e-6):
+    b, t = mask.shape
+    hh = [[max(float(h[i, j]), floor) for j in range(t)] for i in range(b)]
+    rl = r.tolist()
+    shaped = torch.zeros(b, t, dtype=torch.float64)
+    out = torch.zeros(b, t, dtype=torch.float64)
+    for members in groups_of(gid).values():
+        for j in range(t):
+            pos = [k for k in members if rl[k] > 0 and mask[k, j]]
+            neg = [k for k in members if rl[k] <= 0 and mask[k, j]]
+            sp = sum(hh[k][j] for k in pos)
+            sn = sum(1 / hh[k][j] for k in neg)
+            for k in pos:
+                shaped[k, j] = a1 * rl[k] + a2 * hh[k][j] / sp * len(pos)
+            for k in neg:
+                shaped[k, j] = a1 * rl[k] + a2 * (1 / hh[k][j]) / sn * len(neg) * rl[k]
+        cells = [(k, j) for k in members for j in range(t) if mask[k, j]]
+        if len(cells) <= 1:
+            continue
+        z = zscore([float(shaped[c]) for c in cells], eps)
+        for c, v in zip(cells, z):
+            out[c] = v
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_gtpo_matches_reference(seed):
+    r, gid, mask, _, ent = make_batch(seed)
+    out = A.gtpo_advantages(r, gid, mask, ent, alpha1=0.6, alpha2=0.4)
+    close(out, ref_gtpo(r, gid, mask, ent, 0.6, 0.4))
+    assert_clean(out, mask)
+    with pytest.raises(TypeError):
+        A.gtpo_advantages(r, gid, mask, ent)  # alpha1/alpha2 are required
+
+
+@pytest.mark.parametrize("seed", [0, 8])
+def test_grpo_s_matches_reference(seed):
+    r, gid, mask, _, ent = make_batch(seed)
+    b1, b2, floor = 0.7, 0.3, 1e-6
+    rl = r.tolist()
+    hs = [max(resp_mean(ent.nan_to_num(0.0, 0.0, 0.0), mask, i), floor) for i in range(len(rl))]
+    shaped = [0.0] * len(rl)
+    for members in groups_of(gid).values():
+        pos = [k for k in members if rl[k] > 0]
+        neg = [k for k in members if rl[k] <= 0]
+        for k in pos:
+            shaped[k] = b1 * rl[k] + b2 * hs[k] / sum(hs[q] for q in pos) * len(pos)
+        for k in neg:
+            shaped[k] = b1 * rl[k] + b2 * (1 / hs[k]) / sum(1 / hs[q] for q in neg) * len(neg) * rl[k]
+    adv = [0.0] * len(rl)
+    for members in groups_of(gid).values():
+        for k, z in zip(members, zscore([shaped[k] for k in members], 1e-6)):
+            adv[k] = z
+    out = A.grpo_s_advantages(r, gid, mask, ent, beta1=b1, beta2=b2)
+    close(out, broadcast(adv, mask))
+    assert_clean(out, mask)
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_edge_grpo_matches_reference(padded):
+    r, gid, mask, _, ent = make_batch(9)
+    t = mask.shape[1]
+    rl = r.tolist()
+    base = [0.0] * len(rl)
+    for members in groups_of(gid).values():
+        for k, z in zip(members, zscore([rl[k] for k in members], 1e-4)):
+            base[k] = z
+    clean = torch.where(mask, ent, torch.zeros_like(ent))
+    p = []
+    for i in range(len(rl)):
+        v = float(clean[i].sum()) / t if padded else resp_mean(clean, mask, i)
+        p.append(max(v, 1e-6))
+    adv = [0.0] * len(rl)
+    for members in groups_of(gid).values():
+        mp = sum(p[k] for k in members) / len(members)
+        for k in members:
+            adv[k] = base[k] / (p[k] / mp)
+    out = A.edge_grpo_advantages(r, gid, mask, ent, padded_mean=padded)
+    close(out, broadcast(adv, mask))
+    assert_clean(out, mask)
+
+
+@pytest.mark.parametrize("standardize", [True, False])
+def test_ppl_matches_reference(standardize):
+    r, gid, mask, old_logp, _ = make_batch(10)
+    alpha = 0.2
+    base = ref_grpo(r, gid, mask)
+    lp = torch.where(mask, old_logp, torch.zeros_like(old_logp))
+    log_ppl = [-resp_mean(lp, mask, i) for i in range(mask.shape[0])]
+    if standardize:
+        z = [0.0] * len(log_ppl)
+        for members in groups_of(gid).values():
+            for k, v in zip(members, zscore([log_ppl[k] for k in members], 1e-6)):
+                z[k] = v
+    else:
+        z = log_ppl
+    ref = base * torch.tensor([1 - alpha * v for v in z], dtype=torch.float64)[:, None]
+    out = A.ppl_advantages(r, gid, mask, old_logp, alpha=alpha, standardize=standardize)
+    close(out, ref)
+    assert_clean(out, mask)
+
+
+@pytest.mark.parametrize("sigma", ["linear", "sigmoid"])
+def test_position_matches_reference(sigma):
+    r, gid, mask, *_ = make_batch(11)
+    gamma = 0.3
+    base = ref_grpo(r, gid, mask)
+    ref = torch.zeros_like(base)
+    for i in range(mask.shape[0]):
+        n = int(mask[i].sum())
+        pos = 0
+        for j in range(mask.shape[1]):
+            if mask[i, j]:
+                pos += 1
+                rel = pos / n
+                ramp = rel if sigma == "linear" else 1 / (1 + math.exp(-10 * (rel - 0.5)))
+                a = float(base[i, j])
+                s = (a > 0) - (a < 0)
+                ref[i, j] = a + gamma * s * ramp
+    out = A.position_advantages(r, gid, mask, gamma=gamma, sigma=sigma)
+    close(out, ref)
+    with pytest.raises(ValueError, match="valid"):
+        A.position_advantages(r, gid, mask, gamma=gamma, sigma="cubic")
+
+
+def test_bad_inputs_raise():
+    r, gid, mask, old_logp, ent = make_batch(0)
+    bad = r.clone()
+    bad[0] = float("nan")
+    with pytest.raises(ValueError, match="rewards"):
+        A.grpo_advantages(bad, gid, mask)
+    with pytest.raises(ValueError, match="group_ids"):
+        A.grpo_advantages(r, gid[:-1], mask)
+    with pytest.raises(ValueError, match="integer"):
+        A.grpo_advantages(r, gid.double(), mask)
+    with pytest.raises(ValueError, match="response_mask"):
+        A.grpo_advantages(r, gid, mask[:-1])
+    with pytest.raises(ValueError, match="epsilon"):
+        A.grpo_advantages(r, gid, mask, epsilon=-1.0)
+    lp = torch.where(mask, old_logp, torch.zeros_like(old_logp))
+    lp[0, 0] = float("nan")
+    assert mask[0, 0]
+    with pytest.raises(ValueError, match="old_logp"):
+        A.unlikeliness_advantages(r, gid, mask, lp)
+    with pytest.raises(ValueError, match="entropy"):
+        A.edge_grpo_advantages(r, gid, mask, ent[:, :-1])
+
+
+def test_all_empty_and_zero_entropy_are_defined():
+    r = torch.tensor([1.0, -1.0, 1.0])
+    gid = torch.tensor([0, 0, 0])
+    mask = torch.zeros(3, 4, dtype=torch.bool)
+    zeros = torch.zeros(3, 4)
+    for out in (
+        A.grpo_advantages(r, gid, mask),
+        A.opo_advantages(r, gid, mask),
+        A.edge_grpo_advantages(r, gid, mask, zeros),
+        A.gtpo_advantages(r, gid, mask, zeros, alpha1=0.5, alpha2=0.5),
+        A.grpo_s_advantages(r, gid, mask, zeros, beta1=0.5, beta2=0.5),
+        A.unlikeliness_advantages(r, gid, mask, zeros),
+    ):
+        assert (out == 0).all()
+    mask = torch.ones(3, 4, dtype=torch.bool)
+    for out in (
+        A.edge_grpo_advantages(r, gid, mask, zeros),
+        A.gtpo_advantages(r, gid, mask, zeros, alpha1=0.5, alpha2=0.5),
+        A.grpo_s_advantages(r, gid, mask, zeros, beta1=0.5, beta2=0.5),
+    ):
+        assert torch.isfinite(out).all()

@@ -1,0 +1,402 @@
+"""Policy losses, aggregation and interventions against float64 loop references (spec §0, §1, §7, §10-12)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from steer.core import losses as L
+
+
+def make(seed: int, b: int = 6, t: int = 11, dtype=torch.float64, spread: float = 0.5):
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(0, t + 1, (b,), generator=g)
+    lengths[0] = 0  # empty response
+    lengths[1] = t
+    mask = torch.arange(t)[None, :] < lengths[:, None]
+    old = -torch.rand(b, t, generator=g, dtype=torch.float64) * 3
+    logp = (old + spread * torch.randn(b, t, generator=g, dtype=torch.float64)).clamp(max=0)
+    adv = torch.randn(b, 1, generator=g, dtype=torch.float64).expand(b, t).clone()
+    adv[2] = 0.0
+    ent = torch.rand(b, t, generator=g, dtype=torch.float64) * 2
+    return logp.to(dtype), old, adv, mask, ent
+
+
+def ref_token_loss(lp, olp, a, el, eh, c):
+    r = math.exp(max(min(lp - olp, 20.0), -20.0))
+    l1 = -a * r
+    l2 = -a * min(max(r, 1 - el), 1 + eh)
+    loss = max(l1, l2)
+    grad_flows = not (l2 > l1)
+    dual = False
+    if c is not None and a < 0:
+        l3 = -a * c
+        if loss > l3:
+            dual = True
+            grad_flows = False
+        loss = min(loss, l3)
+    grad = -a * r if grad_flows else 0.0
+    return loss, grad, (l2 > l1) and a < 0, (l2 > l1) and a > 0, dual
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("clip", [(0.2, 0.2, None), (0.2, 0.28, 10.0), (0.1, 0.3, 1.5)])
+def test_clipped_surrogate_matches_reference(dtype, clip):
+    el, eh, c = clip
+    logp, old, adv, mask, _ = make(1, dtype=dtype, spread=0.6)
+    weight = torch.rand(mask.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    x = logp.clone().requires_grad_()
+    s = L.clipped_surrogate(x, old, adv, mask, eps_low=el, eps_high=eh, clip_c=c, weight=weight)
+    s.loss_mat.sum().backward()
+    lpd = logp.double()
+    b, t = mask.shape
+    for i in range(b):
+        for j in range(t):
+            if not mask[i, j]:
+                assert s.loss_mat[i, j] == 0 and x.grad[i, j] == 0
+                assert not (s.clipped_low[i, j] or s.clipped_high[i, j] or s.clipped_dual[i, j])
+                continue
+            loss, grad, lo, hi, du = ref_token_loss(
+                float(lpd[i, j]), float(old[i, j]), float(adv[i, j]), el, eh, c
+            )
+            w = float(weight[i, j])
+            assert float(s.loss_mat.detach()[i, j]) == pytest.approx(loss * w, rel=1e-5, abs=1e-6)
+            tol = 1e-2 if dtype == torch.bfloat16 else 1e-5
+            assert float(x.grad[i, j]) == pytest.approx(grad * w, rel=tol, abs=1e-6)
+            assert bool(s.clipped_low[i, j]) == lo
+            assert bool(s.clipped_high[i, j]) == hi
+            assert bool(s.clipped_dual[i, j]) == du
+    assert x.grad.dtype == dtype
+
+
+def test_gradient_exact_in_float64():
+    logp, old, adv, mask, _ = make(2, spread=0.4)
+    x = logp.clone().requires_grad_()
+    s = L.clipped_surrogate(x, old, adv, mask, eps_low=0.2, eps_high=0.28, clip_c=3.0)
+    s.loss_mat.sum().backward()
+    for i in range(mask.shape[0]):
+        for j in range(mask.shape[1]):
+            if mask[i, j]:
+                _, grad, *_ = ref_token_loss(
+                    float(logp[i, j]), float(old[i, j]), float(adv[i, j]), 0.2, 0.28, 3.0
+                )
+                # d(-A r)/d logp = -A r
+                assert float(x.grad[i, j]) == pytest.approx(grad, rel=1e-12, abs=1e-14)
+
+
+def test_log_ratio_clamp_and_nan_on_padding():
+    mask = torch.tensor([[True, True, False]])
+    old = torch.zeros(1, 3)
+    logp = torch.tensor([[50.0, -50.0, float("nan")]], requires_grad=True)
+    adv = torch.tensor([[-1.0, 1.0, 1.0]])
+    s = L.clipped_surrogate(logp, old, adv, mask, eps_low=0.2, eps_high=0.2)
+    assert s.ratio[0, 0] == pytest.approx(math.exp(20.0), rel=1e-6)
+    assert s.ratio[0, 1] == pytest.approx(math.exp(-20.0), rel=1e-6)
+    loss = L.aggregate(s.loss_mat, mask)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(logp.grad).all()
+    assert logp.grad[0, 2] == 0
+
+
+def ref_aggregate(lm, mask, mode, gnt=None, gns=None, scale=None):
+    b, t = mask.shape
+    seqs = []
+    total = 0.0
+    n = 0
+    for i in range(b):
+        vals = [float(lm[i, j]) for j in range(t) if mask[i, j]]
+        total += sum(vals)
+        n += len(vals)
+        if vals:
+            seqs.append(sum(vals) / len(vals) if mode == "seq-mean-token-mean" else sum(vals))
+    if mode == "token-mean":
+        d = gnt if gnt is not None else n
+        return total / d if d else 0.0
+    if mode == "token-sum":
+        return total
+    d = gns if gns is not None else len(seqs)
+    out = sum(seqs) / d if d else 0.0
+    if mode == "seq-mean-token-sum-norm":
+        out /= scale if scale is not None else t
+    return out
+
+
+@pytest.mark.parametrize("mode", L.AGG_MODES)
+@pytest.mark.parametrize("glob", [False, True])
+def test_aggregate_matches_reference(mode, glob):
+    logp, old, adv, mask, _ = make(4)
+    lm = torch.randn(mask.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    lm = torch.where(mask, lm, torch.full_like(lm, float("nan")))  # garbage on padding
+    kw = {}
+    if glob:
+        kw = {"global_num_tokens": 123.0, "global_num_seqs": 17, "loss_scale_factor": 64.0}
+    out = L.aggregate(lm, mask, mode, **kw)
+    ref = ref_aggregate(
+        lm, mask, mode, kw.get("global_num_tokens"), kw.get("global_num_seqs"), kw.get("loss_scale_factor")
+    )
+    assert float(out.detach()) == pytest.approx(ref, rel=1e-12)
+
+
+@pytest.mark.parametrize("mode", L.AGG_MODES)
+def test_aggregate_all_masked_is_zero_with_zero_grad(mode):
+    x = torch.randn(3, 4, requires_grad=True)
+    mask = torch.zeros(3, 4, dtype=torch.bool)
+    out = L.aggregate(x * 2, mask, mode)
+    out.backward()
+    assert float(out.detach()) == 0.0
+    assert (x.grad == 0).all()
+
+
+def test_aggregate_bad_args():
+    x = torch.zeros(2, 3)
+    m = torch.ones(2, 3, dtype=torch.bool)
+    with pytest.raises(ValueError, match="valid"):
+        L.aggregate(x, m, "mean")
+    with pytest.raises(ValueError, match="mismatched"):
+        L.aggregate(x, m[:, :2])
+    with pytest.raises(ValueError, match="global_num_tokens"):
+        L.aggregate(x, m, global_num_tokens=float("nan"))
+    with pytest.raises(ValueError, match="loss_scale_factor"):
+        L.aggregate(x, m, "seq-mean-token-sum-norm", loss_scale_factor=0.0)
+
+
+def ref_cov(logp, adv, mask):
+    cells = [(i, j) for i in range(mask.shape[0]) for j in range(mask.shape[1]) if mask[i, j]]
+    ml = sum(float(logp[c]) for c in cells) / len(cells)
+    ma = sum(float(adv[c]) for c in cells) / len(cells)
+    return {c: (float(logp[c]) - ml) * (float(adv[c]) - ma) for c in cells}
+
+
+def test_clip_cov_selection_and_loss():
+    logp, old, adv, mask, _ = make(5, b=8, t=40, spread=0.05)
+    adv = adv * 4
+    lb, ub, ratio = 0.05, 5.0, 0.05
+    s = L.clipped_surrogate(logp, old, adv, mask, eps_low=1.0, eps_high=1.0)
+    cov = ref_cov(logp, adv, mask)
+    cand = {c for c, v in cov.items() if lb < v < ub and not (s.clipped_low[c] or s.clipped_high[c])}
+    n = int(mask.sum())
+    assert len(cand) > 3
+    sel = L.clip_cov_select(
+        logp,
+        adv,
+        mask,
+        already_clipped=s.clipped_low | s.clipped_high,
+        clip_cov_ratio=ratio,
+        clip_cov_lb=lb,
+        clip_cov_ub=ub,
+        generator=torch.Generator().manual_seed(0),
+    )
+    picked = {tuple(ix) for ix in sel.nonzero().tolist()}
+    assert picked <= cand
+    assert len(picked) == min(max(int(ratio * n), 1), len(cand))
+    sel2 = L.clip_cov_select(
+        logp,
+        adv,
+        mask,
+        already_clipped=s.clipped_low | s.clipped_high,
+        clip_cov_ratio=ratio,
+        clip_cov_lb=lb,
+        clip_cov_ub=ub,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert torch.equal(sel, sel2)  # reproducible
+    x = logp.clone().requires_grad_()
+    loss, met = L.clip_cov_policy_loss(
+        x,
+        old,
+        adv,
+        mask,
+        clip_cov_ratio=ratio,
+        clip_cov_lb=lb,
+        clip_cov_ub=ub,
+        generator=torch.Generator().manual_seed(0),
+    )
+    loss.backward()
+    ref = ref_aggregate(torch.where(sel, 0.0, s.loss_mat), mask, "token-mean")
+    assert float(loss.detach()) == pytest.approx(ref, rel=1e-10)
+    assert (x.grad[sel] == 0).all()
+    assert met["clip_cov/selected_frac"] == pytest.approx(len(picked) / n)
+
+
+def test_kl_cov_matches_reference():
+    logp, old, adv, mask, _ = make(6, b=8, t=30)
+    k, beta = 0.05, 1.0
+    cov = ref_cov(logp, adv, mask)
+    n = len(cov)
+    nk = max(int(k * n), 1)
+    top = sorted(cov, key=lambda c: -cov[c])[:nk]
+    x = logp.clone().requires_grad_()
+    loss, met = L.kl_cov_policy_loss(x, old, adv, mask, kl_cov_ratio=k, kl_cov_coef=beta)
+    total = 0.0
+    for c in cov:
+        d = float(logp[c]) - float(old[c])
+        v = -float(adv[c]) * math.exp(d)
+        if c in top:
+            v += beta * abs(d)
+        total += v
+    assert float(loss.detach()) == pytest.approx(total / n, rel=1e-10)
+    assert met["kl_cov/selected_frac"] == pytest.approx(nk / n)
+    loss.backward()
+    assert torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("rho", [0.2, 0.5, 1.0])
+def test_forking_tokens(rho):
+    logp, old, adv, mask, ent = make(7, b=6, t=20)
+    top = L.forking_token_mask(ent, mask, rho=rho)
+    cells = [(i, j) for i in range(6) for j in range(20) if mask[i, j]]
+    k = max(math.ceil(rho * len(cells)), 1)
+    want = set(sorted(cells, key=lambda c: -float(ent[c]))[:k])
+    assert {tuple(c) for c in top.nonzero().tolist()} == want
+    loss, _ = L.forking_policy_loss(
+        logp, old, adv, mask, ent, rho=rho, eps_low=0.2, eps_high=0.28, clip_c=10.0
+    )
+    s = L.clipped_surrogate(logp, old, adv, mask, eps_low=0.2, eps_high=0.28, clip_c=10.0)
+    # token-mean over the selected tokens
+    assert float(loss.detach()) == pytest.approx(sum(float(s.loss_mat[c]) for c in want) / k, rel=1e-10)
+    empty = L.forking_token_mask(ent, torch.zeros_like(mask), rho=rho)
+    assert not empty.any()
+
+
+def test_entropy_bonus_and_adaptive_controller():
+    _, _, _, mask, ent = make(8)
+    h = ent.clone().requires_grad_()
+    term = L.entropy_bonus_loss(h, mask, 0.01)
+    assert float(term.detach()) == pytest.approx(-0.01 * ref_aggregate(ent, mask, "token-mean"), rel=1e-12)
+    term.backward()
+    assert float(h.grad[mask][0]) == pytest.approx(-0.01 / int(mask.sum()))
+
+    ctl = L.AdaptiveEntropyController(target=0.2, delta=1e-4, coef_init=0.0, coef_min=0.0, coef_max=3e-4)
+    c, seq = 0.0, []
+    for est in [0.1, 0.1, 0.3, 0.05, 0.05, 0.05, 0.05, 0.5]:
+        c = c + 1e-4 if est < 0.2 else c - 1e-4
+        c = min(max(c, 0.0), 3e-4)
+        seq.append(c if est < 0.2 else 0.0)
+        assert ctl.update(est) == pytest.approx(seq[-1])
+    st = ctl.state_dict()
+    ctl2 = L.AdaptiveEntropyController(target=0.2, delta=1e-4, coef_max=3e-4)
+    ctl2.load_state_dict(st)
+    assert ctl2.coef == ctl.coef and ctl2.gate == ctl.gate
+    assert (
+        L.AdaptiveEntropyController.estimate(torch.tensor([[-1.0, -3.0]]), torch.tensor([[True, False]]))
+        == 1.0
+    )
+
+
+@pytest.mark.parametrize("kind", L.KL_TYPES)
+def test_kl_estimators(kind):
+    g = torch.Generator().manual_seed(9)
+    logp = (-torch.rand(40, generator=g, dtype=torch.float64) * 3).requires_grad_()
+    ref = -torch.rand(40, generator=g, dtype=torch.float64) * 3
+    v = L.kl_penalty(logp, ref, kind)
+    v.sum().backward()
+    for i in range(40):
+        d = float(logp[i]) - float(ref[i])
+        base = kind.rstrip("+")
+        want = {"k1": d, "abs": abs(d), "k2": 0.5 * d * d, "k3": math.exp(-d) + d - 1}[base]
+        assert float(v[i]) == pytest.approx(want, rel=1e-12, abs=1e-12)
+        if kind.endswith("+"):
+            want_grad = d  # gradient of k2
+        else:
+            want_grad = {"k1": 1.0, "abs": math.copysign(1.0, d), "k2": d, "k3": 1 - math.exp(-d)}[base]
+        assert float(logp.grad[i]) == pytest.approx(want_grad, rel=1e-12, abs=1e-12)
+    assert (L.kl_penalty(torch.zeros(3), torch.zeros(3), "k3") == 0).all()
+    with pytest.raises(ValueError, match="valid"):
+        L.kl_penalty(logp, ref, "k4")
+
+
+def test_kl_penalty_loss_nan_on_padding():
+    mask = torch.tensor([[True, False]])
+    logp = torch.tensor([[-1.0, float("nan")]], requires_grad=True)
+    ref = torch.tensor([[-2.0, float("nan")]])
+    term, mean = L.kl_penalty_loss(logp, ref, mask, 0.1, "k3")
+    term.backward()
+    assert float(term.detach()) == pytest.approx(0.1 * (math.exp(-1) + 1 - 1))
+    assert torch.isfinite(logp.grad).all()
+
+
+def test_quadrant_assignment_and_weights():
+    g = torch.Generator().manual_seed(10)
+    b, t = 8, 50
+    mask = torch.rand(b, t, generator=g) > 0.1
+    logp = torch.log(torch.rand(b, t, generator=g, dtype=torch.float64).clamp(min=1e-4))
+    ent = torch.rand(b, t, generator=g, dtype=torch.float64) * 3
+    adv = torch.randn(b, 1, generator=g, dtype=torch.float64).expand(b, t).clone()
+    adv[0] = 0
+    qd = L.assign_quadrants(adv, mask, logp=logp, entropy=ent, by="delta")
+    qp = L.assign_quadrants(adv, mask, logp=logp, by="prob")
+    for i in range(b):
+        for j in range(t):
+            a, p = float(adv[i, j]), math.exp(float(logp[i, j]))
+            delta = -p * (1 - p) ** 2 * (math.log(p) + float(ent[i, j]))
+            want_d = want_p = 0
+            if mask[i, j] and a != 0:
+                if a > 0:
+                    want_d = 1 if delta < 0 else (2 if delta > 0 else 0)
+                    want_p = 1 if p > 0.8 else (2 if p < 0.2 else 0)
+                else:
+                    want_d = 4 if delta < 0 else (3 if delta > 0 else 0)
+                    want_p = 4 if p > 0.8 else (3 if p < 0.2 else 0)
+            assert int(qd[i, j]) == want_d
+            assert int(qp[i, j]) == want_p
+    n2 = int((qd == 2).sum())
+    w, sel = L.quadrant_weights(
+        qd, target="II", action="upweight", fraction=0.1, generator=torch.Generator().manual_seed(0)
+    )
+    assert int(sel.sum()) == math.floor(0.1 * n2)
+    assert (qd[sel] == 2).all() and (w[sel] == 2.0).all() and (w[~sel] == 1.0).all()
+    w2, sel2 = L.quadrant_weights(
+        qd, target="II", action="upweight", fraction=0.1, generator=torch.Generator().manual_seed(0)
+    )
+    assert torch.equal(sel, sel2)
+    wm, selm = L.quadrant_weights(
+        qd, target="IV", action="mask", fraction=0.5, generator=torch.Generator().manual_seed(1)
+    )
+    assert (wm[selm] == 0).all() and int(selm.sum()) == math.floor(0.5 * int((qd == 4).sum()))
+    met = L.quadrant_metrics(qd, torch.ones_like(ent))
+    for k, name in enumerate(L.QUADRANTS, start=1):
+        assert met[f"quadrant/{name}/count"] == float((qd == k).sum())
+        assert met[f"quadrant/{name}/omega_sum"] == float((qd == k).sum())
+    with pytest.raises(ValueError, match="valid"):
+        L.quadrant_weights(qd, target="V")
+
+
+def test_standard_metrics_values():
+    logp, old, adv, mask, ent = make(11, spread=0.8)
+    loss, met = L.vanilla_policy_loss(
+        logp, old, adv, mask, eps_low=0.2, eps_high=0.28, clip_c=1.5, entropy=ent
+    )
+    n = int(mask.sum())
+    lo = hi = du = 0
+    rs = []
+    for i in range(mask.shape[0]):
+        for j in range(mask.shape[1]):
+            if mask[i, j]:
+                _, _, a, b_, c = ref_token_loss(
+                    float(logp[i, j]), float(old[i, j]), float(adv[i, j]), 0.2, 0.28, 1.5
+                )
+                lo, hi, du = lo + a, hi + b_, du + c
+                rs.append(math.exp(float(logp[i, j]) - float(old[i, j])))
+    assert met["tokens"] == n
+    assert lo > 0 and hi > 0 and du > 0  # every clip branch is exercised
+    assert met["clipfrac_low"] == pytest.approx(lo / n)
+    assert met["clipfrac_high"] == pytest.approx(hi / n)
+    assert met["clipfrac_dual"] == pytest.approx(du / n)
+    assert met["ratio_mean"] == pytest.approx(sum(rs) / n)
+    assert met["entropy_mean"] == pytest.approx(float(ent[mask].mean()))
+    assert met["weight_mean"] == 1.0 and met["weight_min"] == 1.0
+    assert met["pg_loss"] == pytest.approx(float(loss.detach()))
+    empty = L.standard_metrics(torch.zeros(2, 2, dtype=torch.bool), weight=torch.ones(2, 2))
+    assert empty["tokens"] == 0 and empty["weight_mean"] == 1.0 and empty["weight_min"] == 1.0
+
+
+def test_bad_clip_args():
+    logp, old, adv, mask, _ = make(0)
+    with pytest.raises(ValueError, match="eps_low"):
+        L.clipped_surrogate(logp, old, adv, mask, eps_low=-0.1)
+    with pytest.raises(ValueError, match="clip_c"):
+        L.clipped_surrogate(logp, old, adv, mask, clip_c=0.5)
+    with pytest.raises(ValueError, match="mismatched"):
+        L.clipped_surrogate(logp, old[:, :-1], adv, mask)
