@@ -1,0 +1,153 @@
+"""The verification pool: hard per-item limit with kill + respawn, error reasons, cache, the
+verl signature, use from threads (issue 4 "Rewards")."""
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from steer.rewards import ScoreItem, VerifierPool, compute_score, score_responses
+from steer.rewards.registry import SCORERS, ScorerSpec, register_scorer
+
+LIMIT = 2.0
+
+ADVERSARIAL = {
+    "power_tower": r"\boxed{\dfrac{5^{\left(5^{\left(5^{\left(5^5\right)}\right)} - 4\right)} - 5}{16}}",
+    "factorial": r"The answer is $\boxed{(10^{10})!}$",
+    "one_megabyte": "9" * 1_000_000,
+    "one_megabyte_latex": ("$x^2 + \\frac{1}{2}$ " * 60_000),
+    "unbalanced": r"\boxed{\frac{1}{2" + "{" * 500,
+    "nested_fractions": "\\boxed{" + "\\frac{1}{1+" * 200 + "x" + "}" * 200 + "}",
+    "huge_power": r"\boxed{2^{2^{2^{2^{2^{2^{2}}}}}}}",
+}
+
+
+def crash_scorer(response, gold):
+    os._exit(3)
+
+
+def sleepy_scorer(response, gold):
+    time.sleep(float(response))
+    return True, response, "ok"
+
+
+@pytest.fixture(scope="module")
+def pool():
+    register_scorer(ScorerSpec("test_crash", __name__, "crash_scorer", 1.0, 0.0, "test"))
+    register_scorer(ScorerSpec("test_sleep", __name__, "sleepy_scorer", 1.0, 0.0, "test"))
+    with VerifierPool(2, timeout=LIMIT) as p:
+        yield p
+    SCORERS.pop("test_crash", None)
+    SCORERS.pop("test_sleep", None)
+
+
+def test_basic_and_order(pool):
+    items = [(f"so \\boxed{{{i}}}", str(i if i % 3 else i + 1)) for i in range(60)]
+    v = pool.score_batch(items)
+    assert [x.correct for x in v] == [bool(i % 3) for i in range(60)]
+    assert all(x.reason in ("ok", "mismatch") for x in v)
+    assert v[1].pred == "1" and v[1].score == 1.0 and v[0].score == 0.0
+
+
+@pytest.mark.parametrize("name", sorted(ADVERSARIAL))
+def test_adversarial_wrong_within_limit(pool, name):
+    t = time.monotonic()
+    v = pool.score(ADVERSARIAL[name], "5")
+    wall = time.monotonic() - t
+    assert v.correct is False
+    assert v.score == 0.0
+    assert v.reason in ("timeout", "mismatch", "no answer") or v.reason.startswith("error:")
+    # the kill happens at the limit; the slack covers scheduling on a loaded machine
+    assert v.seconds <= LIMIT + 1.0
+    assert wall <= LIMIT + 10.0
+    # the pool keeps serving
+    assert pool.score(r"\boxed{42}", "42").correct
+
+
+def test_adversarial_batch_mixed_with_good_items(pool):
+    items = []
+    for i, a in enumerate(ADVERSARIAL.values()):
+        items.append(ScoreItem(a + " ", "5"))  # distinct from the cached single calls
+        items.append(ScoreItem(f"\\boxed{{{i}}}", str(i)))
+    v = pool.score_batch(items)
+    assert [x.correct for x in v[1::2]] == [True] * len(ADVERSARIAL)
+    assert not any(x.correct for x in v[0::2])
+
+
+def test_timeout_kills_and_replaces(pool):
+    before = dict(pool.stats)
+    v = pool.score_batch([ScoreItem("30", "x", "test_sleep"), ScoreItem("0", "x", "test_sleep")])
+    assert v[0].reason == "timeout" and not v[0].correct
+    assert v[1].correct
+    assert pool.stats["timeouts"] == before["timeouts"] + 1
+    assert pool.stats["respawns"] >= before["respawns"] + 1
+
+
+def test_unfinished_items_of_a_timed_out_chunk_are_retried(pool):  # pool registers test_sleep
+    with VerifierPool(1, timeout=1.0, chunk_size=8) as p:
+        items = [ScoreItem(str(s), f"g{i}", "test_sleep") for i, s in enumerate([0, 0, 30, 0, 0, 0])]
+        v = p.score_batch(items)
+    assert [x.reason for x in v] == ["ok", "ok", "timeout", "ok", "ok", "ok"]
+
+
+def test_worker_death_is_an_error_verdict(pool):
+    v = pool.score_batch([ScoreItem("a", "b", "test_crash"), ScoreItem(r"\boxed{3}", "3")])
+    assert v[0].reason.startswith("error: worker died") and not v[0].correct
+    assert v[1].correct
+
+
+def test_cache_and_dedupe(pool):
+    r = r"we get \boxed{\frac{3}{4}}"
+    a = pool.score(r, "0.75")
+    b = pool.score(r, "0.75")
+    assert a.correct and b.correct and b.cached and not a.cached
+    before = pool.stats["verified"]
+    v = pool.score_batch([("\\boxed{77}", "77")] * 5)
+    assert all(x.correct for x in v)
+    assert pool.stats["verified"] - before == 1
+
+
+def test_long_response_is_cut_keeping_the_tail(pool):
+    resp = "\\boxed{1} " + "filler " * 100_000 + "\\boxed{2}"
+    assert pool.score(resp, "2").correct
+    assert not pool.score(resp, "1").correct
+
+
+def test_bad_items(pool):
+    with pytest.raises(ValueError, match="item 0"):
+        pool.score_batch([("x", None)])
+    with pytest.raises(ValueError, match="unknown scorer"):
+        pool.score_batch([("x", "1", "nope")])
+    with pytest.raises(ValueError, match="item 1"):
+        pool.score_batch([("x", "1"), 5])
+
+
+def test_verl_signature_and_batch_api(pool):
+    d = compute_score("math_dapo", "work\nAnswer: 34", "34", {"index": 0}, pool=pool)
+    assert d["score"] == 1.0 and d["acc"] == 1.0 and d["pred"] == "34"
+    d = compute_score("math_dapo", "work\nAnswer: 35", "34", None, pool=pool)
+    assert d["score"] == -1.0 and d["acc"] == 0.0
+    d = compute_score("math500", r"\boxed{\frac12}", "0.5", {"scorer": "qwen"}, pool=pool)
+    assert d["score"] == 1.0
+    v = score_responses(["Answer: 1", r"\boxed{2}"], ["1", "3"], data_sources="aime24", pool=pool)
+    assert [x.correct for x in v] == [True, False]
+    with pytest.raises(ValueError):
+        score_responses(["a"], ["1", "2"], pool=pool)
+
+
+def test_usable_from_threads(pool):
+    def one(i):
+        return pool.score(f"\\boxed{{{i}}}", str(i)).correct
+
+    with ThreadPoolExecutor(4) as ex:
+        assert all(ex.map(one, range(20)))
+
+
+def test_closed_pool_refuses():
+    p = VerifierPool(1, timeout=1.0)
+    p.close()
+    with pytest.raises(RuntimeError):
+        p.score("1", "1")
+    with pytest.raises(ValueError):
+        VerifierPool(1, timeout=0)
