@@ -1,0 +1,403 @@
+"""Benchmark evaluation: sample k responses per problem, verify them, report avg@k and pass@k
+(issue 4 "steer eval"; spec evaluation.md §4; paper section 5.1 / Table 1).
+
+* :func:`evaluate` runs named benchmarks (or given problem lists) with a backend, writes every
+  sample with its verdict to an append-only JSONL file (flushed and fsync'd after each batch),
+  and resumes: samples whose key ``(benchmark, problem_id, sample)`` is already in the file are
+  not generated again. The first line of the file records the settings; resuming with different
+  settings is refused.
+* :func:`evaluate_problems` is the trainer's periodic validation: in-memory model + tokenizer +
+  a list of problems, no files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from steer.data.benchmarks import PAPER_K, canonical_name, load_benchmark
+from steer.data.problems import Problem
+from steer.data.templates import apply_template, render
+from steer.evaluation.passk import pass_at_k
+
+DISPLAY = {
+    "aime24": "AIME24",
+    "aime25": "AIME25",
+    "amc23": "AMC23",
+    "math500": "MATH500",
+    "minerva": "Minerva",
+    "olympiad": "Olympiad",
+}
+#: Settings that must match between a run and the file it resumes.
+RESUME_KEYS = ("model", "temperature", "top_p", "max_tokens", "template", "scorer")
+
+
+@dataclass
+class BenchmarkResult:
+    name: str
+    k: int
+    n_problems: int
+    n_samples: int
+    avg_at_k: float
+    pass_at: dict[int, float]
+    truncated_frac: float
+    timeouts: int
+
+    def to_dict(self) -> dict:
+        return {
+            "benchmark": self.name,
+            "k": self.k,
+            "problems": self.n_problems,
+            "samples": self.n_samples,
+            f"avg@{self.k}": self.avg_at_k,
+            **{f"pass@{j}": v for j, v in self.pass_at.items()},
+            "truncated_frac": self.truncated_frac,
+            "verify_timeouts": self.timeouts,
+        }
+
+
+@dataclass
+class EvalReport:
+    results: dict[str, BenchmarkResult]
+    settings: dict
+    output: str | None = None
+    generated: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    def table(self, model_name: str | None = None) -> str:
+        """Markdown table shaped like the paper's Table 1 (percentages) plus a per-benchmark table."""
+        names = list(self.results)
+        label = model_name or str(self.settings.get("model", "model"))
+        head = "| Method | " + " | ".join(DISPLAY.get(n, n) for n in names) + " | Avg. |"
+        sep = "|" + "---|" * (len(names) + 2)
+        vals = [100.0 * self.results[n].avg_at_k for n in names]
+        avg = sum(vals) / len(vals) if vals else float("nan")
+        row = f"| {label} | " + " | ".join(f"{v:.1f}" for v in vals) + f" | {avg:.1f} |"
+        lines = [
+            "avg@k per benchmark, in percent ("
+            + ", ".join(f"{DISPLAY.get(n, n)} avg@{self.results[n].k}" for n in names)
+            + ")",
+            "",
+            head,
+            sep,
+            row,
+            "",
+            "| Benchmark | k | problems | samples | avg@k | pass@k (unbiased) | truncated | verify timeouts |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for n in names:
+            r = self.results[n]
+            pk = ", ".join(f"@{j}: {100 * v:.1f}" for j, v in r.pass_at.items())
+            lines.append(
+                f"| {DISPLAY.get(n, n)} | {r.k} | {r.n_problems} | {r.n_samples} | {100 * r.avg_at_k:.1f} | "
+                f"{pk} | {100 * r.truncated_frac:.1f}% | {r.timeouts} |"
+            )
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {
+            "settings": self.settings,
+            "results": {n: r.to_dict() for n, r in self.results.items()},
+            "output": self.output,
+            "generated": self.generated,
+            "skipped": self.skipped,
+            "seconds": self.seconds,
+        }
+
+
+def _pass_ks(k: int) -> list[int]:
+    ks, j = [], 1
+    while j < k:
+        ks.append(j)
+        j *= 2
+    ks.append(k)
+    return ks
+
+
+def summarize(name: str, k: int, records: Sequence[dict]) -> BenchmarkResult:
+    """avg@k and unbiased pass@j (j = 1, 2, 4, ..., k) from per-sample records of one benchmark."""
+    by_p: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        by_p[r["problem_id"]].append(r)
+    if not by_p:
+        raise ValueError(f"{name}: no samples to summarise")
+    avg = 0.0
+    pass_at = {j: 0.0 for j in _pass_ks(k)}
+    for pid, rs in by_p.items():
+        n = len(rs)
+        if n < k:
+            raise ValueError(f"{name}: problem {pid} has {n} samples, expected {k}")
+        c = sum(1 for r in rs if r["correct"])
+        avg += c / n
+        for j in pass_at:
+            pass_at[j] += pass_at_k(n, c, j)
+    P = len(by_p)
+    n_s = sum(len(v) for v in by_p.values())
+    trunc = sum(1 for v in by_p.values() for r in v if r.get("finish") == "length") / n_s
+    tos = sum(1 for v in by_p.values() for r in v if r.get("reason") == "timeout")
+    return BenchmarkResult(name, k, P, n_s, avg / P, {j: v / P for j, v in pass_at.items()}, trunc, tos)
+
+
+def _read_done(path: Path) -> tuple[dict | None, dict[tuple, dict]]:
+    """Settings line and finished sample records of an existing JSONL (a torn last line is ignored)."""
+    meta, done = None, {}
+    if not path.exists():
+        return meta, done
+    with open(path, encoding="utf-8") as f:
+        lines = f.readlines()
+    for i, line in enumerate(lines):
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:  # interrupted mid-write
+                continue
+            raise ValueError(f"{path}: line {i + 1} is not valid JSON (file corrupted)") from None
+        if rec.get("type") == "meta":
+            meta = rec
+        elif rec.get("type") == "sample":
+            done[(rec["benchmark"], rec["problem_id"], int(rec["sample"]))] = rec
+    if lines and not lines[-1].endswith("\n"):
+        # drop the torn tail so appends start on a fresh line
+        with open(path, "w", encoding="utf-8") as f:
+            f.writelines(lines[:-1])
+    return meta, done
+
+
+def _append(f, recs: list[dict]) -> None:
+    for r in recs:
+        f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    f.flush()
+    os.fsync(f.fileno())
+
+
+def _progress(total: int, enabled: bool, desc: str):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="sample", dynamic_ncols=True)
+
+
+def evaluate(
+    model=None,
+    tokenizer=None,
+    benchmarks: Sequence[str] | dict[str, list[Problem]] = (
+        "aime24",
+        "aime25",
+        "amc23",
+        "math500",
+        "minerva",
+        "olympiad",
+    ),
+    *,
+    backend=None,
+    k: int | dict[str, int] | None = None,
+    temperature: float = 1.0,
+    top_p: float = 0.7,
+    max_tokens: int = 3072,
+    template: str = "as_is",
+    scorer: str = "math_verify",
+    output: str | os.PathLike | None = None,
+    limit: int | None = None,
+    batch_size: int = 16,
+    data_dir: str | os.PathLike | None = None,
+    seed: int = 0,
+    pool=None,
+    progress: bool = True,
+    model_name: str | None = None,
+) -> EvalReport:
+    """Evaluate a model on benchmarks (names, or ``{name: [Problem, ...]}``).
+
+    ``k``: samples per problem (int for all, a dict per benchmark, or None for the paper's:
+    32 on AIME24/AIME25/AMC23, 1 elsewhere). ``backend``: an object with ``generate`` (see
+    ``steer.evaluation.generate``); default an :class:`HFBackend` on ``model``/``tokenizer``.
+    ``output``: JSONL path (append-only, resumable); None keeps samples in memory only.
+    """
+    from steer.evaluation.generate import HFBackend
+    from steer.rewards.pool import ScoreItem, get_default_pool
+
+    t0 = time.time()
+    if backend is None:
+        if model is None or tokenizer is None:
+            raise ValueError("evaluate: pass model and tokenizer, or a backend")
+        backend = HFBackend(model, tokenizer, batch_size=batch_size)
+    tok = tokenizer if tokenizer is not None else getattr(backend, "tokenizer", None)
+    if isinstance(benchmarks, dict):
+        sets = {n: list(ps) for n, ps in benchmarks.items()}
+        if limit is not None:
+            sets = {n: ps[: int(limit)] for n, ps in sets.items()}
+        for n, ps in sets.items():
+            seen_ids: set[str] = set()
+            for i, p in enumerate(ps):
+                if not isinstance(p, Problem):
+                    raise ValueError(f"{n}: item {i} is {type(p).__name__}, expected steer.data.Problem")
+                if not p.id:
+                    p.id = f"{n}/{i}"
+                if p.id in seen_ids:
+                    raise ValueError(f"{n}: problem id {p.id!r} appears twice (item {i})")
+                seen_ids.add(p.id)
+    else:
+        names = [canonical_name(b) for b in benchmarks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"benchmark listed twice: {list(benchmarks)}")
+        sets = {n: load_benchmark(n, data_dir=data_dir, limit=limit) for n in names}
+    ks = {}
+    for n in sets:
+        kk = k.get(n) if isinstance(k, dict) else k
+        kk = kk if kk is not None else PAPER_K.get(n, 1)
+        if int(kk) < 1:
+            raise ValueError(f"k must be >= 1, got {kk} for {n}")
+        ks[n] = int(kk)
+    settings = {
+        "type": "meta",
+        "model": model_name or str(getattr(getattr(model, "config", None), "_name_or_path", "") or "model"),
+        "temperature": float(temperature),
+        "top_p": float(top_p),
+        "max_tokens": int(max_tokens),
+        "template": template,
+        "scorer": scorer,
+        "k": ks,
+        "backend": getattr(backend, "name", type(backend).__name__),
+        "seed": seed,
+    }
+    pool = pool or get_default_pool()
+
+    done: dict[tuple, dict] = {}
+    fh = None
+    if output is not None:
+        path = Path(output)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta, done = _read_done(path)
+        if meta is not None:
+            diff = {
+                key: (meta.get(key), settings[key]) for key in RESUME_KEYS if meta.get(key) != settings[key]
+            }
+            if diff:
+                raise ValueError(f"{path}: written with other settings {diff}; use another --output")
+        fh = open(path, "a", encoding="utf-8")
+        if meta is None:
+            _append(fh, [settings])
+
+    # work list: (benchmark, problem, sample index) not yet done
+    todo: list[tuple[str, Problem, int]] = []
+    for n, ps in sets.items():
+        for p in ps:
+            for s in range(ks[n]):
+                if (n, p.id, s) not in done:
+                    todo.append((n, p, s))
+    skipped = sum(1 for n, ps in sets.items() for p in ps for s in range(ks[n]) if (n, p.id, s) in done)
+    bar = _progress(len(todo), progress, "eval")
+    records = [r for key, r in done.items() if key[0] in sets]
+    gen_batch = max(1, int(getattr(backend, "batch_size", batch_size)))
+    prompt_cache: dict[tuple[str, str], str] = {}
+    try:
+        for start in range(0, len(todo), gen_batch):
+            chunk = todo[start : start + gen_batch]
+            prompts = []
+            for n, p, _s in chunk:
+                key = (n, p.id)
+                if key not in prompt_cache:
+                    prompt_cache[key] = render(apply_template(p, template), tok)
+                prompts.append(prompt_cache[key])
+            comps = backend.generate(
+                prompts, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed + start
+            )
+            verdicts = pool.score_batch(
+                [ScoreItem(c.text, p.gold, scorer) for c, (_, p, _) in zip(comps, chunk)]
+            )
+            new = []
+            for (n, p, s), c, v in zip(chunk, comps, verdicts):
+                new.append(
+                    {
+                        "type": "sample",
+                        "benchmark": n,
+                        "problem_id": p.id,
+                        "sample": s,
+                        "response": c.text,
+                        "n_tokens": c.n_tokens,
+                        "finish": c.finish,
+                        "gold": p.gold,
+                        "pred": v.pred,
+                        "correct": v.correct,
+                        "score": v.score,
+                        "reason": v.reason,
+                        "scorer": v.scorer,
+                    }
+                )
+            if fh is not None:
+                _append(fh, new)
+            records.extend(new)
+            if bar is not None:
+                bar.update(len(chunk))
+    finally:
+        if bar is not None:
+            bar.close()
+        if fh is not None:
+            fh.close()
+    by_b: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        by_b[r["benchmark"]].append(r)
+    results = {n: summarize(n, ks[n], by_b[n]) for n in sets}
+    return EvalReport(
+        results,
+        {k_: v for k_, v in settings.items() if k_ != "type"},
+        str(output) if output is not None else None,
+        generated=len(todo),
+        skipped=skipped,
+        seconds=time.time() - t0,
+    )
+
+
+def evaluate_problems(
+    model,
+    tokenizer,
+    problems: Sequence[Problem],
+    *,
+    k: int = 1,
+    name: str = "val",
+    temperature: float = 1.0,
+    top_p: float = 0.7,
+    max_tokens: int = 512,
+    template: str = "as_is",
+    scorer: str = "math_verify",
+    batch_size: int = 16,
+    seed: int = 0,
+    pool=None,
+) -> dict[str, float]:
+    """Periodic validation for the trainer: in-memory model + tokenizer + problems -> metrics.
+
+    Returns ``{"<name>/avg@k", "<name>/pass@j" ..., "<name>/truncated_frac"}`` (fractions). The
+    model's train/eval mode is restored afterwards.
+    """
+    was_training = getattr(model, "training", False)
+    model.eval()
+    try:
+        rep = evaluate(
+            model,
+            tokenizer,
+            {name: list(problems)},
+            k=k,
+            temperature=temperature,
+            top_p=top_p,
+            max_tokens=max_tokens,
+            template=template,
+            scorer=scorer,
+            batch_size=batch_size,
+            seed=seed,
+            pool=pool,
+            progress=False,
+        )
+    finally:
+        if was_training:
+            model.train()
+    r = rep.results[name]
+    out = {f"{name}/avg@{r.k}": r.avg_at_k, f"{name}/truncated_frac": r.truncated_frac}
+    out.update({f"{name}/pass@{j}": v for j, v in r.pass_at.items()})
+    return out

@@ -1,0 +1,166 @@
+"""Generation backends for evaluation: HF ``generate`` (CPU or GPU, batched) and vLLM (optional).
+
+A backend turns prompt strings (chat template already applied) into completions:
+``generate(prompts, *, temperature, top_p, max_tokens, seed) -> list[Completion]`` (one per
+prompt; repeat a prompt to sample it several times). Sampling follows the paper's evaluation
+setting (temperature 1.0, top-p 0.7, no top-k; section 5.1 / spec evaluation.md §4);
+temperature 0 means greedy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Completion:
+    text: str
+    n_tokens: int
+    finish: str  # "stop" (end-of-sequence token) or "length" (hit max_tokens)
+
+
+class HFBackend:
+    """Batched ``model.generate`` with left padding (CPU or GPU)."""
+
+    name = "hf"
+
+    def __init__(self, model, tokenizer, *, batch_size: int = 16, device=None):
+        import torch
+
+        self.model = model
+        self.tokenizer = tokenizer
+        self.batch_size = int(batch_size)
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        if tokenizer.pad_token_id is None:
+            if tokenizer.eos_token_id is None:
+                raise ValueError("tokenizer has neither a pad nor an eos token; set one")
+            tokenizer.pad_token = tokenizer.eos_token
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str, *, device: str | None = None, dtype: str = "auto", batch_size: int = 16
+    ):
+        """Load model and tokenizer with ``from_pretrained`` (local folder or hub cache, no download
+        is forced here)."""
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if dtype == "auto":
+            torch_dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+        else:
+            torch_dtype = getattr(torch, dtype)
+        tok = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(device)
+        model.eval()
+        return cls(model, tok, batch_size=batch_size, device=device)
+
+    def generate(
+        self,
+        prompts: list[str],
+        *,
+        temperature: float,
+        top_p: float,
+        max_tokens: int,
+        seed: int | None = None,
+    ):
+        import torch
+
+        if max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
+        tok = self.tokenizer
+        old_side = tok.padding_side
+        tok.padding_side = "left"
+        eos = tok.eos_token_id
+        out: list[Completion] = []
+        try:
+            for start in range(0, len(prompts), self.batch_size):
+                chunk = prompts[start : start + self.batch_size]
+                enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+                if seed is not None:
+                    torch.manual_seed(int(seed) + start)
+                kw = dict(max_new_tokens=int(max_tokens), pad_token_id=tok.pad_token_id)
+                if eos is not None:
+                    kw["eos_token_id"] = eos
+                if temperature and temperature > 0:
+                    kw.update(do_sample=True, temperature=float(temperature), top_p=float(top_p), top_k=0)
+                else:
+                    kw.update(do_sample=False)
+                with torch.no_grad():
+                    seqs = self.model.generate(**enc, **kw)
+                new = seqs[:, enc["input_ids"].shape[1] :]
+                for row in new.tolist():
+                    n, finish = len(row), "length"
+                    if eos is not None and eos in row:
+                        n, finish = row.index(eos) + 1, "stop"
+                    else:
+                        # trailing pad tokens after an early stop of other rows
+                        while n > 0 and row[n - 1] == tok.pad_token_id and tok.pad_token_id != eos:
+                            n -= 1
+                    text = tok.decode(row[:n], skip_special_tokens=True)
+                    out.append(Completion(text, n, finish))
+        finally:
+            tok.padding_side = old_side
+        return out
+
+
+class VLLMBackend:
+    """vLLM ``LLM.generate`` (GPU; needs the optional ``vllm`` package)."""
+
+    name = "vllm"
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        dtype: str = "auto",
+        gpu_memory_utilization: float = 0.85,
+        seed: int = 0,
+        **llm_kwargs,
+    ):
+        try:
+            from vllm import LLM
+        except ImportError as e:
+            raise ImportError(
+                "the vllm backend needs the 'vllm' package (GPU only): pip install 'steer[vllm]'"
+            ) from e
+        self.llm = LLM(
+            model=path,
+            dtype="bfloat16" if dtype == "auto" else dtype,
+            gpu_memory_utilization=gpu_memory_utilization,
+            seed=seed,
+            **llm_kwargs,
+        )
+        self.tokenizer = self.llm.get_tokenizer()
+
+    def generate(
+        self,
+        prompts: list[str],
+        *,
+        temperature: float,
+        top_p: float,
+        max_tokens: int,
+        seed: int | None = None,
+    ):
+        from vllm import SamplingParams
+
+        sp = SamplingParams(
+            n=1,
+            temperature=float(temperature),
+            top_p=float(top_p) if temperature and temperature > 0 else 1.0,
+            top_k=-1,
+            max_tokens=int(max_tokens),
+            # no per-request seed: repeated prompts (k samples) must differ; the LLM-level seed
+            # makes the run reproducible
+        )
+        outs = self.llm.generate(prompts, sp, use_tqdm=False)
+        res = []
+        for o in outs:
+            c = o.outputs[0]
+            res.append(
+                Completion(c.text, len(c.token_ids), "length" if c.finish_reason == "length" else "stop")
+            )
+        return res
