@@ -1,0 +1,1 @@
+"""Plots and summaries of training runs (reads metrics JSONL records; no training code)."""

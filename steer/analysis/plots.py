@@ -1,0 +1,177 @@
+"""Plots of training runs (matplotlib, Agg backend: no display needed).
+
+Every function takes ``runs``: a mapping from a run label (e.g. the method name) to its list
+of metrics records (the lines of ``metrics.jsonl``), and writes one PNG.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+Records = Sequence[dict]
+
+
+def series(records: Records, key: str) -> tuple[list[int], list[float]]:
+    """``(steps, values)`` of every record that has a finite numeric ``key``."""
+    xs, ys = [], []
+    for r in records:
+        v = r.get(key)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) != float("inf"):
+            xs.append(int(r["step"]))
+            ys.append(float(v))
+    return xs, ys
+
+
+def smooth(values: list[float], window: int) -> list[float]:
+    """Trailing moving average (window 1 = unchanged)."""
+    if window <= 1:
+        return list(values)
+    out, acc = [], 0.0
+    for i, v in enumerate(values):
+        acc += v
+        if i >= window:
+            acc -= values[i - window]
+        out.append(acc / min(i + 1, window))
+    return out
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_lines(
+    runs: Mapping[str, Records],
+    keys: Sequence[str],
+    path: str | Path,
+    *,
+    title: str,
+    ylabel: str,
+    window: int = 1,
+    marker: str | None = None,
+) -> Path:
+    """One panel per key, one line per run."""
+    fig, axes = plt.subplots(1, len(keys), figsize=(5.2 * len(keys), 3.6), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for label, recs in runs.items():
+            xs, ys = series(recs, key)
+            if xs:
+                ax.plot(xs, smooth(ys, window), label=label, marker=marker)
+        ax.set_title(key if len(keys) > 1 else title)
+        ax.set_xlabel("step")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if len(keys) > 1:
+        fig.suptitle(title)
+    return _save(fig, Path(path))
+
+
+def plot_passk(runs: Mapping[str, Records], path: str | Path, *, baseline: Records | None = None) -> Path:
+    """Held-out pass@k against k at the last evaluation of each run (log2 k axis), plus the
+    starting policy (first evaluation) when given."""
+    fig, ax = plt.subplots(figsize=(5.6, 3.8))
+    curves = dict(runs)
+    if baseline is not None:
+        curves = {"start (warm-start)": [first_eval(baseline)], **curves}
+    for label, recs in curves.items():
+        last = last_eval(recs)
+        if not last:
+            continue
+        ks = sorted(int(k.split("@")[1]) for k in last if k.startswith("heldout/pass@"))
+        ax.plot(ks, [last[f"heldout/pass@{k}"] for k in ks], marker="o", label=label)
+        ax.set_xscale("log", base=2)
+    ax.set_xlabel("k")
+    ax.set_ylabel("held-out pass@k")
+    ax.set_title("Held-out pass@k (final policy)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, Path(path))
+
+
+def plot_quadrants(runs: Mapping[str, Records], path: str | Path, *, window: int = 5) -> Path:
+    """Share of update tokens per quadrant (sign of A x sign of the entropy-change indicator)."""
+    fig, axes = plt.subplots(1, max(1, len(runs)), figsize=(5.2 * max(1, len(runs)), 3.6), squeeze=False)
+    for ax, (label, recs) in zip(axes[0], runs.items()):
+        for q in ("I", "II", "III", "IV"):
+            xs, ys = series(recs, f"m/quadrant/{q}/share")
+            if xs:
+                ax.plot(xs, smooth(ys, window), label=f"quadrant {q}")
+        ax.set_title(f"{label}: token share per quadrant")
+        ax.set_xlabel("step")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return _save(fig, Path(path))
+
+
+def first_eval(records: Records) -> dict:
+    for r in records:
+        if "heldout/acc" in r:
+            return r
+    return {}
+
+
+def last_eval(records: Records) -> dict:
+    for r in reversed(records):
+        if "heldout/acc" in r:
+            return r
+    return {}
+
+
+def plot_all(runs: Mapping[str, Records], out_dir: str | Path, *, window: int = 5) -> dict[str, Path]:
+    """Every standard plot of a comparison; returns ``{name: path}``."""
+    out = Path(out_dir)
+    base = next(iter(runs.values())) if runs else None
+    return {
+        "entropy": plot_lines(
+            runs,
+            ["entropy"],
+            out / "entropy.png",
+            title="Policy entropy (Eq. 4, rollouts)",
+            ylabel="nats/token",
+            window=1,
+        ),
+        "reward_acc": plot_lines(
+            runs,
+            ["acc", "heldout/acc"],
+            out / "accuracy.png",
+            title="Accuracy",
+            ylabel="accuracy",
+            window=window,
+        ),
+        "passk": plot_passk(runs, out / "passk.png", baseline=base),
+        "diversity": plot_lines(
+            runs,
+            ["heldout/diversity"],
+            out / "diversity.png",
+            title="Distinct correct solutions per held-out problem",
+            ylabel="solutions",
+            marker="o",
+        ),
+        "quadrants": plot_quadrants(runs, out / "quadrants.png", window=window),
+        "weights": plot_lines(
+            runs,
+            ["m/weight_mean", "m/weight_min"],
+            out / "steer_weights.png",
+            title="STEER token weight",
+            ylabel="weight",
+        ),
+        "length": plot_lines(
+            runs,
+            ["response_length"],
+            out / "response_length.png",
+            title="Response length",
+            ylabel="tokens",
+            window=window,
+        ),
+    }

@@ -1,0 +1,158 @@
+"""The problems a run trains and evaluates on, and how a response is scored.
+
+Two sources behind one small interface (:class:`Task`):
+
+- ``countdown``: the testbed's countdown task (``steer.testbed.countdown``): several correct
+  solutions per problem, a verifier that recomputes the steps, and a canonical form per solution
+  (used for the solution-diversity metric).
+- ``math``: a parquet/JSONL file of math problems (e.g. DAPO-Math-17k) read with ``steer.data``
+  and scored by a ``steer.rewards`` scorer (``task.options.scorer``, default by data source).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from steer.train.config import TaskConfig
+
+
+class Task(Protocol):
+    name: str
+    chat_template: bool
+
+    def train_problems(self) -> list: ...
+    def heldout_problems(self) -> list: ...
+    def prompt(self, problem) -> str: ...
+    def correct(self, problem, response: str) -> bool: ...
+    def canonical(self, problem, response: str) -> str | None: ...
+
+
+@dataclass
+class CountdownTaskAdapter:
+    """``steer.testbed.countdown.CountdownTask`` as a :class:`Task`."""
+
+    cfg: TaskConfig
+    name: str = "countdown"
+    chat_template: bool = True
+
+    def __post_init__(self) -> None:
+        from steer.testbed.countdown import CountdownConfig, CountdownTask
+
+        try:
+            self._task = CountdownTask(CountdownConfig(**self.cfg.options))
+        except TypeError as exc:
+            raise ValueError(f"invalid task.options for countdown: {exc}") from exc
+        self.chat_template = self.cfg.chat_template
+        self._train = None
+        self._heldout = None
+
+    def train_problems(self) -> list:
+        if self._train is None:
+            self._train = self._task.problems("train", self.cfg.train_size, seed=self.cfg.train_seed)
+        return self._train
+
+    def heldout_problems(self) -> list:
+        if self._heldout is None:
+            self._heldout = self._task.problems("heldout", self.cfg.heldout_size, seed=self.cfg.heldout_seed)
+        return self._heldout
+
+    def prompt(self, problem) -> str:
+        return problem.prompt
+
+    def correct(self, problem, response: str) -> bool:
+        return bool(problem.verify(response))
+
+    def canonical(self, problem, response: str) -> str | None:
+        return problem.canonical(response)
+
+
+@dataclass
+class MathTaskAdapter:
+    """Math problems loaded with ``steer.data.load_any`` (verl parquet, JSONL, HF folder),
+    de-duplicated, rendered with a ``steer.data`` prompt template (``task.options.template``,
+    default ``as_is``) and scored by a ``steer.rewards`` scorer (``task.options.scorer``, default
+    chosen from each problem's data source)."""
+
+    cfg: TaskConfig
+    name: str = "math"
+    chat_template: bool = True
+
+    def __post_init__(self) -> None:
+        from steer.data import TEMPLATES
+        from steer.rewards.registry import get_scorer
+
+        self.chat_template = self.cfg.chat_template
+        opts: dict[str, Any] = dict(self.cfg.options)
+        self._scorer_name = opts.pop("scorer", None)
+        self._template = opts.pop("template", "as_is")
+        if opts:
+            raise ValueError(f"unknown task.options for math: {sorted(opts)} (valid: scorer, template)")
+        if self._template not in TEMPLATES:
+            raise ValueError(f"task.options.template={self._template!r} is not one of {list(TEMPLATES)}")
+        if self._scorer_name is not None:
+            get_scorer(self._scorer_name)  # unknown name -> ValueError listing the valid ones
+        self._scorers: dict[str, Any] = {}
+        self._train = None
+        self._heldout = None
+
+    def _read(self, path: str, limit: int) -> list:
+        from steer.data import deduplicate, load_any
+
+        return deduplicate(load_any(path))[:limit]
+
+    def train_problems(self) -> list:
+        if self._train is None:
+            self._train = self._read(self.cfg.train_path, self.cfg.train_size)
+        return self._train
+
+    def heldout_problems(self) -> list:
+        if self._heldout is None:
+            path = self.cfg.heldout_path or self.cfg.train_path
+            self._heldout = self._read(path, self.cfg.heldout_size)
+        return self._heldout
+
+    def prompt(self, problem) -> str:
+        return problem.problem
+
+    def render(self, tokenizer, problem) -> str:
+        from steer.data import apply_template, render
+
+        messages = apply_template(problem, self._template)
+        return render(messages, tokenizer if self.chat_template else None)
+
+    def _scorer(self, problem):
+        from steer.rewards.registry import default_scorer, get_scorer
+
+        name = self._scorer_name or default_scorer(problem.data_source or None)
+        if name not in self._scorers:
+            self._scorers[name] = get_scorer(name).load()
+        return self._scorers[name]
+
+    def correct(self, problem, response: str) -> bool:
+        ok, _pred, _reason = self._scorer(problem)(response, problem.gold)
+        return bool(ok)
+
+    def canonical(self, problem, response: str) -> str | None:
+        return response.strip() if self.correct(problem, response) else None
+
+
+def build_task(cfg: TaskConfig) -> Task:
+    if cfg.name == "countdown":
+        return CountdownTaskAdapter(cfg)
+    if cfg.name == "math":
+        return MathTaskAdapter(cfg)
+    raise ValueError(f"unknown task.name {cfg.name!r} (valid: countdown, math)")
+
+
+def format_prompt(tokenizer, task: Task, problem) -> str:
+    """The text the policy is conditioned on: the chat template's user turn plus the assistant
+    header when the task uses one, else the raw prompt."""
+    if hasattr(task, "render"):
+        return task.render(tokenizer, problem)
+    text = task.prompt(problem)
+    if task.chat_template and getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(
+            [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False
+        )
+    return text

@@ -1,0 +1,673 @@
+"""The GRPO trainer: one process, CPU or one GPU (section 2.1 and appendix E.2 of the paper).
+
+One step:
+
+1. sample ``prompts_per_step`` training prompts (a fixed permutation per epoch of the pool);
+2. ``rollout.n`` responses each with HF ``generate`` (temperature / top-p / top-k);
+3. reward each response (task verifier or math scorer; R = +1 / -1 as in section 2.1);
+4. old log-probs and old entropy from a no-grad forward (the rollout policy, Eq. 2's pi_old);
+   reference log-probs when the method needs a KL term;
+5. ``method.compute_advantages(RolloutBatch)`` (Eq. 1 for GRPO);
+6. ``ppo_epochs`` passes over ``num_mini_batches`` mini-batches of the same rollouts, each one
+   AdamW step: forward -> ``token_stats_from_logits`` on the response positions (temperature
+   of the sampler) -> ``LossBatch`` (``global_num_tokens`` = valid tokens of the mini-batch) ->
+   ``method.compute_loss`` -> backward (accumulated over micro-batches) -> gradient clipping ->
+   optimiser step. A non-finite loss or gradient norm never reaches the weights: the step is
+   skipped and counted (``trainer.nonfinite=skip``) or the run stops (``stop``).
+
+Randomness: every step re-seeds python, numpy and torch from ``(seed, step)``, and evaluation
+seeds from ``(seed, step, "eval")`` and restores the stream afterwards, so a run resumed from a
+checkpoint draws exactly what the uninterrupted run drew (the RNG states are checkpointed too).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from steer.core.types import LossBatch, RolloutBatch
+from steer.train import checkpoint as ckpt
+from steer.train.config import Config, build_method_from_config, to_dict, to_yaml
+from steer.train.evaluate import evaluate_heldout
+from steer.train.metrics import JsonlLogger, TensorBoardLogger
+from steer.train.rollout import Rollouts, generate_rollouts, response_token_stats
+from steer.train.tasks import Task, build_task, format_prompt
+
+
+class NonFiniteError(RuntimeError):
+    """A non-finite loss or gradient with ``trainer.nonfinite=stop`` (or too many skips)."""
+
+
+def derive_seed(*parts) -> int:
+    """A 63-bit seed from any parts (stable across processes and Python versions)."""
+    h = hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(h[:8], "big") & ((1 << 63) - 1)
+
+
+def seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def load_model_and_tokenizer(cfg: Config, *, log=print):
+    """The policy and its tokenizer: the cached warm-started testbed policy, or a HF model."""
+    dtype = _DTYPES[cfg.model.dtype]
+    if cfg.model.source == "testbed":
+        from steer.testbed import load_policy
+
+        path = cfg.model.name_or_path
+        if not path:
+            from steer.testbed import warm_start
+
+            path = warm_start(dict(cfg.warm_start.overrides), cfg.warm_start.cache_dir)
+        model, tok = load_policy(path, dtype=dtype)
+    else:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(
+            cfg.model.name_or_path, trust_remote_code=cfg.model.trust_remote_code
+        )
+        model = AutoModelForCausalLM.from_pretrained(
+            cfg.model.name_or_path, dtype=dtype, trust_remote_code=cfg.model.trust_remote_code
+        )
+        if tok.pad_token_id is None:
+            tok.pad_token = tok.eos_token
+    if cfg.model.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    return model, tok
+
+
+# ---------------------------------------------------------------------------------------------
+# metric aggregation over micro-batches
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _MetricAcc:
+    """Token-weighted means, sums for counts, min/max for extremes."""
+
+    sums: dict = field(default_factory=dict)
+    weights: dict = field(default_factory=dict)
+    mins: dict = field(default_factory=dict)
+    maxs: dict = field(default_factory=dict)
+    totals: dict = field(default_factory=dict)
+
+    def add(self, metrics: dict, tokens: float) -> None:
+        for k, v in metrics.items():
+            try:
+                v = float(v)
+            except (TypeError, ValueError):
+                continue
+            if k.endswith("/count") or k.endswith("omega_sum") or k == "tokens":
+                self.totals[k] = self.totals.get(k, 0.0) + v
+            elif k.endswith("_min") or k.endswith("/min"):
+                self.mins[k] = min(self.mins.get(k, math.inf), v)
+            elif k.endswith("_max") or k.endswith("/max"):
+                self.maxs[k] = max(self.maxs.get(k, -math.inf), v)
+            else:
+                self.sums[k] = self.sums.get(k, 0.0) + v * tokens
+                self.weights[k] = self.weights.get(k, 0.0) + tokens
+
+    def result(self) -> dict:
+        out = {k: self.sums[k] / self.weights[k] for k in self.sums if self.weights[k] > 0}
+        out.update(self.mins)
+        out.update(self.maxs)
+        out.update(self.totals)
+        counts = {k: v for k, v in self.totals.items() if k.startswith("quadrant/") and k.endswith("/count")}
+        total = sum(counts.values())
+        if total > 0:
+            for k, v in counts.items():
+                out[k[: -len("count")] + "share"] = v / total
+        return out
+
+
+@dataclass
+class StepData:
+    """Everything the update of one step works on."""
+
+    step: int
+    rollouts: Rollouts
+    correct: Tensor  # (B,) bool
+    rewards: Tensor  # (B,)
+    old_logp: Tensor  # (B, T)
+    old_entropy: Tensor  # (B, T)
+    ref_logp: Tensor | None
+    advantages: Tensor  # (B, T)
+    t_rollout: float = 0.0
+    t_old: float = 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# the trainer
+# ---------------------------------------------------------------------------------------------
+
+
+class Trainer:
+    """GRPO-style RLVR trainer for any method of ``steer.core.registry``."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        model=None,
+        tokenizer=None,
+        task: Task | None = None,
+        method=None,
+        log=None,
+    ):
+        self.cfg = cfg
+        self.log = log or (lambda msg: print(msg, file=sys.stderr))
+        threads = cfg.trainer.num_threads or (os.cpu_count() or 1)
+        torch.set_num_threads(threads)
+        self.device = resolve_device(cfg.model.device)
+        self.method = method if method is not None else build_method_from_config(cfg)
+        if model is None or tokenizer is None:
+            model, tokenizer = load_model_and_tokenizer(cfg, log=self.log)
+        self.model = model.to(self.device)
+        self.tokenizer = tokenizer
+        self.task = task if task is not None else build_task(cfg.task)
+        self.ref_model = None
+        if self.method.needs_ref:
+            self.ref_model = copy.deepcopy(self.model).eval()
+            for p in self.ref_model.parameters():
+                p.requires_grad_(False)
+        self.optimizer = torch.optim.AdamW(
+            [p for p in self.model.parameters() if p.requires_grad],
+            lr=cfg.optim.lr,
+            betas=(cfg.optim.beta1, cfg.optim.beta2),
+            eps=cfg.optim.eps,
+            weight_decay=cfg.optim.weight_decay,
+        )
+        self.out_dir = Path(cfg.logging.out_dir)
+        self.ckpt_dir = self.out_dir / "checkpoints"
+        self.metrics_path = self.out_dir / "metrics.jsonl"
+        self.step = 0
+        self.best_value: float | None = None
+        self.nonfinite_skips = 0
+        self.consecutive_skips = 0
+        self.last_heldout: dict = {}
+        self._jsonl: JsonlLogger | None = None
+        self._tb: TensorBoardLogger | None = None
+
+    # ------------------------------------------------------------------ helpers
+
+    def current_lr(self, step: int) -> float:
+        w = self.cfg.optim.warmup_steps
+        scale = 1.0 if w <= 0 else min(1.0, (step + 1) / w)
+        return self.cfg.optim.lr * scale
+
+    def _problems_for_step(self, step: int) -> list:
+        """Prompts of step ``step`` (0-based): consecutive slices of a per-epoch permutation of
+        the training pool, derived from (seed, epoch) only."""
+        pool = self.task.train_problems()
+        k = self.cfg.trainer.prompts_per_step
+        if len(pool) < k:
+            raise ValueError(
+                f"the training pool has {len(pool)} problems, fewer than trainer.prompts_per_step={k}"
+            )
+        per_epoch = len(pool) // k
+        epoch, idx = divmod(step, per_epoch)
+        perm = np.random.default_rng(derive_seed(self.cfg.trainer.seed, "data", epoch)).permutation(len(pool))
+        return [pool[i] for i in perm[idx * k : (idx + 1) * k]]
+
+    def _stats(self, model, ro: Rollouts, idx: Tensor | None, *, with_sums: bool):
+        if idx is None:
+            p_ids, p_mask, r_ids = ro.prompt_ids, ro.prompt_mask, ro.response_ids
+        else:
+            p_ids, p_mask, r_ids = ro.prompt_ids[idx], ro.prompt_mask[idx], ro.response_ids[idx]
+        return response_token_stats(
+            model, p_ids, p_mask, r_ids, temperature=self.cfg.rollout.temperature, with_sums=with_sums
+        )
+
+    def _chunks(self, n: int) -> list[Tensor]:
+        size = self.cfg.trainer.micro_batch_size or n
+        return [torch.arange(s, min(n, s + size)) for s in range(0, n, size)]
+
+    @torch.no_grad()
+    def _old_forward(self, ro: Rollouts) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Old log-probs and entropy (always: Eq. 4 is logged every step), reference log-probs."""
+        self.model.eval()
+        logps, ents, refs = [], [], []
+        for idx in self._chunks(ro.batch_size):
+            st = self._stats(self.model, ro, idx, with_sums=False)
+            logps.append(st.logp.float().cpu())
+            ents.append(st.entropy.float().cpu())
+            if self.ref_model is not None:
+                refs.append(self._stats(self.ref_model, ro, idx, with_sums=False).logp.float().cpu())
+        mask = ro.response_mask
+        old_logp = torch.cat(logps).masked_fill(~mask, 0.0)
+        old_ent = torch.cat(ents).masked_fill(~mask, 0.0)
+        ref = torch.cat(refs).masked_fill(~mask, 0.0) if refs else None
+        return old_logp, old_ent, ref
+
+    def build_loss_batch(
+        self,
+        stats,
+        *,
+        old_logp: Tensor,
+        old_entropy: Tensor,
+        advantages: Tensor,
+        response_mask: Tensor,
+        ref_logp: Tensor | None,
+        lr: float,
+        global_num_tokens: float,
+        global_num_seqs: float,
+    ) -> LossBatch:
+        """The LossBatch of one micro-batch (its tensors on the model's device)."""
+        m = self.method
+        dev = stats.logp.device
+        return LossBatch(
+            logp=stats.logp,
+            old_logp=old_logp.to(dev),
+            advantages=advantages.to(dev),
+            response_mask=response_mask.to(dev),
+            entropy=stats.entropy if m.needs_entropy else None,
+            old_entropy=old_entropy.to(dev) if m.needs_old_entropy else None,
+            sum_p2=stats.sum_p2 if m.needs_sums else None,
+            sum_p2_logp=stats.sum_p2_logp if m.needs_sums else None,
+            ref_logp=ref_logp.to(dev) if ref_logp is not None else None,
+            lr=lr,
+            global_num_tokens=float(global_num_tokens),
+            global_num_seqs=float(global_num_seqs),
+            omega_max=None,
+        )
+
+    def _handle_nonfinite(self, what: str, step: int, mb: int) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.cfg.trainer.nonfinite == "stop":
+            raise NonFiniteError(
+                f"non-finite {what} at step {step}, mini-batch {mb} (trainer.nonfinite=stop)"
+            )
+        self.nonfinite_skips += 1
+        self.consecutive_skips += 1
+        self.log(f"warning: non-finite {what} at step {step}, mini-batch {mb}: optimiser step skipped")
+        limit = self.cfg.trainer.max_nonfinite_skips
+        if limit and self.consecutive_skips > limit:
+            raise NonFiniteError(
+                f"{self.consecutive_skips} consecutive non-finite optimiser steps (trainer.max_nonfinite_skips={limit})"
+            )
+
+    # ------------------------------------------------------------------ one step
+
+    def collect(self, step: int) -> StepData:
+        """Stages 1-5 of a step: prompts, rollouts, rewards, old/ref log-probs, advantages.
+        Re-seeds every RNG from ``(seed, step)`` first."""
+        cfg = self.cfg
+        seed_all(derive_seed(cfg.trainer.seed, "step", step))
+        t0 = time.perf_counter()
+        problems = self._problems_for_step(step)
+        prompts = [format_prompt(self.tokenizer, self.task, p) for p in problems]
+        ro = generate_rollouts(
+            self.model,
+            self.tokenizer,
+            prompts,
+            cfg.rollout.n,
+            temperature=cfg.rollout.temperature,
+            top_p=cfg.rollout.top_p,
+            top_k=cfg.rollout.top_k,
+            max_new_tokens=cfg.rollout.max_new_tokens,
+            max_prompt_tokens=cfg.rollout.max_prompt_tokens,
+            generation_batch_size=cfg.rollout.generation_batch_size,
+        )
+        t_rollout = time.perf_counter() - t0
+        n = cfg.rollout.n
+        correct = torch.tensor(
+            [self.task.correct(problems[i // n], ro.texts[i]) for i in range(ro.batch_size)], dtype=torch.bool
+        )
+        rewards = torch.where(
+            correct, torch.tensor(cfg.task.reward_correct), torch.tensor(cfg.task.reward_wrong)
+        ).float()
+        t1 = time.perf_counter()
+        old_logp, old_ent, ref_logp = self._old_forward(ro)
+        rb = RolloutBatch(
+            rewards=rewards,
+            group_ids=ro.group_ids,
+            response_mask=ro.response_mask,
+            old_logp=old_logp,
+            old_entropy=old_ent if self.method.needs_old_entropy else None,
+        )
+        advantages = self.method.compute_advantages(rb).detach().float()
+        if advantages.shape != ro.response_mask.shape:
+            raise ValueError(
+                f"{self.method.name}.compute_advantages returned shape {tuple(advantages.shape)}, "
+                f"expected {tuple(ro.response_mask.shape)}"
+            )
+        return StepData(
+            step=step,
+            rollouts=ro,
+            correct=correct,
+            rewards=rewards,
+            old_logp=old_logp,
+            old_entropy=old_ent,
+            ref_logp=ref_logp,
+            advantages=advantages,
+            t_rollout=t_rollout,
+            t_old=time.perf_counter() - t1,
+        )
+
+    def minibatch_backward(self, data: StepData, mb_idx: Tensor, lr: float) -> tuple[float, list, str | None]:
+        """Zero the gradients, then forward + ``method.compute_loss`` + backward over the
+        micro-batches of one mini-batch (``mb_idx``: row indices), the loss normalised by the
+        mini-batch's valid tokens. Returns ``(loss, [(metrics, tokens)], problem)`` where
+        ``problem`` is None, ``"loss"`` or ``"logits"`` (non-finite)."""
+        mask = data.rollouts.response_mask
+        mb_tokens = float(mask[mb_idx].sum())
+        self.optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        out = []
+        chunks = self._chunks(len(mb_idx))
+        omega_max = None
+        scope = getattr(self.method.config, "scope", "microbatch")
+        if (
+            getattr(self.method.config, "weighting", None) == "steer"
+            and scope != "microbatch"
+            and len(chunks) > 1
+        ):
+            try:
+                omega_max = self._scope_omega_max(data, mb_idx, chunks, lr, mb_tokens)
+            except ValueError as exc:
+                if "non-finite" in str(exc) or "NaN" in str(exc):
+                    return total, out, "logits"
+                raise
+        for rel in chunks:
+            idx = mb_idx[rel]
+            try:
+                stats = self._stats(self.model, data.rollouts, idx, with_sums=self.method.needs_sums)
+            except ValueError as exc:
+                if "non-finite" in str(exc):
+                    return total, out, "logits"
+                raise
+            lb = self.build_loss_batch(
+                stats,
+                old_logp=data.old_logp[idx],
+                old_entropy=data.old_entropy[idx],
+                advantages=data.advantages[idx],
+                response_mask=mask[idx],
+                ref_logp=data.ref_logp[idx] if data.ref_logp is not None else None,
+                lr=lr,
+                global_num_tokens=max(mb_tokens, 1.0),
+                global_num_seqs=float(len(mb_idx)),
+            )
+            lb.omega_max = omega_max
+            loss, metrics = self.method.compute_loss(lb)
+            if not bool(torch.isfinite(loss).all()):
+                return total, out, "loss"
+            loss.backward()
+            total += float(loss.detach())
+            out.append((metrics, float(mask[idx].sum())))
+        return total, out, None
+
+    @torch.no_grad()
+    def _scope_omega_max(
+        self, data: StepData, mb_idx: Tensor, chunks: list[Tensor], lr: float, mb_tokens: float
+    ):
+        """max|Omega| over the whole mini-batch (STEER ``scope`` minibatch/global; in one process
+        the two coincide): a no-grad pass over the micro-batches with the current weights."""
+        from steer.core.weights import scope_max_abs
+
+        best = None
+        for rel in chunks:
+            idx = mb_idx[rel]
+            stats = self._stats(self.model, data.rollouts, idx, with_sums=self.method.needs_sums)
+            lb = self.build_loss_batch(
+                stats,
+                old_logp=data.old_logp[idx],
+                old_entropy=data.old_entropy[idx],
+                advantages=data.advantages[idx],
+                response_mask=data.rollouts.response_mask[idx],
+                ref_logp=data.ref_logp[idx] if data.ref_logp is not None else None,
+                lr=lr,
+                global_num_tokens=max(mb_tokens, 1.0),
+                global_num_seqs=float(len(mb_idx)),
+            )
+            m = scope_max_abs(self.method.compute_omega(lb), lb.response_mask)
+            best = m if best is None else torch.maximum(best, m)
+        return best
+
+    def train_step(self, step: int) -> dict:
+        """One GRPO step (0-based ``step``); returns its metrics record (without held-out keys)."""
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        data = self.collect(step)
+        ro, mask, n = data.rollouts, data.rollouts.response_mask, cfg.rollout.n
+
+        lr = self.current_lr(step)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        self.model.train()
+        acc = _MetricAcc()
+        grad_norms, losses = [], []
+        B = ro.batch_size
+        mb_size = B // cfg.trainer.num_mini_batches
+        t2 = time.perf_counter()
+        steps_taken = 0
+        skipped_here = 0
+        for epoch in range(cfg.trainer.ppo_epochs):
+            if cfg.trainer.shuffle_mini_batches:
+                g = torch.Generator().manual_seed(derive_seed(cfg.trainer.seed, "shuffle", step, epoch))
+                order = torch.randperm(B, generator=g)
+            else:
+                order = torch.arange(B)
+            for mb in range(cfg.trainer.num_mini_batches):
+                mb_idx = order[mb * mb_size : (mb + 1) * mb_size]
+                mb_loss, mb_metrics, bad = self.minibatch_backward(data, mb_idx, lr)
+                if bad is None:
+                    params = [p for p in self.model.parameters() if p.grad is not None]
+                    gn = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip, error_if_nonfinite=False)
+                    if not bool(torch.isfinite(gn)):
+                        bad = "gradient"
+                if bad is not None:
+                    self._handle_nonfinite(bad, step, mb)
+                    skipped_here += 1
+                    continue
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.consecutive_skips = 0
+                steps_taken += 1
+                grad_norms.append(float(gn))
+                losses.append(mb_loss)
+                for m, tok in mb_metrics:
+                    acc.add(m, tok)
+        t_update = time.perf_counter() - t2
+
+        valid = mask.sum()
+        lengths = mask.sum(1).float()
+        rec: dict = {"step": step + 1}
+        rec["reward"] = float(data.rewards.mean())
+        rec["acc"] = float(data.correct.float().mean())
+        rec["entropy"] = float((data.old_entropy * mask).sum() / valid.clamp(min=1))  # Eq. 4, token mean
+        rec["response_length"] = float(lengths.mean())
+        rec["response_length_max"] = float(lengths.max())
+        groups = data.correct.view(-1, n).float().mean(1)
+        rec["groups_all_correct"] = float((groups == 1).float().mean())
+        rec["groups_all_wrong"] = float((groups == 0).float().mean())
+        rec["adv_abs_mean"] = float((data.advantages.abs() * mask).sum() / valid.clamp(min=1))
+        rec["lr"] = lr
+        rec["loss"] = float(np.mean(losses)) if losses else float("nan")
+        rec["grad_norm"] = float(np.mean(grad_norms)) if grad_norms else float("nan")
+        rec["optimizer_steps"] = steps_taken
+        rec["nonfinite_skips"] = skipped_here
+        rec["nonfinite_skips_total"] = self.nonfinite_skips
+        agg = acc.result()
+        for k, v in agg.items():
+            rec[f"m/{k}"] = v
+        extra = self.method.on_step_end({**rec, **agg}) or {}
+        for k, v in extra.items():
+            rec[f"ctrl/{k}"] = v
+        rec["tokens/rollout"] = int(valid)
+        rec["time/rollout"] = data.t_rollout
+        rec["time/old_forward"] = data.t_old
+        rec["time/update"] = t_update
+        rec["time/step"] = time.perf_counter() - t0
+        return rec
+
+    # ------------------------------------------------------------------ evaluation
+
+    def evaluate(self, step: int) -> dict:
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        out = evaluate_heldout(
+            self.model,
+            self.tokenizer,
+            self.task,
+            cfg.eval,
+            max_new_tokens=cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens,
+            max_prompt_tokens=cfg.rollout.max_prompt_tokens,
+            seed=derive_seed(cfg.trainer.seed, "eval", step),
+        )
+        out["time/eval"] = time.perf_counter() - t0
+        self.last_heldout = out
+        return out
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _state(self, metrics_offset: int) -> dict:
+        return {
+            "step": self.step,
+            "method_name": self.method.name,
+            "metrics_offset": metrics_offset,
+            "best_value": self.best_value,
+            "nonfinite_skips": self.nonfinite_skips,
+            "consecutive_skips": self.consecutive_skips,
+            "last_heldout": {k: v for k, v in self.last_heldout.items() if not k.startswith("time/")},
+            "config": to_dict(self.cfg),
+        }
+
+    def save(self, name: str, metrics_offset: int) -> Path:
+        return ckpt.save_checkpoint(
+            self.ckpt_dir,
+            name,
+            model_state={k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            optimizer_state=self.optimizer.state_dict(),
+            rng=ckpt.rng_state(),
+            state=self._state(metrics_offset),
+            config_yaml=to_yaml(self.cfg),
+            method_state=self.method.state_dict(),
+        )
+
+    def load(self, path: str | Path) -> int:
+        """Restore from one checkpoint directory; returns the metrics-file offset to truncate to."""
+        loaded = ckpt.load_checkpoint(path)
+        self.model.load_state_dict(loaded.model_state)
+        self.optimizer.load_state_dict(loaded.optimizer_state)
+        ckpt.set_rng_state(loaded.rng)
+        st = loaded.state
+        self.step = int(st["step"])
+        if st.get("method_name", self.method.name) != self.method.name:
+            raise ckpt.CheckpointError(
+                f"checkpoint {path} was written by method {st.get('method_name')!r}, this run uses {self.method.name!r}"
+            )
+        self.method.load_state_dict(loaded.method_state)
+        self.best_value = st.get("best_value")
+        self.nonfinite_skips = int(st.get("nonfinite_skips", 0))
+        self.consecutive_skips = int(st.get("consecutive_skips", 0))
+        self.last_heldout = dict(st.get("last_heldout") or {})
+        return int(st["metrics_offset"])
+
+    def _better(self, value: float) -> bool:
+        if self.best_value is None or not math.isfinite(self.best_value):
+            return math.isfinite(value)
+        if self.cfg.checkpoint.best_mode == "max":
+            return value > self.best_value
+        return value < self.best_value
+
+    # ------------------------------------------------------------------ the loop
+
+    def fit(self, *, resume: bool = False) -> dict:
+        """Train ``trainer.steps`` steps (or up to ``trainer.stop_after``); returns the last
+        record. With ``resume``, continue from the newest valid checkpoint in the run directory."""
+        cfg = self.cfg
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        offset = None
+        if resume:
+            path, problems = ckpt.find_latest_valid(self.ckpt_dir, log=self.log)
+            if path is None and problems:
+                raise ckpt.CheckpointError(
+                    f"--resume: no valid checkpoint in {self.ckpt_dir}; problems found: "
+                    + "; ".join(problems)
+                )
+            if path is not None:
+                offset = self.load(path)
+                self.log(f"resumed from {path} (step {self.step})")
+            else:
+                self.log(f"--resume: no checkpoint in {self.ckpt_dir}; starting from step 0")
+        if offset is None and self.step == 0:
+            self._jsonl = JsonlLogger(self.metrics_path, fresh=True)
+        else:
+            self._jsonl = JsonlLogger(self.metrics_path, truncate_to=offset)
+        (self.out_dir / "config.yaml").write_text(to_yaml(cfg))
+        if cfg.logging.tensorboard:
+            self._tb = TensorBoardLogger(self.out_dir / "tb", purge_step=self.step if self.step else None)
+        bar = None
+        if cfg.logging.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(
+                total=cfg.trainer.steps, initial=self.step, desc=f"{self.method.name}", dynamic_ncols=True
+            )
+        last: dict = {}
+        try:
+            if self.step == 0 and cfg.eval.at_start:
+                rec = {"step": 0, **self.evaluate(0)}
+                off = self._emit(rec)
+                last = rec
+                del off
+            end = cfg.trainer.steps
+            if cfg.trainer.stop_after:
+                end = min(end, cfg.trainer.stop_after)
+            while self.step < end:
+                rec = self.train_step(self.step)
+                self.step += 1
+                is_last = self.step == cfg.trainer.steps
+                if (cfg.eval.every and self.step % cfg.eval.every == 0) or (is_last and cfg.eval.at_end):
+                    rec.update(self.evaluate(self.step))
+                off = self._emit(rec)
+                last = rec
+                if bar is not None:
+                    post = {"reward": f"{rec['reward']:.3f}", "H": f"{rec['entropy']:.3f}"}
+                    if "heldout/acc" in self.last_heldout:
+                        post["heldout"] = f"{self.last_heldout['heldout/acc']:.3f}"
+                    bar.set_postfix(post)
+                    bar.update(1)
+                key = cfg.checkpoint.best_metric
+                if cfg.checkpoint.save_best and key in rec and self._better(float(rec[key])):
+                    self.best_value = float(rec[key])
+                    self.save("best", off)
+                if (cfg.checkpoint.every and self.step % cfg.checkpoint.every == 0) or is_last:
+                    self.save(ckpt.step_dir_name(self.step), off)
+                    ckpt.cleanup(self.ckpt_dir, cfg.checkpoint.keep_last)
+        finally:
+            if bar is not None:
+                bar.close()
+            if self._jsonl is not None:
+                self._jsonl.close()
+            if self._tb is not None:
+                self._tb.close()
+        return last
+
+    def _emit(self, rec: dict) -> int:
+        off = self._jsonl.log(rec)
+        if self._tb is not None:
+            self._tb.log(rec, int(rec["step"]))
+        return off

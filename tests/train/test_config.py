@@ -1,0 +1,116 @@
+"""Config loading: shipped configs load, overrides apply, bad keys/values fail early naming them."""
+
+from __future__ import annotations
+
+import pytest
+
+from steer.train.config import ConfigError, describe_schema, load_config, to_dict, to_yaml
+
+
+@pytest.mark.parametrize("name", ["testbed", "extreme", "qwen_math_7b_dapo"])
+def test_shipped_configs_load_and_validate(name):
+    cfg = load_config(name)
+    assert cfg.rollout.n >= 2
+    again = load_config(None, [f"{k}={v}" for k, v in []])
+    assert again.trainer.steps > 0
+
+
+def test_extreme_and_real_recipe_values():
+    ext = load_config("extreme")
+    assert ext.method["eps_low"] == 0.99 and ext.method["eps_high"] == 5.0
+    steer = load_config("extreme", ["method.name=steer"])
+    assert steer.method == {"name": "steer", "eps_low": 0.99, "eps_high": 5.0}
+    q = load_config("qwen_math_7b_dapo")
+    assert q.trainer.prompts_per_step == 512 and q.rollout.n == 8 and q.trainer.num_mini_batches == 16
+    assert q.optim.lr == 1e-6 and q.rollout.max_new_tokens == 3072
+    assert q.method["eps_low"] == 0.2 and q.method["eps_high"] == 0.28 and q.method["clip_c"] == 10.0
+    assert q.method.get("kl_coef", 0.0) == 0.0 and q.method.get("entropy_coef", 0.0) == 0.0
+    assert q.task.name == "math" and q.task.train_path.endswith("DAPO-Math-17k.parquet")
+
+
+def test_overrides_apply_with_types():
+    cfg = load_config(
+        "testbed", ["optim.lr=3e-4", "rollout.n=4", "method.name=steer", "method.lambda_min=0.5"]
+    )
+    assert cfg.optim.lr == pytest.approx(3e-4) and isinstance(cfg.optim.lr, float)
+    assert cfg.rollout.n == 4
+    assert cfg.method == {"name": "steer", "lambda_min": 0.5}
+
+
+@pytest.mark.parametrize(
+    "override, needle",
+    [
+        ("optim.lrr=1", "optim.lrr"),
+        ("nosuch.key=1", "nosuch"),
+        ("optim.lr=abc", "optim.lr"),
+        ("optim.lr=0", "optim.lr"),
+        ("optim.lr=-1e-3", "optim.lr"),
+        ("rollout.n=1", "rollout.n"),
+        ("rollout.top_p=1.5", "rollout.top_p"),
+        ("rollout.temperature=0", "rollout.temperature"),
+        ("trainer.num_mini_batches=3", "trainer.num_mini_batches"),
+        ("trainer.nonfinite=ignore", "trainer.nonfinite"),
+        ("eval.ks=[1,64]", "eval.ks"),
+        ("checkpoint.best_mode=up", "checkpoint.best_mode"),
+        ("method.name=nosuch", "method"),
+        ("method.lambda_minn=0.5", "lambda_minn"),
+        ("trainer.steps=ten", "trainer.steps"),
+        ("model.source=hf", "model.name_or_path"),
+    ],
+)
+def test_invalid_key_or_value_names_it(override, needle):
+    with pytest.raises(ConfigError) as exc:
+        load_config("testbed", [override] + (["method.name=steer"] if "lambda" in override else []))
+    assert needle in str(exc.value)
+
+
+def test_override_without_equals_is_rejected():
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config("testbed", ["optim.lr"])
+
+
+def test_missing_config_file():
+    with pytest.raises(ConfigError, match="not found"):
+        load_config("/nonexistent/cfg.yaml")
+
+
+def test_roundtrip_yaml_and_schema_listing(tmp_path):
+    cfg = load_config("testbed", ["method.name=steer"])
+    p = tmp_path / "c.yaml"
+    p.write_text(to_yaml(cfg))
+    assert to_dict(load_config(p)) == to_dict(cfg)
+    keys = {k for k, _, _ in describe_schema()}
+    assert {"optim.lr", "rollout.n", "trainer.num_mini_batches", "checkpoint.every", "method"} <= keys
+
+
+def run_cli(argv: list[str]) -> int:
+    """``steer <argv>`` through this area's own sub-commands (steer/train/cli.py)."""
+    import argparse
+
+    from steer.train.cli import register
+
+    parser = argparse.ArgumentParser(prog="steer")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_cli_invalid_config_fails_before_any_work(tmp_path, capsys):
+    """`steer train` with a bad key exits 2 with the key named, and writes nothing."""
+    out = tmp_path / "never"
+    rc = run_cli(["train", "--config", "testbed", f"logging.out_dir={out}", "optim.lrr=1"])
+    assert rc == 2
+    assert "optim.lrr" in capsys.readouterr().err
+    assert not out.exists()
+    rc = run_cli(
+        ["train", "--config", "testbed", f"logging.out_dir={out}", "method.name=steer", "method.lambda_min=2"]
+    )
+    assert rc == 2
+    assert "lambda_min" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_cli_print_config(capsys):
+    assert run_cli(["train", "--config", "extreme", "--print-config", "method.name=steer"]) == 0
+    out = capsys.readouterr().out
+    assert "eps_high: 5.0" in out and "name: steer" in out
