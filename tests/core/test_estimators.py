@@ -329,7 +329,8 @@ def _print_table() -> None:  # pragma: no cover - used to produce the numbers in
             cells = []
             for key in ("mse", "pearson", "spearman", "sign_agreement"):
                 xs = [v[key] for v in vs]
-                cells.append(f"{sum(xs) / len(xs):.3g} ({min(xs):.3g}..{max(xs):.3g})")
+                fmt = ".3g" if key == "mse" else ".5f"
+                cells.append(f"{sum(xs) / len(xs):{fmt}} ({min(xs):{fmt}}..{max(xs):{fmt}})")
             print(f"| {k} | " + " | ".join(cells) + " |")
 
 

@@ -290,4 +290,4 @@ def test_hidden_path_never_forms_full_logits():
 def test_default_chunk_rows():
     assert default_chunk_rows(151936) >= 1
     assert default_chunk_rows(151936) * 151936 <= 1 << 22
-    assert default_chunk_rows(10, hidden=True) >= 64
+    assert default_chunk_rows(10, hidden=True) >= 256
