@@ -3,10 +3,12 @@
 * The gold is wrapped in ``\\boxed{}`` before parsing (raw gold strings mis-parse, spec §1
   "Gold-answer format pitfall").
 * The response is parsed with ``boxed_match_priority=0`` so a ``\\boxed{}`` wins over every other
-  candidate (the README's advice when the prompt asks for it). When the response has no
-  ``\\boxed{}`` but an ``Answer: ...`` line (the AIME/AMC prompts ask for one), the text of the
-  last such line is parsed as if it were boxed; if that yields nothing, the whole response is
-  parsed with the default priorities.
+  candidate (the README's advice when the prompt asks for it); the last ``\\boxed{}`` is parsed on
+  its own first (cheaper than scanning the whole text). When the response has no ``\\boxed{}``
+  but an ``Answer: ...`` line (the AIME/AMC prompts ask for one), the text of the last such line
+  is parsed as if it were boxed; if that yields nothing, the whole response is parsed with
+  math-verify's priorities. An answer string equal to the gold (light canonicalisation) is
+  correct without sympy.
 * ``verify(gold, pred)``: gold first (the function is asymmetric).
 * math-verify's own SIGALRM timeouts are switched off (``None``): the hard limit is enforced by
   the process pool (``steer.rewards.pool``) which kills a worker that runs past it.
@@ -16,6 +18,7 @@ Runs inside pool workers; importing this module imports math_verify (about 1 s).
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
@@ -35,9 +38,36 @@ def _wrap_gold(gold: str) -> str:
     return "\\boxed{" + clean_gold(g) + "}"
 
 
+_INT_RE = re.compile(r"-?\d+")
+_FRAC_RE = re.compile(r"(-?)\\frac\{(-?\d+)\}\{(\d+)\}|(-?\d+)/(\d+)")
+
+
+def fast_number(s: str) -> list | None:
+    """``[sympy number, s]`` for an integer or an integer fraction (``\\frac{a}{b}``, ``a/b``),
+    the values math-verify's LaTeX parser gives them, without the (pure-Python antlr) parser;
+    None for anything else."""
+    import sympy
+
+    if _INT_RE.fullmatch(s):
+        return [sympy.Integer(int(s)), s]
+    m = _FRAC_RE.fullmatch(s)
+    if m:
+        if m.group(2) is not None:
+            num, den = int(m.group(2)) * (-1 if m.group(1) else 1), int(m.group(3))
+        else:
+            num, den = int(m.group(4)), int(m.group(5))
+        if den != 0:
+            return [sympy.Rational(num, den), s]
+    return None
+
+
 @lru_cache(maxsize=4096)
 def parse_gold(gold: str) -> list:
-    """Parse a raw gold answer string (wrapped in ``\\boxed{}`` first)."""
+    """Parse a raw gold answer string (wrapped in ``\\boxed{}`` first; integers and integer
+    fractions directly, :func:`fast_number`)."""
+    fast = fast_number(_canon(gold))
+    if fast is not None:
+        return fast
     return parse(_wrap_gold(gold), extraction_config=_GOLD_CONFIG, parsing_timeout=None)
 
 
@@ -49,17 +79,118 @@ def _pred_str(parsed: list) -> str:
     return str(parsed[-1]) if len(parsed) > 1 else str(parsed[0])
 
 
+def _canon(s: str) -> str:
+    """Light canonical form for the exact-match shortcut (spacing, \\left/\\right, \\dfrac)."""
+    s = clean_gold(s)
+    for a, b in (("\\left", ""), ("\\right", ""), ("\\dfrac", "\\frac"), ("\\tfrac", "\\frac"), ("\\!", "")):
+        s = s.replace(a, b)
+    return "".join(s.split())
+
+
+_RELATIONAL = (
+    "=",
+    "\\in",
+    "\\cup",
+    "\\cap",
+    "\\{",
+    "<",
+    ">",
+    "\\le",
+    "\\ge",
+    "\\neq",
+    "\\pm",
+    "\\mp",
+    "\\text",
+)
+
+
+def _top_level_items(s: str) -> int:
+    """Number of top-level comma-separated items (1 when there is no top-level comma)."""
+    depth, n = 0, 1
+    for ch in s:
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            n += 1
+    return n
+
+
+def _collection_size(s: str) -> int | None:
+    """Size of a tuple/interval/list answer (``(a,b)``, ``[a,b)``, ``a,b,c``), else None."""
+    if re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", s):  # 1,000 is a number
+        return None
+    inner = s
+    if len(s) >= 2 and s[0] in "([" and s[-1] in ")]":
+        inner = s[1:-1]
+    n = _top_level_items(inner)
+    return n if n > 1 else None
+
+
+def _is_scalar_like(s: str) -> bool:
+    return "," not in s and not any(r in s for r in _RELATIONAL)
+
+
+def shapes_differ(gold_c: str, pred_c: str) -> bool:
+    """Conservative structural pre-check on canonical strings: True only when one side is a
+    tuple/interval/list of n items and the other a plain scalar expression or a tuple/interval of
+    another size (sets written with ``\\{`` are never judged here). Such pairs never verify, and
+    sympy can spend hundreds of milliseconds establishing it."""
+    if "\\{" in gold_c or "\\{" in pred_c:
+        return False
+    g, p = _collection_size(gold_c), _collection_size(pred_c)
+    if g is not None and p is not None:
+        return g != p
+    if g is not None:
+        return _is_scalar_like(pred_c)
+    if p is not None:
+        return _is_scalar_like(gold_c)
+    return False
+
+
 def score_math_verify(response: str, gold: str) -> tuple[bool, str | None, str]:
-    """Return ``(correct, extracted prediction, reason)`` for one (response, gold) pair."""
-    gold_parsed = parse_gold(str(gold))
-    if not gold_parsed:
-        return False, None, "error: gold answer does not parse"
+    """Return ``(correct, extracted prediction, reason)`` for one (response, gold) pair.
+
+    Order: (1) the last ``\\boxed{}`` whose text equals the gold after light canonicalisation
+    (spacing, ``\\left``/``\\right``, ``\\dfrac``) is correct without sympy (what math-verify
+    would conclude for identical strings, minus its cost); (2) the last ``\\boxed{}`` alone, else the
+    last ``Answer:`` line, is parsed as a boxed expression; (3) the whole response with
+    math-verify's priorities (boxed first). The first candidate that parses is compared with
+    ``verify(gold, pred)``. A tuple/interval against a scalar or a tuple of another size
+    (:func:`shapes_differ`) is wrong without sympy.
+    """
+    gold = str(gold)
     candidates: list[str] = []
-    if last_boxed(response) is None:
+    answer_text = None
+    boxed = last_boxed(response)
+    if boxed is not None:
+        cb, cg = _canon(boxed), _canon(gold)
+        if cb == cg:
+            return True, boxed, "ok"
+        if shapes_differ(cg, cb):
+            return False, boxed, "mismatch"
+        answer_text = cb
+        candidates.append("\\boxed{" + boxed + "}")
+    else:
         line = last_answer_line(response)
         if line is not None:
-            candidates.append("\\boxed{" + strip_math_delims(line) + "}")
+            ans = strip_math_delims(line)
+            ca, cg = _canon(ans), _canon(gold)
+            if ca == cg:
+                return True, ans, "ok"
+            if shapes_differ(cg, ca):
+                return False, ans, "mismatch"
+            answer_text = ca
+            candidates.append("\\boxed{" + ans + "}")
     candidates.append(response)
+    gold_parsed = parse_gold(gold)
+    if not gold_parsed:
+        return False, None, "error: gold answer does not parse"
+    fast = fast_number(answer_text) if answer_text is not None else None
+    if fast is not None:
+        ok = bool(verify(gold_parsed, fast, timeout_seconds=None))
+        return ok, answer_text, "ok" if ok else "mismatch"
     for text in candidates:
         pred = _parse_pred(text)
         if pred:

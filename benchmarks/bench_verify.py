@@ -1,0 +1,143 @@
+"""Verification throughput and latency of the reward pool (issue 4 "Benchmark").
+
+MATH-500-style responses: each MATH-500 gold answer embedded at the end of a realistic
+reasoning text (inline ``$...$`` math taken from the problem, a few equations, a final
+``\\boxed{}``), half with the right answer and half with another problem's answer. Every
+response is distinct (no cache hits). Batches of 500 go through ``VerifierPool.score_batch`` with
+2 worker processes and the default hard limit (5 s per item). Reported: verifications per second
+(warm pool), per-item worker time p50/p99/max, batch latency, timeouts, and the same for the
+AIME-style integer answers and for the DAPO and Qwen scorers.
+
+Run: ``python -m benchmarks.bench_verify [--quick] [--workers 2] [--batches 4]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import time
+
+
+def _responses(probs, n: int, seed: int, style: str) -> list[tuple[str, str]]:
+    from steer.rewards.extract import clean_gold
+
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        p = probs[i % len(probs)]
+        right = i % 2 == 0
+        ans = p.gold if right else probs[(i + 1 + rng.randrange(len(probs) - 1)) % len(probs)].gold
+        a, b = rng.randint(2, 99), rng.randint(2, 99)
+        body = (
+            f"Let's solve this step by step (attempt {i}).\n\n{p.problem[:400]}\n\n"
+            f"First, note that $x = {a}$ and $y = \\frac{{{b}}}{{{a}}}$, so $x y = {b}$. "
+            f"Substituting, we get $$ {a} + {b} = {a + b}. $$ "
+            f"Checking the boundary cases $n = 1, 2, \\ldots, {a % 7 + 2}$ gives nothing new.\n\n"
+        )
+        if style == "answer_line":
+            out.append((body + f"Answer: {clean_gold(ans)}", p.gold))
+        else:
+            out.append((body + f"Therefore, the final answer is $\\boxed{{{clean_gold(ans)}}}$.", p.gold))
+    return out
+
+
+def _pct(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
+
+
+def run_case(pool, items, scorer, batch):
+    from steer.rewards import ScoreItem
+
+    verdicts, batch_times = [], []
+    t0 = time.perf_counter()
+    for s in range(0, len(items), batch):
+        tb = time.perf_counter()
+        verdicts += pool.score_batch([ScoreItem(r, g, scorer) for r, g in items[s : s + batch]])
+        batch_times.append(time.perf_counter() - tb)
+    dt = time.perf_counter() - t0
+    secs = [v.seconds for v in verdicts]
+    return {
+        "items": len(items),
+        "per_s": len(items) / dt,
+        "p50_ms": 1e3 * statistics.median(secs),
+        "p99_ms": 1e3 * _pct(secs, 0.99),
+        "max_ms": 1e3 * max(secs),
+        "batch_s_mean": statistics.mean(batch_times),
+        "timeouts": sum(v.reason == "timeout" for v in verdicts),
+        "errors": sum(v.reason.startswith("error") for v in verdicts),
+        "correct_frac": sum(v.correct for v in verdicts) / len(verdicts),
+        "cache_hits": sum(v.cached for v in verdicts),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--batches", type=int, default=4, help="batches of --batch items per case")
+    ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--timeout", type=float, default=5.0)
+    ap.add_argument("--quick", action="store_true", help="one batch per case")
+    args = ap.parse_args(argv)
+    from benchmarks.common import write_results
+    from steer.data import load_benchmark
+    from steer.rewards import VerifierPool
+
+    nb = 1 if args.quick else args.batches
+    n = nb * args.batch
+    math500 = load_benchmark("math500")
+    aime = load_benchmark("aime24") + load_benchmark("aime25") + load_benchmark("amc23")
+    t = time.perf_counter()
+    pool = VerifierPool(args.workers, timeout=args.timeout)
+    pool.score(r"\boxed{1}", "1")  # start + warm the workers
+    start_s = time.perf_counter() - t
+    cases = {
+        "math500 / math_verify": (_responses(math500, n, 0, "boxed"), "math_verify"),
+        "aime+amc integers (Answer: line) / math_verify": (
+            _responses(aime, n, 1, "answer_line"),
+            "math_verify",
+        ),
+        "math500 / qwen": (_responses(math500, n, 2, "boxed"), "qwen"),
+        "math500 / dapo": (_responses(math500, n, 3, "boxed"), "dapo"),
+    }
+    res = {}
+    try:
+        for name, (items, scorer) in cases.items():
+            res[name] = run_case(pool, items, scorer, args.batch)
+            r = res[name]
+            print(
+                f"{name:48s} {r['per_s']:8.0f}/s p50 {r['p50_ms']:.1f} ms p99 {r['p99_ms']:.1f} ms "
+                f"max {r['max_ms']:.0f} ms timeouts {r['timeouts']}",
+                flush=True,
+            )
+    finally:
+        pool.close()
+    limit_ms = 1e3 * args.timeout
+    rows = [
+        "| case | items | verifications/s | p50 ms | p99 ms | max ms | batch of 500 (s) | timeouts | errors | correct |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in res.items():
+        rows.append(
+            f"| {name} | {r['items']} | {r['per_s']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['max_ms']:.0f} | "
+            f"{r['batch_s_mean']:.2f} | {r['timeouts']} | {r['errors']} | {100 * r['correct_frac']:.1f}% |"
+        )
+    body = (
+        f"`python -m benchmarks.bench_verify{' --quick' if args.quick else ''}`: {args.workers} worker processes, "
+        f"hard limit {args.timeout:g} s per item, batches of {args.batch}, distinct responses (no cache hits); "
+        f"pool start + warm-up {start_s:.1f} s (not counted). Target: >= 500 verifications/s on 2 cores, no item "
+        f"over the limit ({limit_ms:.0f} ms). Half of the responses carry the right answer.\n\n"
+        + "\n".join(rows)
+    )
+    write_results(
+        "verify", "Reward verification throughput (VerifierPool)", body, {"cases": res, "args": vars(args)}
+    )
+    print(body)
+    worst = max(r["max_ms"] for r in res.values())
+    return 0 if worst <= limit_ms + 1000 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
