@@ -62,7 +62,7 @@ def worker_main(conn, mem_limit_mb: int | None) -> None:
         if msg is None:
             return
         for idx, scorer, response, gold in msg:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             try:
                 ok, pred, reason = _func(scorer)(response, gold)
                 if pred is not None:
@@ -71,4 +71,4 @@ def worker_main(conn, mem_limit_mb: int | None) -> None:
                 ok, pred, reason = False, None, "error: MemoryError"
             except Exception as e:  # a scorer bug or a sympy failure: the item is wrong
                 ok, pred, reason = False, None, f"error: {type(e).__name__}: {str(e)[:200]}"
-            conn.send((idx, bool(ok), pred, reason, time.perf_counter() - t0))
+            conn.send((idx, bool(ok), pred, reason, time.perf_counter() - t0, time.process_time() - c0))

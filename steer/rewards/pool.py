@@ -51,7 +51,8 @@ class Verdict:
 
     ``score`` is the reward value (1/0, or +1/-1 for dapo); ``reason`` is ``"ok"``,
     ``"mismatch"``, ``"no answer"``, ``"timeout"`` or ``"error: ..."``; ``seconds`` is the
-    worker-side time (the wall time until the kill for a timeout).
+    worker-side wall time (the time until the kill for a timeout), ``cpu_seconds`` the worker's
+    CPU time for the item.
     """
 
     correct: bool
@@ -61,6 +62,7 @@ class Verdict:
     scorer: str
     seconds: float
     cached: bool = False
+    cpu_seconds: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -188,10 +190,10 @@ class VerifierPool:
         self.close()
 
     # -- scoring -----------------------------------------------------------------------------
-    def _verdict(self, scorer: str, ok: bool, pred, reason: str, secs: float) -> Verdict:
+    def _verdict(self, scorer: str, ok: bool, pred, reason: str, secs: float, cpu: float = 0.0) -> Verdict:
         spec = get_scorer(scorer)
         score = spec.reward_correct if ok else spec.reward_wrong
-        return Verdict(bool(ok), float(score), pred, reason, scorer, float(secs))
+        return Verdict(bool(ok), float(score), pred, reason, scorer, float(secs), False, float(cpu))
 
     def score(self, response: str, gold: str, scorer: str = "math_verify") -> Verdict:
         """Verify one item (through the pool)."""
@@ -254,7 +256,8 @@ class VerifierPool:
         """Run ``(idx, scorer, response, gold)`` tasks through the workers."""
         self._ensure_workers()
         n = len(tasks)
-        csize = self.chunk_size or max(1, min(64, math.ceil(n / (4 * self.num_workers))))
+        # small chunks (about 8 per worker, at most 32 items) keep stragglers short
+        csize = self.chunk_size or max(1, min(32, math.ceil(n / (8 * self.num_workers))))
         queue: deque = deque(tasks[i : i + csize] for i in range(0, n, csize))
         results: dict[int, Verdict] = {}
         scorer_of = {t[0]: t[1] for t in tasks}
@@ -301,10 +304,10 @@ class VerifierPool:
                             if msg[0] == "ready":
                                 w.ready = True
                                 continue
-                            idx, ok, pred, reason, secs = msg
+                            idx, ok, pred, reason, secs, cpu = msg
                             if w.pending and w.pending[0][0] == idx:
                                 w.pending.popleft()
-                            results[idx] = self._verdict(scorer_of[idx], ok, pred, reason, secs)
+                            results[idx] = self._verdict(scorer_of[idx], ok, pred, reason, secs, cpu)
                             self.stats["verified"] += 1
                             w.t_item = time.monotonic()
                     except (EOFError, OSError):
