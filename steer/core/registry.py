@@ -857,6 +857,12 @@ class Method:
             return omega_paper(w, logp, batch.entropy, lr)
         return omega_exact(w, logp, batch.entropy, batch.sum_p2, batch.sum_p2_logp, lr)
 
+    def _ratio(self, batch: LossBatch, m: Tensor) -> Tensor:
+        """Detached ratio exactly as :func:`steer.core.losses.clipped_surrogate` computes it."""
+        dt = torch.promote_types(batch.logp.dtype, torch.float32)
+        lr_ = L.log_ratio(batch.logp.detach().to(dt), batch.old_logp.to(dt), m, self.config.log_ratio_clamp)
+        return torch.exp(lr_)
+
     def compute_omega(self, batch: LossBatch) -> Tensor:
         """The STEER method's per-token Omega for this batch (detached, 0 on padding).
 
@@ -870,10 +876,7 @@ class Method:
             )
         m = self._validate_loss_batch(batch)
         with torch.no_grad():
-            lr_ = L.log_ratio(
-                batch.logp.detach().float(), batch.old_logp.float(), m, self.config.log_ratio_clamp
-            )
-            omega = self._steer_omega(batch, torch.exp(lr_))
+            omega = self._steer_omega(batch, self._ratio(batch, m))
         return torch.where(m, omega, torch.zeros((), dtype=omega.dtype))
 
     def _agg(self, loss_mat: Tensor, mask: Tensor, batch: LossBatch) -> Tensor:
@@ -1046,10 +1049,7 @@ class Method:
                 )
                 if omega is None:
                     if ratio is None:
-                        lr_ = L.log_ratio(
-                            batch.logp.detach().float(), batch.old_logp.float(), m, c.log_ratio_clamp
-                        )
-                        ratio = torch.exp(lr_)
+                        ratio = self._ratio(batch, m)
                     w = token_weight_w(ratio, batch.advantages, c.eps_low, c.eps_high)
                     omega = omega_paper(w, batch.logp, ent_for_metrics, float(batch.lr))
                 extra.update(L.quadrant_metrics(q, omega))
@@ -1058,8 +1058,7 @@ class Method:
                 q = L.assign_quadrants(
                     batch.advantages, m, logp=batch.logp, entropy=ent_for_metrics, by="delta"
                 )
-                lr_ = L.log_ratio(batch.logp.detach().float(), batch.old_logp.float(), m, c.log_ratio_clamp)
-                w = token_weight_w(torch.exp(lr_), batch.advantages, c.eps_low, c.eps_high)
+                w = token_weight_w(self._ratio(batch, m), batch.advantages, c.eps_low, c.eps_high)
                 extra.update(
                     L.quadrant_metrics(q, omega_paper(w, batch.logp, ent_for_metrics, float(batch.lr)))
                 )

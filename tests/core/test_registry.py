@@ -346,3 +346,17 @@ def test_clip_cov_defaults_and_kl_cov_no_clip():
     assert R.build_method("unlikeliness").config.beta_rank == 0.25
     e = R.build_method("entropy_adv").config
     assert (e.alpha, e.kappa) == (0.4, 2.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_compute_omega_matches_the_loss_scope(dtype):
+    """compute_omega gives the Omega that compute_loss uses: passing its max as omega_max changes nothing."""
+    rb, g = rollout(9)
+    m = R.build_method("steer", estimator="exact")
+    lb = loss_batch(rb, m.compute_advantages(rb), g)
+    lb = dataclasses.replace(lb, logp=lb.logp.detach().to(dtype).requires_grad_())
+    omega = m.compute_omega(lb)
+    assert (omega[~lb.response_mask] == 0).all()
+    l1, _ = m.compute_loss(lb)
+    l2, _ = m.compute_loss(dataclasses.replace(lb, omega_max=omega.abs().max()))
+    assert torch.equal(l1, l2)
