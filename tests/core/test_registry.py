@@ -119,13 +119,14 @@ def test_every_method_runs_end_to_end(name, dtype):
 
 @pytest.mark.parametrize("estimator", ["paper", "reference", "exact"])
 @pytest.mark.parametrize("mode", ["token-mean", "seq-mean-token-sum-norm"])
-def test_lambda_min_one_is_grpo_bit_for_bit(estimator, mode):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_lambda_min_one_is_grpo_bit_for_bit(estimator, mode, dtype):
     rb, g = rollout(2)
     steer = R.build_method("steer", lambda_min=1.0, estimator=estimator, loss_agg_mode=mode)
     base = R.build_method("clip_higher", clip_c=10.0, loss_agg_mode=mode)  # same clip 0.2/0.28, c = 10
     adv = base.compute_advantages(rb)
     assert torch.equal(adv, steer.compute_advantages(rb))
-    lb = loss_batch(rb, adv, g)
+    lb = loss_batch(rb, adv, g, dtype=dtype)
     lb2 = dataclasses.replace(lb, logp=lb.logp.detach().clone().requires_grad_())
     l1, m1 = steer.compute_loss(lb)
     l2, _ = base.compute_loss(lb2)
