@@ -129,24 +129,26 @@ def _grad_chunk(
     g_lp: Tensor | None,
     g_h: Tensor | None,
     inv_t: float,
+    out: Tensor | None = None,
 ) -> Tensor:
-    """``a`` holds s = z - max z; returns d(loss)/dx for the chunk in ``a`` (``b`` is scratch).
+    """``a`` holds s = z - max z; returns d(loss)/dx of the chunk (in ``out`` if given, else in ``a``).
 
-    d/dz = g_lp (e_o - pi) - g_h pi (log pi + H); d/dx = d/dz / T.
+    d/dz = g_lp (e_o - pi) - g_h pi (log pi + H) and d/dx = d/dz / T. With pi = exp(s) / Z and
+    log pi = s - log Z this is exp(s) * (gamma * s + delta) + e_o g_lp / T per row, where
+    gamma = -g_h / (T Z) and delta = -(g_lp + g_h (H - log Z)) / (T Z); ``b`` is scratch.
     """
-    a.sub_(log_z.unsqueeze(1))  # log pi
-    torch.exp(a, out=b)  # pi
+    torch.exp(a, out=b)  # exp(s); Z >= 1 because s <= 0 with equality at the max
+    inv_zt = torch.exp(-log_z) * inv_t
+    beta = torch.zeros_like(log_z) if g_lp is None else g_lp.clone()
     if g_h is not None:
-        a.add_(h.unsqueeze(1)).mul_(g_h.unsqueeze(1))
-        if g_lp is not None:
-            a.add_(g_lp.unsqueeze(1))
-        a.mul_(b).mul_(-inv_t)
+        beta.add_(g_h * (h - log_z))
+        a.mul_((-g_h * inv_zt).unsqueeze(1)).add_((-beta * inv_zt).unsqueeze(1))
+        res = torch.mul(a, b, out=out) if out is not None else a.mul_(b)
     else:
-        assert g_lp is not None
-        torch.mul(b, (-inv_t) * g_lp.unsqueeze(1), out=a)
+        res = torch.mul(b, (-beta * inv_zt).unsqueeze(1), out=out if out is not None else a)
     if g_lp is not None:
-        a.scatter_add_(1, ids.unsqueeze(1), (inv_t * g_lp).unsqueeze(1))
-    return a
+        res.scatter_add_(1, ids.unsqueeze(1), (inv_t * g_lp).unsqueeze(1).to(res.dtype))
+    return res
 
 
 class _LogitsStats(torch.autograd.Function):
@@ -215,6 +217,7 @@ class _LogitsStats(torch.autograd.Function):
                 a.sub_(m)
             if ctx.inv_t != 1.0:
                 a.mul_(ctx.inv_t)
+            direct = grad.dtype == wd  # write straight into the gradient, no extra copy
             _grad_chunk(
                 a,
                 b,
@@ -224,8 +227,10 @@ class _LogitsStats(torch.autograd.Function):
                 None if g_lp is None else g_lp[s:e],
                 None if g_h is None else g_h[s:e],
                 ctx.inv_t,
+                out=grad[s:e] if direct else None,
             )
-            grad[s:e].copy_(a)
+            if not direct:
+                grad[s:e].copy_(a)
         return grad, None, None, None, None
 
 
