@@ -111,6 +111,8 @@ class VLLMBackend:
     """vLLM ``LLM.generate`` (GPU; needs the optional ``vllm`` package)."""
 
     name = "vllm"
+    #: prompts handed to vLLM per call (it batches internally; results are written per call)
+    batch_size = 512
 
     def __init__(
         self,
