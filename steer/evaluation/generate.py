@@ -74,7 +74,15 @@ class HFBackend:
         tok = self.tokenizer
         old_side = tok.padding_side
         tok.padding_side = "left"
-        eos = tok.eos_token_id
+        # stop tokens: the model's generation config (Qwen lists <|im_end|> and <|endoftext|>)
+        # plus the tokenizer's eos
+        gen_eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        stops = set(
+            gen_eos if isinstance(gen_eos, (list, tuple)) else [gen_eos] if gen_eos is not None else []
+        )
+        if tok.eos_token_id is not None:
+            stops.add(tok.eos_token_id)
+        eos = sorted(stops) if stops else None
         out: list[Completion] = []
         try:
             for start in range(0, len(prompts), self.batch_size):
@@ -94,12 +102,9 @@ class HFBackend:
                 new = seqs[:, enc["input_ids"].shape[1] :]
                 for row in new.tolist():
                     n, finish = len(row), "length"
-                    if eos is not None and eos in row:
-                        n, finish = row.index(eos) + 1, "stop"
-                    else:
-                        # trailing pad tokens after an early stop of other rows
-                        while n > 0 and row[n - 1] == tok.pad_token_id and tok.pad_token_id != eos:
-                            n -= 1
+                    hit = next((i for i, t in enumerate(row) if t in stops), None)
+                    if hit is not None:
+                        n, finish = hit + 1, "stop"
                     text = tok.decode(row[:n], skip_special_tokens=True)
                     out.append(Completion(text, n, finish))
         finally:
