@@ -349,7 +349,7 @@ def clip_cov_select(
     cand = m & (cov > clip_cov_lb) & (cov < clip_cov_ub)
     if already_clipped is not None:
         cand = cand & ~already_clipped
-    selected = torch.zeros_like(m)
+    selected = torch.zeros(m.shape, dtype=torch.bool, device=m.device)  # contiguous: filled via view(-1)
     n_valid = int(m.sum())
     idx = cand.reshape(-1).nonzero().squeeze(-1)
     if n_valid == 0 or idx.numel() == 0:
@@ -418,7 +418,7 @@ def kl_cov_select(
     if not (0.0 <= kl_cov_ratio <= 1.0):
         raise ValueError(f"kl_cov_ratio must lie in [0, 1], got {kl_cov_ratio!r}")
     m = as_bool_mask(response_mask)
-    selected = torch.zeros_like(m)
+    selected = torch.zeros(m.shape, dtype=torch.bool, device=m.device)
     n_valid = int(m.sum())
     if n_valid == 0:
         return selected
@@ -490,7 +490,7 @@ def forking_token_mask(entropy: Tensor, response_mask: Tensor, *, rho: float = 0
         raise ValueError(f"rho must lie in (0, 1], got {rho!r}")
     check_same_shape(entropy=entropy, response_mask=response_mask)
     m = as_bool_mask(response_mask)
-    out = torch.zeros_like(m)
+    out = torch.zeros(m.shape, dtype=torch.bool, device=m.device)
     n = int(m.sum())
     if n == 0:
         return out

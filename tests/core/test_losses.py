@@ -400,3 +400,17 @@ def test_bad_clip_args():
         L.clipped_surrogate(logp, old, adv, mask, clip_c=0.5)
     with pytest.raises(ValueError, match="mismatched"):
         L.clipped_surrogate(logp, old[:, :-1], adv, mask)
+
+
+def test_selections_accept_non_contiguous_masks():
+    logp, old, adv, mask, ent = make(12, b=6, t=30)
+    mt, lt, at, et = (x.t().contiguous().t() for x in (mask, logp, adv, ent))  # same values, column-major
+    assert not mt.is_contiguous()
+    assert torch.equal(L.forking_token_mask(et, mt, rho=0.3), L.forking_token_mask(ent, mask, rho=0.3))
+    assert torch.equal(
+        L.kl_cov_select(lt, at, mt, kl_cov_ratio=0.1), L.kl_cov_select(logp, adv, mask, kl_cov_ratio=0.1)
+    )
+    kw = {"clip_cov_ratio": 0.1, "clip_cov_lb": -10.0, "clip_cov_ub": 10.0}
+    a = L.clip_cov_select(lt, at, mt, generator=torch.Generator().manual_seed(0), **kw)
+    b = L.clip_cov_select(logp, adv, mask, generator=torch.Generator().manual_seed(0), **kw)
+    assert torch.equal(a, b)
