@@ -157,6 +157,15 @@ def _check_clip(eps_low: float, eps_high: float, clip_c: float | None) -> None:
         raise ValueError(f"clip_c (dual clip) must be > 1 or None, got {clip_c!r}")
 
 
+def _check_finite_on_valid(mask: Tensor, **tensors: Tensor | None) -> None:
+    for name, x in tensors.items():
+        if x is None:
+            continue
+        bad = mask & ~torch.isfinite(x.detach())
+        if bool(bad.any()):
+            raise ValueError(f"{name} contains {int(bad.sum())} NaN/inf value(s) on valid (mask=True) tokens")
+
+
 def log_ratio(logp: Tensor, old_logp: Tensor, mask: Tensor, clamp: float = 20.0) -> Tensor:
     """``clamp(logp - old_logp, -clamp, clamp)`` on valid tokens, 0 (and no gradient) on padding."""
     diff = logp - old_logp.detach()
@@ -175,6 +184,7 @@ def clipped_surrogate(
     clip_c: float | None = None,
     weight: Tensor | None = None,
     log_ratio_clamp: float = 20.0,
+    check_finite: bool = True,
 ) -> SurrogateResult:
     """Per-token PPO/GRPO clipped surrogate (paper Eq. 2; spec methods.md §0 and §10).
 
@@ -183,12 +193,16 @@ def clipped_surrogate(
     Ye et al.). The log-ratio is clamped to [-20, 20] before exp. ``weight`` (detached) multiplies
     the per-token loss (STEER's lambda, quadrant/Clip-Cov masks, ...). Computation runs in the dtype
     of ``logp`` promoted to at least float32 (bfloat16/float16 log-probs are upcast).
+    NaN/inf on valid tokens raise ValueError (``check_finite=False`` skips the check for callers
+    that validated already, e.g. ``Method.compute_loss``); on padding they are ignored.
     """
     _check_clip(eps_low, eps_high, clip_c)
     check_same_shape(
         logp=logp, old_logp=old_logp, advantages=advantages, response_mask=response_mask, weight=weight
     )
     m = as_bool_mask(response_mask)
+    if check_finite:
+        _check_finite_on_valid(m, logp=logp, old_logp=old_logp, advantages=advantages, weight=weight)
     dt = torch.promote_types(logp.dtype, torch.float32)
     lp = logp.to(dt)
     adv = advantages.detach().to(dt)
@@ -456,6 +470,7 @@ def kl_cov_policy_loss(
         logp=logp, old_logp=old_logp, advantages=advantages, response_mask=response_mask, weight=weight
     )
     m = as_bool_mask(response_mask)
+    _check_finite_on_valid(m, logp=logp, old_logp=old_logp, advantages=advantages, weight=weight)
     dt = torch.promote_types(logp.dtype, torch.float32)
     zero = torch.zeros((), dtype=dt, device=logp.device)
     adv = torch.where(m, advantages.detach().to(dt), zero)

@@ -984,6 +984,7 @@ class Method:
                 eps_high=c.eps_high,
                 clip_c=c.clip_c,
                 log_ratio_clamp=c.log_ratio_clamp,
+                check_finite=False,  # validated above
             )
             ratio = s.ratio
             weight = None

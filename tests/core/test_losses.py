@@ -414,3 +414,22 @@ def test_selections_accept_non_contiguous_masks():
     a = L.clip_cov_select(lt, at, mt, generator=torch.Generator().manual_seed(0), **kw)
     b = L.clip_cov_select(logp, adv, mask, generator=torch.Generator().manual_seed(0), **kw)
     assert torch.equal(a, b)
+
+
+def test_nan_on_valid_tokens_raises():
+    logp, old, adv, mask, ent = make(13)
+    bad = logp.clone()
+    i, j = mask.nonzero()[0].tolist()
+    bad[i, j] = float("nan")
+    with pytest.raises(ValueError, match="logp"):
+        L.clipped_surrogate(bad, old, adv, mask)
+    with pytest.raises(ValueError, match="logp"):
+        L.vanilla_policy_loss(bad, old, adv, mask)
+    with pytest.raises(ValueError, match="logp"):
+        L.kl_cov_policy_loss(bad, old, adv, mask)
+    with pytest.raises(ValueError, match="logp"):
+        L.clip_cov_policy_loss(bad, old, adv, mask)
+    bad_adv = adv.clone()
+    bad_adv[i, j] = float("inf")
+    with pytest.raises(ValueError, match="advantages"):
+        L.clipped_surrogate(logp, old, bad_adv, mask)
