@@ -70,7 +70,8 @@ def plot_lines(
         ax.set_xlabel("step")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.lines:
+            ax.legend()
     if len(keys) > 1:
         fig.suptitle(title)
     return _save(fig, Path(path))
@@ -110,7 +111,10 @@ def plot_quadrants(runs: Mapping[str, Records], path: str | Path, *, window: int
         ax.set_xlabel("step")
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.lines:
+            ax.legend(fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "no quadrant metrics logged", ha="center", transform=ax.transAxes)
     return _save(fig, Path(path))
 
 

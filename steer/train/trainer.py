@@ -282,7 +282,9 @@ class Trainer:
             old_logp=old_logp.to(dev),
             advantages=advantages.to(dev),
             response_mask=response_mask.to(dev),
-            entropy=stats.entropy if m.needs_entropy else None,
+            # a method that needs no entropy still gets a detached copy: its quadrant metrics
+            # (sign of A x sign of the entropy-change indicator) need it, its gradient does not
+            entropy=stats.entropy if m.needs_entropy else stats.entropy.detach(),
             old_entropy=old_entropy.to(dev) if m.needs_old_entropy else None,
             sum_p2=stats.sum_p2 if m.needs_sums else None,
             sum_p2_logp=stats.sum_p2_logp if m.needs_sums else None,
