@@ -52,17 +52,21 @@ def run_case(pool, items, scorer, batch):
     from steer.rewards import ScoreItem
 
     verdicts, batch_times = [], []
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for s in range(0, len(items), batch):
         tb = time.perf_counter()
         verdicts += pool.score_batch([ScoreItem(r, g, scorer) for r, g in items[s : s + batch]])
         batch_times.append(time.perf_counter() - tb)
     dt = time.perf_counter() - t0
+    parent_cpu = time.process_time() - c0
     secs = [v.seconds for v in verdicts]
     cpu = sum(v.cpu_seconds for v in verdicts)
     return {
         "cpu_ms_mean": 1e3 * cpu / len(verdicts),
         "cpu_bound_per_s": pool.num_workers * len(verdicts) / cpu if cpu > 0 else float("inf"),
+        "parent_cpu_ms": 1e3 * parent_cpu / len(verdicts),
+        # all work (workers + the parent's dispatch) shared by 2 cores
+        "two_core_per_s": 2 * len(verdicts) / (cpu + parent_cpu) if cpu + parent_cpu > 0 else float("inf"),
         "items": len(items),
         "per_s": len(items) / dt,
         "p50_ms": 1e3 * statistics.median(secs),
@@ -111,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             res[name] = run_case(pool, items, scorer, args.batch)
             r = res[name]
             print(
-                f"{name:48s} {r['per_s']:8.0f}/s cpu-bound {r['cpu_bound_per_s']:6.0f}/s p50 {r['p50_ms']:.1f} ms p99 {r['p99_ms']:.1f} ms "
+                f"{name:48s} {r['per_s']:8.0f}/s cpu-bound {r['two_core_per_s']:6.0f}/s p50 {r['p50_ms']:.1f} ms p99 {r['p99_ms']:.1f} ms "
                 f"max {r['max_ms']:.0f} ms timeouts {r['timeouts']}",
                 flush=True,
             )
@@ -122,12 +126,12 @@ def main(argv: list[str] | None = None) -> int:
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     rows = [
-        "| case | items | verifications/s | worker CPU ms/item | CPU-bound rate (workers / CPU per item) | p50 ms | p99 ms | max ms | batch of 500 (s) | timeouts | errors | correct |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| case | items | verifications/s | worker CPU ms/item | parent CPU ms/item | CPU-bound rate on 2 cores | p50 ms | p99 ms | max ms | batch of 500 (s) | timeouts | errors | correct |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in res.items():
         rows.append(
-            f"| {name} | {r['items']} | {r['per_s']:.0f} | {r['cpu_ms_mean']:.2f} | {r['cpu_bound_per_s']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['max_ms']:.0f} | "
+            f"| {name} | {r['items']} | {r['per_s']:.0f} | {r['cpu_ms_mean']:.2f} | {r['parent_cpu_ms']:.2f} | {r['two_core_per_s']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['max_ms']:.0f} | "
             f"{r['batch_s_mean']:.2f} | {r['timeouts']} | {r['errors']} | {100 * r['correct_frac']:.1f}% |"
         )
     body = (
@@ -135,8 +139,10 @@ def main(argv: list[str] | None = None) -> int:
         f"hard limit {args.timeout:g} s per item, batches of {args.batch}, distinct responses (no cache hits); "
         f"pool start + warm-up {start_s:.1f} s (not counted). Target: >= 500 verifications/s on 2 cores, no item "
         f"over the limit ({limit_ms:.0f} ms). Half of the responses carry the right answer. 1-minute load average at the "
-        f"end: {load:.1f} (other jobs on the machine lower the wall-clock rate; the CPU-bound rate is what the "
-        f"workers' own CPU time allows).\n\n" + "\n".join(rows)
+        f"end: {load:.1f} (other jobs on the machine lower the wall-clock rate; the CPU-bound rate, "
+        f"2 cores / (worker + parent CPU time per item), is what the pool's own work allows on 2 free cores). "
+        f"The {nb} batches cycle over the 500 problems, so from the second batch on the golds repeat (as with "
+        f"k samples per problem); each response is new.\n\n" + "\n".join(rows)
     )
     write_results(
         "verify", "Reward verification throughput (VerifierPool)", body, {"cases": res, "args": vars(args)}
