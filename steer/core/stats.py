@@ -151,10 +151,41 @@ def _grad_chunk(
     return res
 
 
+def _row_blocks(x: Tensor) -> list[Tensor]:
+    """2-D ``(rows, V)`` views covering the rows of ``x (..., V)`` in order, without copying.
+
+    A sliced tensor such as ``logits[:, :-1, :]`` cannot be viewed as ``(N, V)``; it is then split
+    along its leading dims into blocks that can (one per sequence for a ``(B, T, V)`` slice).
+    """
+    v = x.shape[-1]
+    try:
+        return [x.view(-1, v)]
+    except RuntimeError:
+        pass
+    if x.dim() <= 2:
+        return [x]
+    blocks: list[Tensor] = []
+    for i in range(x.shape[0]):
+        blocks.extend(_row_blocks(x[i]))
+    return blocks
+
+
+def _row_chunks(x: Tensor, c: int):
+    """Yield (start, end, rows) over the flattened rows of ``x``, ``c`` rows at a time (block-wise)."""
+    off = 0
+    for blk in _row_blocks(x):
+        nb = blk.shape[0]
+        for s in range(0, nb, c):
+            e = min(s + c, nb)
+            yield off + s, off + e, blk[s:e]
+        off += nb
+
+
 class _LogitsStats(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits: Tensor, ids: Tensor, inv_t: float, rows: int, with_sums: bool):
-        n, v = logits.shape
+        v = logits.shape[-1]
+        n = ids.numel()
         wd = _work_dtype(logits.dtype)
         out = [torch.empty(n, dtype=wd, device=logits.device) for _ in range(4 if with_sums else 2)]
         shift = torch.empty(n, dtype=wd, device=logits.device)
@@ -162,9 +193,7 @@ class _LogitsStats(torch.autograd.Function):
         c = min(rows, max(n, 1))
         buf_a = torch.empty(c, v, dtype=wd, device=logits.device)
         buf_b = torch.empty(c, v, dtype=wd, device=logits.device)
-        for s in range(0, n, c):
-            e = min(s + c, n)
-            x = logits[s:e]
+        for s, e, x in _row_chunks(logits, c):
             a, b = buf_a[: e - s], buf_b[: e - s]
             m = x.amax(-1, keepdim=True).to(wd)
             if x.dtype == wd:
@@ -197,17 +226,17 @@ class _LogitsStats(torch.autograd.Function):
         logits, ids, shift, log_z, h = ctx.saved_tensors
         if not ctx.needs_input_grad[0] or (g_lp is None and g_h is None):
             return None, None, None, None, None
-        n, v = logits.shape
+        v = logits.shape[-1]
+        n = ids.numel()
         wd = shift.dtype
-        grad = torch.empty_like(logits)
+        grad = torch.empty(logits.shape, dtype=logits.dtype, device=logits.device)
+        grad2d = grad.view(-1, v)
         c = min(ctx.rows, max(n, 1))
         buf_a = torch.empty(c, v, dtype=wd, device=logits.device)
         buf_b = torch.empty(c, v, dtype=wd, device=logits.device)
         g_lp = None if g_lp is None else g_lp.to(wd)
         g_h = None if g_h is None else g_h.to(wd)
-        for s in range(0, n, c):
-            e = min(s + c, n)
-            x = logits[s:e]
+        for s, e, x in _row_chunks(logits, c):
             a, b = buf_a[: e - s], buf_b[: e - s]
             m = shift[s:e].unsqueeze(1)
             if x.dtype == wd:
@@ -227,10 +256,10 @@ class _LogitsStats(torch.autograd.Function):
                 None if g_lp is None else g_lp[s:e],
                 None if g_h is None else g_h[s:e],
                 ctx.inv_t,
-                out=grad[s:e] if direct else None,
+                out=grad2d[s:e] if direct else None,
             )
             if not direct:
-                grad[s:e].copy_(a)
+                grad2d[s:e].copy_(a)
         return grad, None, None, None, None
 
 
@@ -266,9 +295,7 @@ def token_stats_from_logits(
     rows = default_chunk_rows(v) if chunk_size is None else int(chunk_size)
     if rows < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size!r}")
-    x = logits.reshape(-1, v)
-    if x.stride(-1) != 1:
-        x = x.contiguous()
+    x = logits if logits.stride(-1) == 1 else logits.contiguous()
     res = _LogitsStats.apply(x, ids, inv_t, rows, with_sums)
     lp, h = res[0].reshape(lead), res[1].reshape(lead)
     if with_sums:

@@ -242,7 +242,7 @@ def test_bad_input_raises_clear_errors():
 
 
 class _AllocRecorder(TorchDispatchMode):
-    """Records (dtype, numel) of every tensor an op returns (covers empty/out= buffers too)."""
+    """Records (dtype, numel, op) of every tensor an op returns (covers empty/out= buffers too)."""
 
     def __init__(self):
         super().__init__()
@@ -252,7 +252,7 @@ class _AllocRecorder(TorchDispatchMode):
         out = func(*args, **(kwargs or {}))
         for t in out if isinstance(out, (tuple, list)) else (out,):
             if isinstance(t, torch.Tensor):
-                self.seen.append((t.dtype, t.untyped_storage().nbytes() // t.element_size(), str(func)))
+                self.seen.append((t.dtype, t.numel(), str(func)))
         return out
 
 
@@ -291,3 +291,30 @@ def test_default_chunk_rows():
     assert default_chunk_rows(151936) >= 1
     assert default_chunk_rows(151936) * 151936 <= 1 << 22
     assert default_chunk_rows(10, hidden=True) >= 256
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_sliced_logits_are_not_copied(dtype):
+    """logits[:, :-1, :] (not viewable as (N, V)) gives the same values and gradients, with no copy."""
+    g = torch.Generator().manual_seed(77)
+    b, t, v = 3, 7, 53
+    full = (torch.randn(b, t + 1, v, generator=g) * 2).to(dtype).requires_grad_()
+    ids = torch.randint(0, v, (b, t), generator=g)
+    sliced = full[:, :-1, :]
+    with pytest.raises(RuntimeError):
+        sliced.view(-1, v)  # the case this test is about
+    rec = _AllocRecorder()
+    with rec:
+        st = token_stats_from_logits(sliced, ids, chunk_size=4, temperature=0.9)
+    assert max(s[1] for s in rec.seen) < b * t * v  # nothing of the full size in the forward
+    ref = _loop_ref(sliced.detach(), ids, 0.9)
+    for name in ("logp", "entropy", "sum_p2", "sum_p2_logp"):
+        assert torch.allclose(getattr(st, name).double(), ref[name], atol=2e-5, rtol=2e-5), name
+    (st.logp.sum() + 0.5 * st.entropy.sum()).backward()
+    x64 = sliced.detach().double().requires_grad_()
+    gl = torch.ones(b, t, dtype=torch.float64)
+    (gr,) = torch.autograd.grad(_autograd_ref(x64, ids, 0.9, gl, 0.5 * gl), x64)
+    got = full.grad[:, :-1, :].double()
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    assert torch.allclose(got, gr, atol=tol, rtol=tol)
+    assert (full.grad[:, -1, :] == 0).all()
