@@ -21,6 +21,7 @@ Variants:
 
 - ``steer``: ``token_stats_from_logits(..., with_sums=False)`` (the same two outputs as the peers);
 - ``steer+sums``: the same plus sum p^2 and sum p^2 log p (what the ``exact`` estimator needs);
+- ``steer@R`` (only when asked for with ``--variants``): ``steer`` with ``chunk_size=R`` rows;
 - ``naive``: ``log_softmax(logits.float())``, gather, and ``-(exp(l) * l).sum(-1)`` on all of (N, V);
 - ``verl``: ``verl.utils.torch_functional.logprobs_from_logits`` + ``entropy_from_logits_with_chunking``
   on (N, V) logits, as verl's actor calls them after removing padding (no flash-attn on CPU, so
@@ -105,13 +106,14 @@ def _variant_fn(name: str, torch, inp: dict):
     """A callable returning (logp, entropy) for the variant, and the tensors that need grads."""
     import torch.nn.functional as F
 
-    if name in ("steer", "steer+sums"):
+    if name in ("steer", "steer+sums") or name.startswith("steer@"):
         from steer.core.stats import token_stats_from_logits
 
         sums = name == "steer+sums"
+        rows = int(name.split("@", 1)[1]) if "@" in name else None  # "steer@R": R rows per chunk
 
         def f():
-            st = token_stats_from_logits(inp["logits"], inp["ids"], with_sums=sums)
+            st = token_stats_from_logits(inp["logits"], inp["ids"], with_sums=sums, chunk_size=rows)
             return st.logp, st.entropy
 
         return f, [inp["logits"]]
@@ -181,34 +183,38 @@ def _worker(spec: dict) -> dict:
     gc.collect()
     base = _reset_peak()
     out: dict = {"baseline_rss_mib": base}
-    times = []
+    times, cpu = [], []
     with torch.no_grad():
         for i in range(spec["reps_fwd"]):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             lp, h = f()
             times.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
             if i == 0:
                 out["peak_fwd_mib"] = _peak_mib() - base
                 out["finite"] = bool(torch.isfinite(lp).all() and torch.isfinite(h).all())
             del lp, h
     out["fwd_s"] = times
+    out["fwd_cpu_s"] = cpu
     if spec["reps_bwd"] > 0:
         for p in params:
             p.requires_grad_(True)
-        times = []
+        times, cpu = [], []
         gc.collect()
         base = _reset_peak()
         for i in range(spec["reps_bwd"]):
             for p in params:
                 p.grad = None
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             lp, h = f()
             (lp.sum() + h.sum()).backward()
             times.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
             if i == 0:
                 out["peak_fwdbwd_mib"] = _peak_mib() - base
             del lp, h
         out["fwdbwd_s"] = times
+        out["fwdbwd_cpu_s"] = cpu
     return out
 
 
@@ -334,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
             res = _run_one(spec, args.timeout)
         results.append({**spec, **res})
         tag = res.get("skipped") or (
-            f"fwd {_fmt_t(res.get('fwd_s'))} s, fwd+bwd {_fmt_t(res.get('fwdbwd_s'))} s, "
+            f"fwd {_fmt_t(res.get('fwd_s'))} s (cpu {_fmt_t(res.get('fwd_cpu_s'))}), "
+            f"fwd+bwd {_fmt_t(res.get('fwdbwd_s'))} s (cpu {_fmt_t(res.get('fwdbwd_cpu_s'))}), "
             f"peak {res.get('peak_fwd_mib', 0):.0f}/{res.get('peak_fwdbwd_mib', 0):.0f} MiB"
         )
         print(f"V={spec['v']:>6} {spec['dtype']:8s} {spec['variant']:13s} {tag}", flush=True)
@@ -342,21 +349,24 @@ def main(argv: list[str] | None = None) -> int:
 
     md = [
         f"N = {args.n} tokens, logits = {LOGIT_SCALE} * N(0, 1), torch threads per worker = {args.threads}. Times in seconds: the minimum over the "
-        "repetitions (median in brackets when there were several). Peak = growth of the process's "
+        "repetitions (median in brackets when there were several); wall-clock and the process's CPU time "
+        "(time.process_time; with one thread it excludes the time the worker waited for a core on a "
+        "shared machine, so it is the steadier number). Peak = growth of the process's "
         "resident-set high-water mark (VmHWM, reset after allocating the inputs) over the allocated inputs, in MiB, each variant in a "
         "fresh process; the fwd+bwd peak includes the gradient itself (N x V in the logits' dtype for "
         "the logits path). See the module docstring of benchmarks/bench_token_stats.py for the method.",
         "",
-        "| V | dtype | variant | fwd s | fwd+bwd s | peak fwd MiB | peak fwd+bwd MiB |",
-        "|---|---|---|---|---|---|---|",
+        "| V | dtype | variant | fwd wall s | fwd CPU s | fwd+bwd wall s | fwd+bwd CPU s | peak fwd MiB | peak fwd+bwd MiB |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         name = r["variant"] + (f" (d={r['hidden_d']})" if r.get("hidden_d") else "")
         if "skipped" in r:
-            md.append(f"| {r['v']} | {r['dtype']} | {name} | skipped: {r['skipped']} | | | |")
+            md.append(f"| {r['v']} | {r['dtype']} | {name} | skipped: {r['skipped']} | | | | | |")
             continue
         md.append(
-            f"| {r['v']} | {r['dtype']} | {name} | {_fmt_t(r.get('fwd_s'))} | {_fmt_t(r.get('fwdbwd_s'))} "
+            f"| {r['v']} | {r['dtype']} | {name} | {_fmt_t(r.get('fwd_s'))} | {_fmt_t(r.get('fwd_cpu_s'))} "
+            f"| {_fmt_t(r.get('fwdbwd_s'))} | {_fmt_t(r.get('fwdbwd_cpu_s'))} "
             f"| {r.get('peak_fwd_mib', float('nan')):.0f} | {r.get('peak_fwdbwd_mib', float('nan')):.0f} |"
         )
     md.append("")
