@@ -42,14 +42,30 @@ def warm_up() -> None:
     _WARM = True
 
 
+def _current_vm_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def worker_main(conn, mem_limit_mb: int | None) -> None:
-    """Serve chunks ``[(idx, scorer, response, gold), ...]``; answer one message per item."""
+    """Serve chunks ``[(idx, scorer, response, gold), ...]``; answer one message per item.
+
+    ``mem_limit_mb`` caps how much address space the worker may ADD to what it inherited (a
+    forked child of a trainer holding a model or CUDA mappings starts with a large address
+    space), so a runaway sympy computation raises MemoryError instead of exhausting the host.
+    """
     if mem_limit_mb:
         try:
             import resource
 
-            lim = int(mem_limit_mb) * 1024 * 1024
-            resource.setrlimit(resource.RLIMIT_AS, (lim, lim))
+            lim = _current_vm_bytes() + int(mem_limit_mb) * 1024 * 1024
+            soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+            if hard != resource.RLIM_INFINITY:
+                lim = min(lim, hard)
+            resource.setrlimit(resource.RLIMIT_AS, (lim, hard))
         except (ImportError, ValueError, OSError):
             pass
     warm_up()

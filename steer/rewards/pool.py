@@ -270,15 +270,23 @@ class VerifierPool:
         while len(results) < n:
             now = time.monotonic()
             # hand chunks to idle ready workers
+            broken: list[_Worker] = []
             for w in self._workers:
                 if w.ready and not w.pending and queue:
                     chunk = queue.popleft()
-                    w.pending = deque(chunk)
-                    w.t_item = time.monotonic()
                     try:
                         w.conn.send([(t[0], t[1], t[2], t[3]) for t in chunk])
-                    except (OSError, BrokenPipeError):
-                        w.t_item = 0.0  # dies below via its sentinel
+                    except (OSError, ValueError):  # the worker went away while idle
+                        queue.appendleft(chunk)
+                        broken.append(w)
+                        continue
+                    w.pending = deque(chunk)
+                    w.t_item = time.monotonic()
+            for w in broken:
+                self._kill(w)
+                self._workers.remove(w)
+                self._workers.append(self._spawn())
+                self.stats["respawns"] += 1
             # how long may we wait?
             deadline = math.inf
             for w in self._workers:

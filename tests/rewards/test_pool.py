@@ -27,6 +27,11 @@ def crash_scorer(response, gold):
     os._exit(3)
 
 
+def hungry_scorer(response, gold):
+    block = bytearray(int(response) * 1024 * 1024)
+    return True, str(len(block)), "ok"
+
+
 def sleepy_scorer(response, gold):
     time.sleep(float(response))
     return True, response, "ok"
@@ -36,10 +41,12 @@ def sleepy_scorer(response, gold):
 def pool():
     register_scorer(ScorerSpec("test_crash", __name__, "crash_scorer", 1.0, 0.0, "test"))
     register_scorer(ScorerSpec("test_sleep", __name__, "sleepy_scorer", 1.0, 0.0, "test"))
+    register_scorer(ScorerSpec("test_hungry", __name__, "hungry_scorer", 1.0, 0.0, "test"))
     with VerifierPool(2, timeout=LIMIT) as p:
         yield p
     SCORERS.pop("test_crash", None)
     SCORERS.pop("test_sleep", None)
+    SCORERS.pop("test_hungry", None)
 
 
 def test_basic_and_order(pool):
@@ -151,3 +158,23 @@ def test_closed_pool_refuses():
         p.score("1", "1")
     with pytest.raises(ValueError):
         VerifierPool(1, timeout=0)
+
+
+def test_memory_limit_is_added_to_the_inherited_address_space(pool):  # pool registers test_hungry
+    import mmap
+
+    # a host with a large address space (a model, CUDA mappings): 6 GiB reserved, not touched
+    reserved = mmap.mmap(-1, 6 << 30)
+    try:
+        with VerifierPool(1, timeout=5.0, mem_limit_mb=256) as p:
+            v = p.score_batch(
+                [
+                    ScoreItem(r"\boxed{\frac{1}{2}}", "0.5"),
+                    ScoreItem("16", "x", "test_hungry"),
+                    ScoreItem("2048", "x", "test_hungry"),
+                ]
+            )
+    finally:
+        reserved.close()
+    assert v[0].correct and v[1].correct
+    assert v[2].reason == "error: MemoryError" and not v[2].correct
