@@ -32,13 +32,20 @@ def warm_up() -> None:
     if _WARM:
         return
     _silence()
-    for name in BUILTIN:
-        f = _func(name)
-        for resp, gold in (("\\boxed{\\frac{1}{2}}", "0.5"), ("Answer: 12", "12"), ("$x^2+1$", "x^2+1")):
-            try:
-                f(resp, gold)
-            except Exception:
-                pass
+    from steer.rewards import math_verify_scorer as mvs
+
+    before = mvs._in_worker
+    mvs.set_in_worker(True)  # no SIGALRM during the warm-up (it may run in the host process)
+    try:
+        for name in BUILTIN:
+            f = _func(name)
+            for resp, gold in (("\\boxed{\\frac{1}{2}}", "0.5"), ("Answer: 12", "12"), ("$x^2+1$", "x^2+1")):
+                try:
+                    f(resp, gold)
+                except Exception:
+                    pass
+    finally:
+        mvs.set_in_worker(before)
     _WARM = True
 
 
@@ -69,6 +76,9 @@ def worker_main(conn, mem_limit_mb: int | None) -> None:
         except (ImportError, ValueError, OSError):
             pass
     warm_up()
+    from steer.rewards.math_verify_scorer import set_in_worker
+
+    set_in_worker(True)
     conn.send(("ready", os.getpid()))
     while True:
         try:

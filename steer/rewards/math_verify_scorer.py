@@ -10,8 +10,10 @@
   math-verify's priorities. An answer string equal to the gold (light canonicalisation) is
   correct without sympy.
 * ``verify(gold, pred)``: gold first (the function is asymmetric).
-* math-verify's own SIGALRM timeouts are switched off (``None``): the hard limit is enforced by
-  the process pool (``steer.rewards.pool``) which kills a worker that runs past it.
+* math-verify's own SIGALRM timeouts are switched off (``None``) inside pool workers: the hard
+  limit is enforced by the process pool (``steer.rewards.pool``), which kills a worker that runs
+  past it. Called directly (outside the pool) in a main thread, the 5 s alarm stays on as a
+  partial safeguard; use the pool (``steer.rewards.score_responses``) for a real limit.
 
 Runs inside pool workers; importing this module imports math_verify (about 1 s).
 """
@@ -19,6 +21,7 @@ Runs inside pool workers; importing this module imports math_verify (about 1 s).
 from __future__ import annotations
 
 import re
+import threading
 from functools import lru_cache
 
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
@@ -36,6 +39,25 @@ def _wrap_gold(gold: str) -> str:
     if "\\boxed" in g:
         return g
     return "\\boxed{" + clean_gold(g) + "}"
+
+
+#: math-verify's own SIGALRM timeout (seconds) used when a scorer is called directly, outside
+#: a pool worker, in a main thread: a partial safeguard only (it cannot interrupt long C-level
+#: work; spec §1). Inside pool workers it is off: the pool's kill is the limit.
+IN_PROCESS_ALARM_S = 5
+_in_worker = False
+
+
+def set_in_worker(flag: bool = True) -> None:
+    """Called by the pool worker: the hard limit is the pool's kill, so no SIGALRM."""
+    global _in_worker
+    _in_worker = flag
+
+
+def _alarm_timeout() -> int | None:
+    if _in_worker or threading.current_thread() is not threading.main_thread():
+        return None
+    return IN_PROCESS_ALARM_S
 
 
 _INT_RE = re.compile(r"-?\d+")
@@ -68,11 +90,11 @@ def parse_gold(gold: str) -> list:
     fast = fast_number(_canon(gold))
     if fast is not None:
         return fast
-    return parse(_wrap_gold(gold), extraction_config=_GOLD_CONFIG, parsing_timeout=None)
+    return parse(_wrap_gold(gold), extraction_config=_GOLD_CONFIG, parsing_timeout=_alarm_timeout())
 
 
 def _parse_pred(text: str) -> list:
-    return parse(text, extraction_config=_PRED_CONFIG, parsing_timeout=None)
+    return parse(text, extraction_config=_PRED_CONFIG, parsing_timeout=_alarm_timeout())
 
 
 def _pred_str(parsed: list) -> str:
@@ -189,11 +211,11 @@ def score_math_verify(response: str, gold: str) -> tuple[bool, str | None, str]:
         return False, None, "error: gold answer does not parse"
     fast = fast_number(answer_text) if answer_text is not None else None
     if fast is not None:
-        ok = bool(verify(gold_parsed, fast, timeout_seconds=None))
+        ok = bool(verify(gold_parsed, fast, timeout_seconds=_alarm_timeout()))
         return ok, answer_text, "ok" if ok else "mismatch"
     for text in candidates:
         pred = _parse_pred(text)
         if pred:
-            ok = bool(verify(gold_parsed, pred, timeout_seconds=None))
+            ok = bool(verify(gold_parsed, pred, timeout_seconds=_alarm_timeout()))
             return ok, _pred_str(pred), "ok" if ok else "mismatch"
     return False, None, "no answer"
