@@ -294,7 +294,9 @@ def evaluate(
                     todo.append((n, p, s))
     skipped = sum(1 for n, ps in sets.items() for p in ps for s in range(ks[n]) if (n, p.id, s) in done)
     bar = _progress(len(todo), progress, "eval")
-    records = [r for key, r in done.items() if key[0] in sets]
+    # finished samples of this run's problems and k (a file may hold more: larger k or --limit)
+    wanted = {(n, p.id) for n, ps in sets.items() for p in ps}
+    records = [r for key, r in done.items() if (key[0], key[1]) in wanted and key[2] < ks[key[0]]]
     gen_batch = max(1, int(getattr(backend, "batch_size", batch_size)))
     prompt_cache: dict[tuple[str, str], str] = {}
     try:

@@ -160,3 +160,84 @@ def test_vllm_backend_absent_gives_a_clear_error():
 
     with pytest.raises(ImportError, match="vllm"):
         VLLMBackend("x")
+
+
+def test_resume_with_other_k_and_limit_uses_only_this_runs_samples(tmp_path, pool):
+    probs = load_benchmark("aime24", limit=3)
+    golds = {p.problem[:60]: p.gold for p in probs}
+    out = tmp_path / "s.jsonl"
+
+    def run(k, limit):
+        b = ScriptedBackend(golds, dict.fromkeys(golds, 1))
+        return evaluate(
+            backend=b, benchmarks={"aime24": probs}, k=k, limit=limit, output=out, pool=pool, progress=False
+        )
+
+    r = run(4, 3)
+    assert r.generated == 12 and r.results["aime24"].avg_at_k == pytest.approx(0.25)
+    r = run(2, 2)  # fewer samples and problems: nothing new, only samples 0-1 of 2 problems counted
+    assert r.generated == 0 and r.skipped == 4
+    assert r.results["aime24"].n_samples == 4 and r.results["aime24"].avg_at_k == pytest.approx(0.5)
+    r = run(6, 3)  # more samples: only the missing ones are generated
+    assert r.generated == 6 and r.results["aime24"].n_samples == 18
+
+
+class _StubTokenizer:
+    pad_token_id = 0
+    eos_token_id = 9
+    padding_side = "right"
+
+    def __call__(self, texts, **kw):
+        import torch
+
+        class Enc(dict):
+            def to(self, device):
+                return self
+
+        n = max(len(t) for t in texts)
+        ids = torch.tensor([[0] * (n - len(t)) + [5] * len(t) for t in texts])
+        return Enc(input_ids=ids, attention_mask=(ids != 0).long())
+
+    def decode(self, ids, skip_special_tokens=True):
+        return " ".join(str(i) for i in ids if not (skip_special_tokens and i in (0, 9, 8)))
+
+
+class _StubModel:
+    """generate() returns prompt + fixed continuations; eos ids 8 and 9 come from the generation config."""
+
+    class generation_config:
+        eos_token_id = [8, 9]
+
+    def __init__(self, rows):
+        self.rows, self.kw = rows, None
+
+    def parameters(self):
+        import torch
+
+        yield torch.zeros(1)
+
+    def generate(self, input_ids, attention_mask, **kw):
+        import torch
+
+        self.kw = kw
+        return torch.cat([input_ids, torch.tensor(self.rows[: input_ids.shape[0]])], dim=1)
+
+
+def test_hf_backend_stops_on_any_eos_and_restores_padding_side():
+    from steer.evaluation.generate import HFBackend
+
+    model = _StubModel([[3, 4, 8, 0, 0], [3, 9, 0, 0, 0], [1, 2, 3, 4, 5]])
+    tok = _StubTokenizer()
+    b = HFBackend(model, tok, batch_size=8)
+    out = b.generate(["ab", "abc", "a"], temperature=1.0, top_p=0.7, max_tokens=5)
+    assert [(c.text, c.n_tokens, c.finish) for c in out] == [
+        ("3 4", 3, "stop"),
+        ("3", 2, "stop"),
+        ("1 2 3 4 5", 5, "length"),
+    ]
+    assert model.kw["eos_token_id"] == [8, 9] and model.kw["top_k"] == 0 and model.kw["top_p"] == 0.7
+    assert tok.padding_side == "right"
+    b.generate(["a"], temperature=0.0, top_p=0.7, max_tokens=5)
+    assert model.kw["do_sample"] is False
+    with pytest.raises(ValueError):
+        b.generate(["a"], temperature=1.0, top_p=0.7, max_tokens=0)
