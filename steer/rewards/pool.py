@@ -253,7 +253,21 @@ class VerifierPool:
         return out  # type: ignore[return-value]
 
     def _run(self, tasks: list[tuple[int, str, str, str]]) -> list[Verdict]:
-        """Run ``(idx, scorer, response, gold)`` tasks through the workers."""
+        """Run ``(idx, scorer, response, gold)`` tasks through the workers.
+
+        If the call is interrupted (KeyboardInterrupt, a start failure), workers still busy
+        with this batch are killed so that no stale answer can reach a later batch.
+        """
+        try:
+            return self._run_inner(tasks)
+        except BaseException:
+            for w in list(self._workers):
+                if w.pending or not w.ready:
+                    self._kill(w)
+                    self._workers.remove(w)
+            raise
+
+    def _run_inner(self, tasks: list[tuple[int, str, str, str]]) -> list[Verdict]:
         self._ensure_workers()
         n = len(tasks)
         # small chunks (about 8 per worker, at most 32 items) keep stragglers short
@@ -301,26 +315,28 @@ class VerifierPool:
                 objs[w.proc.sentinel] = w
             ready_objs = wait(list(objs), timeout=wait_s)
             dead: set[int] = set()
+            drained: set[int] = set()
             for obj in ready_objs:
                 w = objs[obj]
-                if id(w) in dead:
+                if obj is not w.conn:
+                    dead.add(id(w))  # its process ended; read what it sent before dying first
+                if id(w) in drained:
                     continue
-                if obj is w.conn:
-                    try:
-                        while w.conn.poll():
-                            msg = w.conn.recv()
-                            if msg[0] == "ready":
-                                w.ready = True
-                                continue
-                            idx, ok, pred, reason, secs, cpu = msg
-                            if w.pending and w.pending[0][0] == idx:
-                                w.pending.popleft()
-                            results[idx] = self._verdict(scorer_of[idx], ok, pred, reason, secs, cpu)
-                            self.stats["verified"] += 1
-                            w.t_item = time.monotonic()
-                    except (EOFError, OSError):
-                        dead.add(id(w))
-                else:
+                drained.add(id(w))
+                try:
+                    while w.conn.poll():
+                        msg = w.conn.recv()
+                        if msg[0] == "ready":
+                            w.ready = True
+                            continue
+                        idx, ok, pred, reason, secs, cpu = msg
+                        if not w.pending or w.pending[0][0] != idx:
+                            continue  # not the item this worker is on: ignore
+                        w.pending.popleft()
+                        results[idx] = self._verdict(scorer_of[idx], ok, pred, reason, secs, cpu)
+                        self.stats["verified"] += 1
+                        w.t_item = time.monotonic()
+                except (EOFError, OSError):
                     dead.add(id(w))
             now = time.monotonic()
             replaced: list[_Worker] = []

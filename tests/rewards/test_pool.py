@@ -178,3 +178,17 @@ def test_memory_limit_is_added_to_the_inherited_address_space(pool):  # pool reg
         reserved.close()
     assert v[0].correct and v[1].correct
     assert v[2].reason == "error: MemoryError" and not v[2].correct
+
+
+def test_answers_sent_before_a_crash_are_kept(pool):  # pool registers the test scorers
+    with VerifierPool(1, timeout=5.0, chunk_size=8) as p:
+        v = p.score_batch(
+            [
+                ScoreItem("0", "a", "test_sleep"),
+                ScoreItem("0", "b", "test_sleep"),
+                ScoreItem("x", "c", "test_crash"),
+                ScoreItem("0", "d", "test_sleep"),
+            ]
+        )
+        assert [x.reason.split(" (")[0] for x in v] == ["ok", "ok", "error: worker died", "ok"]
+        assert p.score(r"\boxed{5}", "5").correct
