@@ -65,9 +65,10 @@ def test_adversarial_wrong_within_limit(pool, name):
     assert v.correct is False
     assert v.score == 0.0
     assert v.reason in ("timeout", "mismatch", "no answer") or v.reason.startswith("error:")
-    # the kill happens at the limit; the slack covers scheduling on a loaded machine
-    assert v.seconds <= LIMIT + 1.0
-    assert wall <= LIMIT + 10.0
+    # the kill happens at the limit (without it the power tower runs for minutes); the slack
+    # covers scheduling delays on a loaded machine, it is not a speed check
+    assert v.seconds <= LIMIT + 3.0
+    assert wall <= LIMIT + 20.0
     # the pool keeps serving
     assert pool.score(r"\boxed{42}", "42").correct
 
