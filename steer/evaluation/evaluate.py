@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -223,7 +224,13 @@ def evaluate(
     from steer.evaluation.generate import HFBackend
     from steer.rewards.pool import ScoreItem, get_default_pool
 
+    from steer.data.templates import TEMPLATES
+    from steer.rewards.registry import get_scorer
+
     t0 = time.time()
+    if template not in TEMPLATES:
+        raise ValueError(f"unknown prompt template {template!r}; valid: {', '.join(TEMPLATES)}")
+    get_scorer(scorer)  # unknown name -> ValueError listing the valid ones
     if backend is None:
         if model is None or tokenizer is None:
             raise ValueError("evaluate: pass model and tokenizer, or a backend")
@@ -239,7 +246,7 @@ def evaluate(
                 if not isinstance(p, Problem):
                     raise ValueError(f"{n}: item {i} is {type(p).__name__}, expected steer.data.Problem")
                 if not p.id:
-                    p.id = f"{n}/{i}"
+                    p = ps[i] = dataclasses.replace(p, id=f"{n}/{i}")  # the caller's object is kept
                 if p.id in seen_ids:
                     raise ValueError(f"{n}: problem id {p.id!r} appears twice (item {i})")
                 seen_ids.add(p.id)
