@@ -221,10 +221,9 @@ def evaluate(
     ``steer.evaluation.generate``); default an :class:`HFBackend` on ``model``/``tokenizer``.
     ``output``: JSONL path (append-only, resumable); None keeps samples in memory only.
     """
+    from steer.data.templates import TEMPLATES
     from steer.evaluation.generate import HFBackend
     from steer.rewards.pool import ScoreItem, get_default_pool
-
-    from steer.data.templates import TEMPLATES
     from steer.rewards.registry import get_scorer
 
     t0 = time.time()
