@@ -827,7 +827,9 @@ def quadrant_policy_loss(
     """Clipped loss with a quadrant intervention (paper Figure 6 and appendix D.2).
 
     The probability used for ``by="prob"`` is the current policy's (detached). Extra metric
-    ``quadrant/selected``; the per-quadrant counts are included.
+    ``quadrant/selected``, and ``intervention/{q}/count``: the per-quadrant token counts under the
+    intervention's own criterion ``by`` (the standard ``quadrant/{q}/count`` keys always use
+    sign(A) and sign(delta); ``Method.compute_loss`` adds them when an entropy is available).
     """
     q = assign_quadrants(
         advantages, response_mask, logp=logp, entropy=entropy, by=by, high_prob=high_prob, low_prob=low_prob
@@ -851,5 +853,5 @@ def quadrant_policy_loss(
         entropy=entropy,
     )
     metrics["quadrant/selected"] = float(sel.sum())
-    metrics.update(quadrant_metrics(q))
+    metrics.update({k.replace("quadrant/", "intervention/", 1): v for k, v in quadrant_metrics(q).items()})
     return loss, metrics

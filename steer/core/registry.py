@@ -1043,26 +1043,17 @@ class Method:
             extra["kl_mean"] = kl_mean
 
         # quadrant diagnostics (sign(A), sign(delta))
-        if c.quadrant_metrics and ent_for_metrics is not None and c.weighting != "quadrant":
+        if c.quadrant_metrics and ent_for_metrics is not None:
             with torch.no_grad():
                 q = L.assign_quadrants(
                     batch.advantages, m, logp=batch.logp, entropy=ent_for_metrics, by="delta"
                 )
-                if omega is None:
+                if omega is None:  # methods without STEER: Eq. 7 Omega with w = I_clip r A
                     if ratio is None:
                         ratio = self._ratio(batch, m)
                     w = token_weight_w(ratio, batch.advantages, c.eps_low, c.eps_high)
                     omega = omega_paper(w, batch.logp, ent_for_metrics, float(batch.lr))
                 extra.update(L.quadrant_metrics(q, omega))
-        elif c.weighting == "quadrant" and ent_for_metrics is not None and c.quadrant_metrics:
-            with torch.no_grad():
-                q = L.assign_quadrants(
-                    batch.advantages, m, logp=batch.logp, entropy=ent_for_metrics, by="delta"
-                )
-                w = token_weight_w(self._ratio(batch, m), batch.advantages, c.eps_low, c.eps_high)
-                extra.update(
-                    L.quadrant_metrics(q, omega_paper(w, batch.logp, ent_for_metrics, float(batch.lr)))
-                )
 
         metrics.update(extra)
         metrics["loss"] = float(loss.detach())

@@ -361,3 +361,20 @@ def test_compute_omega_matches_the_loss_scope(dtype):
     l1, _ = m.compute_loss(lb)
     l2, _ = m.compute_loss(dataclasses.replace(lb, omega_max=omega.abs().max()))
     assert torch.equal(l1, l2)
+
+
+def test_quadrant_metrics_use_sign_of_delta():
+    from steer.core.losses import assign_quadrants
+
+    rb, g = rollout(10)
+    for name, kw in [("grpo", {}), ("steer", {}), ("quadrant", {"target": "IV", "by": "prob"})]:
+        m = R.build_method(name, **kw)
+        lb = loss_batch(rb, m.compute_advantages(rb), g)
+        _, met = m.compute_loss(lb)
+        q = assign_quadrants(lb.advantages, lb.response_mask, logp=lb.logp, entropy=lb.entropy, by="delta")
+        for k, qn in enumerate(("I", "II", "III", "IV"), start=1):
+            assert met[f"quadrant/{qn}/count"] == float((q == k).sum()), (name, qn)
+        if name == "quadrant":
+            qp = assign_quadrants(lb.advantages, lb.response_mask, logp=lb.logp, by="prob")
+            assert met["intervention/IV/count"] == float((qp == 4).sum())
+            assert met["quadrant/selected"] == float(int(0.1 * int((qp == 4).sum())))
