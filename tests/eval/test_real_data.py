@@ -136,3 +136,38 @@ def test_other_scorers_negative_control_non_integer_sets(pool, name, scorer):
         assert all(_is_percent_leniency(g_other, g) for _, g, g_other in fps), fps
     else:
         assert fps == []
+
+
+def sweep(sets=(*BENCH, "dapo17k"), scorers=("math_verify", "dapo", "qwen"), workers=2, timeout=5.0) -> dict:
+    """Every file x scorer: positives and the negative control in full; prints one line each.
+
+    Run: ``python -m tests.eval.test_real_data`` (the numbers in docs/evaluation.md).
+    """
+    import time
+
+    out = {}
+    with VerifierPool(workers, timeout=timeout) as pool:
+        for s in sets:
+            probs = load_benchmark(s)
+            for sc in scorers:
+                t = time.time()
+                fails = positives(pool, probs, sc)
+                fps, n_pairs = false_positives(pool, probs, sc)
+                n = len(probs)
+                out[f"{s}/{sc}"] = {"n": n, "fails": fails, "fps": fps, "pairs": n_pairs}
+                print(
+                    f"{s:9s} {sc:12s} correct {n - len(fails)}/{n} ({100 * (n - len(fails)) / n:.1f}%)  "
+                    f"false positives {len(fps)}/{n_pairs} ({100 * len(fps) / max(1, n_pairs):.2f}%)  "
+                    f"{time.time() - t:.1f} s",
+                    flush=True,
+                )
+                for f in fails[:5]:
+                    print("   fail:", f)
+                for f in fps[:12]:
+                    print("   fp:", f)
+        print("pool:", pool.stats)
+    return out
+
+
+if __name__ == "__main__":
+    sweep()
