@@ -48,6 +48,7 @@ class BenchmarkResult:
     pass_at: dict[int, float]
     truncated_frac: float
     timeouts: int
+    maj_at_k: float = 0.0
 
     def to_dict(self) -> dict:
         return {
@@ -58,6 +59,7 @@ class BenchmarkResult:
             f"avg@{self.k}": self.avg_at_k,
             **{f"pass@{j}": v for j, v in self.pass_at.items()},
             "truncated_frac": self.truncated_frac,
+            f"maj@{self.k}": self.maj_at_k,
             "verify_timeouts": self.timeouts,
         }
 
@@ -90,15 +92,15 @@ class EvalReport:
             sep,
             row,
             "",
-            "| Benchmark | k | problems | samples | avg@k | pass@k (unbiased) | truncated | verify timeouts |",
-            "|---|---|---|---|---|---|---|---|",
+            "| Benchmark | k | problems | samples | avg@k | pass@k (unbiased) | maj@k | truncated | verify timeouts |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for n in names:
             r = self.results[n]
             pk = ", ".join(f"@{j}: {100 * v:.1f}" for j, v in r.pass_at.items())
             lines.append(
                 f"| {DISPLAY.get(n, n)} | {r.k} | {r.n_problems} | {r.n_samples} | {100 * r.avg_at_k:.1f} | "
-                f"{pk} | {100 * r.truncated_frac:.1f}% | {r.timeouts} |"
+                f"{pk} | {100 * r.maj_at_k:.1f} | {100 * r.truncated_frac:.1f}% | {r.timeouts} |"
             )
         return "\n".join(lines)
 
@@ -123,7 +125,8 @@ def _pass_ks(k: int) -> list[int]:
 
 
 def summarize(name: str, k: int, records: Sequence[dict]) -> BenchmarkResult:
-    """avg@k and unbiased pass@j (j = 1, 2, 4, ..., k) from per-sample records of one benchmark."""
+    """avg@k, unbiased pass@j (j = 1, 2, 4, ..., k) and maj@k from per-sample records of one
+    benchmark."""
     by_p: dict[str, list[dict]] = defaultdict(list)
     for r in records:
         by_p[r["problem_id"]].append(r)
@@ -143,7 +146,24 @@ def summarize(name: str, k: int, records: Sequence[dict]) -> BenchmarkResult:
     n_s = sum(len(v) for v in by_p.values())
     trunc = sum(1 for v in by_p.values() for r in v if r.get("finish") == "length") / n_s
     tos = sum(1 for v in by_p.values() for r in v if r.get("reason") == "timeout")
-    return BenchmarkResult(name, k, P, n_s, avg / P, {j: v / P for j, v in pass_at.items()}, trunc, tos)
+    maj = sum(_majority_correct(rs) for rs in by_p.values()) / P
+    return BenchmarkResult(name, k, P, n_s, avg / P, {j: v / P for j, v in pass_at.items()}, trunc, tos, maj)
+
+
+def _majority_correct(rs: Sequence[dict]) -> float:
+    """maj@k for one problem (spec §4): the most frequent extracted answer (spaces ignored; ties
+    go to the answer seen first; samples without an answer do not vote) scores its verdict."""
+    votes: dict[str, list] = {}
+    for r in rs:
+        pred = r.get("pred")
+        if pred is None or not str(pred).strip():
+            continue
+        key = "".join(str(pred).split())
+        votes.setdefault(key, []).append(r)
+    if not votes:
+        return 0.0
+    best = max(votes.values(), key=len)  # max keeps the first of equal-length groups
+    return float(bool(best[0]["correct"]))
 
 
 def _read_done(path: Path) -> tuple[dict | None, dict[tuple, dict]]:

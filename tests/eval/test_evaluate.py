@@ -117,7 +117,29 @@ def test_metrics_through_a_scripted_backend(pool):
     assert r.pass_at[1] == pytest.approx(r.avg_at_k)
     assert r.pass_at[4] == pytest.approx(2 / 3)
     assert r.pass_at[2] == pytest.approx((0 + 0.5 + 1) / 3)  # 1 - C(3,2)/C(4,2) = 0.5
+    # majority answer: wrong (-12345) for the first two problems, right for the third
+    assert r.maj_at_k == pytest.approx(1 / 3)
     assert "| aime24 |" in rep.table("m") or "| AIME24 |" in rep.table("m")
+
+
+def test_majority_vote_rules():
+    def rec(pid, pred, ok):
+        return {"problem_id": pid, "pred": pred, "correct": ok}
+
+    recs = [
+        rec("a", "5", True),
+        rec("a", "7", False),
+        rec("a", "7 ", False),  # same answer as "7" (spaces ignored)
+        rec("a", None, False),  # no answer: no vote
+        rec("b", "1", True),
+        rec("b", "2", False),  # tie: the answer seen first wins
+        rec("c", None, False),
+        rec("c", None, False),
+    ]
+    # each problem needs >= k samples; k=2
+    r = summarize("x", 2, recs)
+    assert r.maj_at_k == pytest.approx((0 + 1 + 0) / 3)
+    assert r.avg_at_k == pytest.approx((1 / 4 + 1 / 2 + 0) / 3)
 
 
 def test_paper_k_defaults_and_errors(pool):
