@@ -18,7 +18,10 @@ SUBCOMMAND_MODULES = (
 def build_parser() -> argparse.ArgumentParser:
     from steer import __version__
 
-    parser = argparse.ArgumentParser(prog="steer", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="steer",
+        description="STEER and the entropy interventions of RLVR: train, demo and evaluate.",
+    )
     parser.add_argument("--version", action="version", version=f"steer {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
