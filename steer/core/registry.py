@@ -846,13 +846,27 @@ class Method:
         c = self.config
         return float(batch.lr) if getattr(c, "omega_lr", None) is None else float(c.omega_lr)
 
+    def _token_w(self, ratio: Tensor, advantages: Tensor) -> Tensor:
+        """Theorem 1's ``w = I_clip * r * A`` with I_clip the full gradient-flow indicator of the loss used.
+
+        ``token_weight_w`` covers Eq. 6 (the eps_low/eps_high clip); with a dual clip ``clip_c`` a
+        token with A < 0 and r > c passes no gradient either (its loss is the constant -c A), so
+        its w is 0 too (as :func:`steer.core.losses.clipped_surrogate`'s ``clipped_dual``).
+        """
+        c = self.config
+        w = token_weight_w(ratio, advantages, c.eps_low, c.eps_high)
+        if c.clip_c is not None:
+            dual = (advantages < 0) & (ratio > c.clip_c)
+            w = torch.where(dual, torch.zeros((), dtype=w.dtype, device=w.device), w)
+        return w
+
     def _steer_omega(self, batch: LossBatch, ratio: Tensor) -> Tensor:
         c = self.config
         lr = self._omega_lr(batch)
         logp = batch.logp.detach()
         if c.estimator == "reference":
             return omega_reference(batch.advantages, logp, batch.old_logp, batch.old_entropy, lr=lr)
-        w = token_weight_w(ratio, batch.advantages, c.eps_low, c.eps_high)
+        w = self._token_w(ratio, batch.advantages)
         if c.estimator == "paper":
             return omega_paper(w, logp, batch.entropy, lr)
         return omega_exact(w, logp, batch.entropy, batch.sum_p2, batch.sum_p2_logp, lr)
@@ -1051,7 +1065,7 @@ class Method:
                 if omega is None:  # methods without STEER: Eq. 7 Omega with w = I_clip r A
                     if ratio is None:
                         ratio = self._ratio(batch, m)
-                    w = token_weight_w(ratio, batch.advantages, c.eps_low, c.eps_high)
+                    w = self._token_w(ratio, batch.advantages)
                     omega = omega_paper(w, batch.logp, ent_for_metrics, float(batch.lr))
                 extra.update(L.quadrant_metrics(q, omega))
 

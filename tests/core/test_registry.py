@@ -138,7 +138,10 @@ def test_lambda_min_one_is_grpo_bit_for_bit(estimator, mode, dtype):
 
 
 def ref_steer_paper_loss(lb: LossBatch, lambda_min: float, eps_low=0.2, eps_high=0.28, c=10.0):
-    """Loop reference: Eq. 7 Omega with w = I_clip r A, Eq. 10 weights, token-mean of weighted loss."""
+    """Loop reference: Eq. 7 Omega with w = I_clip r A, Eq. 10 weights, token-mean of weighted loss.
+
+    I_clip is 1 exactly where the loss passes a gradient: Eq. 6 and, for A < 0, r <= c (dual clip).
+    """
     mask = lb.response_mask
     cells = [(i, j) for i in range(mask.shape[0]) for j in range(mask.shape[1]) if mask[i, j]]
     om, loss = {}, {}
@@ -147,7 +150,8 @@ def ref_steer_paper_loss(lb: LossBatch, lambda_min: float, eps_low=0.2, eps_high
         a, h = float(lb.advantages[cell]), float(lb.entropy.detach()[cell])
         r = math.exp(lp - olp)
         clipped = (a > 0 and r > 1 + eps_high) or (a < 0 and r < 1 - eps_low)
-        w = 0.0 if clipped else r * a
+        dual_clipped = c is not None and a < 0 and r > c  # the dual clip passes no gradient either
+        w = 0.0 if (clipped or dual_clipped) else r * a
         p = math.exp(lp)
         om[cell] = -lb.lr * w * (1 - p) ** 2 * (lp + h)
         l1, l2 = -a * r, -a * min(max(r, 1 - eps_low), 1 + eps_high)
@@ -171,6 +175,38 @@ def test_steer_paper_matches_loop_reference():
     assert float(loss.detach()) == pytest.approx(ref, rel=1e-5)
     assert metrics["weight_min"] == pytest.approx(0.7, rel=1e-6)
     assert 0.7 - 1e-6 <= metrics["weight_mean"] <= 1.0
+
+
+def _dual_clip_batch(seed: int):
+    """A loss batch in which some A < 0 tokens have ratio r > c = 10 (dual-clipped: no gradient)."""
+    rb, g = rollout(seed)
+    m = R.build_method("steer")
+    lb = loss_batch(rb, m.compute_advantages(rb), g)
+    logp = lb.logp.detach().clone()
+    neg = (lb.advantages < 0) & lb.response_mask
+    cells = neg.nonzero()[:3]
+    assert len(cells) == 3
+    for i, j in cells.tolist():
+        logp[i, j] = lb.old_logp[i, j] + 3.0  # r = e^3 ~ 20 > c = 10
+    return m, dataclasses.replace(lb, logp=logp.requires_grad_()), cells
+
+
+def test_steer_dual_clipped_tokens_get_zero_w():
+    """A dual-clipped token passes no gradient, so its w (and Omega) is 0 and it cannot set max|Omega|."""
+    m, lb, cells = _dual_clip_batch(11)
+    omega = m.compute_omega(lb)
+    for i, j in cells.tolist():
+        assert omega[i, j] == 0
+    loss, metrics = m.compute_loss(lb)
+    assert metrics["clipfrac_dual"] > 0
+    ref, wmin = ref_steer_paper_loss(lb, 0.7)
+    assert float(loss.detach()) == pytest.approx(ref, rel=1e-5)
+    assert metrics["weight_min"] == pytest.approx(wmin, rel=1e-6)
+    loss.backward()
+    for i, j in cells.tolist():
+        assert lb.logp.grad[i, j] == 0
+    # the max used by the weights is compute_omega's max, set by a token that passes a gradient
+    assert float(omega.abs().max()) == pytest.approx(metrics["steer/omega_max"], rel=1e-6)
 
 
 def test_steer_reference_preset():
