@@ -100,10 +100,22 @@ def _group_sum(values: Tensor, inv: Tensor, n_groups: int) -> Tensor:
     return out.index_add_(0, inv, values)
 
 
+def _group_max_min(values: Tensor, inv: Tensor, n_groups: int) -> tuple[Tensor, Tensor]:
+    """Per-group max and min (each (G,)) of ``values`` (B,); groups without members give -inf / +inf."""
+    gmax = torch.full((n_groups,), -math.inf, dtype=values.dtype, device=values.device)
+    gmin = torch.full((n_groups,), math.inf, dtype=values.dtype, device=values.device)
+    gmax = gmax.scatter_reduce(0, inv, values, "amax", include_self=True)
+    gmin = gmin.scatter_reduce(0, inv, values, "amin", include_self=True)
+    return gmax, gmin
+
+
 def _group_mean_std(values: Tensor, inv: Tensor, n_groups: int) -> tuple[Tensor, Tensor, Tensor]:
     """Per-response group mean, unbiased group std and group size (each (B,)).
 
-    Singleton groups get mean 0 and std 1 (verl's convention).
+    Singleton groups get mean 0 and std 1 (verl's convention). A group (of >= 2) whose values are
+    all equal (max == min) gets exactly that value as mean and std 0, so its centred values are
+    exactly 0: the summed mean of e.g. float32 0.1 is not exactly 0.1, and dividing that rounding
+    residue by a rounding-sized std would give O(1) advantages.
     """
     ones = torch.ones_like(values)
     count = _group_sum(ones, inv, n_groups)
@@ -111,6 +123,10 @@ def _group_mean_std(values: Tensor, inv: Tensor, n_groups: int) -> tuple[Tensor,
     dev = values - mean_g[inv]
     var_g = _group_sum(dev * dev, inv, n_groups) / (count - 1).clamp(min=1)
     std_g = var_g.sqrt()
+    gmax, gmin = _group_max_min(values, inv, n_groups)
+    equal = gmax == gmin
+    mean_g = torch.where(equal, gmax, mean_g)
+    std_g = torch.where(equal, torch.zeros_like(std_g), std_g)
     single = count == 1
     mean_g = torch.where(single, torch.zeros_like(mean_g), mean_g)
     std_g = torch.where(single, torch.ones_like(std_g), std_g)
@@ -328,12 +344,23 @@ def entropy_advantages(
 
 
 def _token_group_standardise(x: Tensor, mask: Tensor, inv: Tensor, n_groups: int, epsilon: float) -> Tensor:
-    """z-score of token values over all valid tokens of each group (unbiased std); 0 on padding."""
+    """z-score of token values over all valid tokens of each group (unbiased std); 0 on padding.
+
+    A group whose valid tokens all carry the same value (max == min) gets exactly 0.
+    """
     zero = torch.zeros((), dtype=x.dtype, device=x.device)
     xv = torch.where(mask, x, zero)
     n_tok = _group_sum(mask.sum(-1).to(x.dtype), inv, n_groups)
     s = _group_sum(xv.sum(-1), inv, n_groups)
-    mean = (s / n_tok.clamp(min=1))[inv][:, None]
+    mean_g = s / n_tok.clamp(min=1)
+    if x.shape[-1] > 0:
+        # per-group max/min over valid tokens (rows without valid tokens give -inf/+inf: no effect)
+        row_max = torch.where(mask, x, torch.full((), -math.inf, dtype=x.dtype, device=x.device)).amax(-1)
+        row_min = torch.where(mask, x, torch.full((), math.inf, dtype=x.dtype, device=x.device)).amin(-1)
+        gmax, _ = _group_max_min(row_max, inv, n_groups)
+        _, gmin = _group_max_min(row_min, inv, n_groups)
+        mean_g = torch.where(gmax == gmin, gmax, mean_g)
+    mean = mean_g[inv][:, None]
     dev = torch.where(mask, x - mean, zero)
     var = _group_sum((dev * dev).sum(-1), inv, n_groups) / (n_tok - 1).clamp(min=1)
     std = var.sqrt()[inv][:, None]

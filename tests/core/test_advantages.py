@@ -50,12 +50,11 @@ def mean_std(values):
 
 
 def zscore(values, eps):
+    """Group z-score; a group (of >= 2) whose values are all equal gets exactly 0."""
+    if len(values) > 1 and max(values) == min(values):
+        return [0.0] * len(values)
     mu, sd = mean_std(values)
-    out = []
-    for v in values:
-        d = v - mu
-        out.append(0.0 if (sd == 0 and d == 0) else d / (sd + eps))
-    return out
+    return [(v - mu) / (sd + eps) for v in values]
 
 
 def broadcast(seq_vals, mask):
@@ -119,6 +118,69 @@ def test_grpo_equal_rewards_zero_and_singleton():
         assert torch.isfinite(out).all()
         close(out[3], torch.full((3,), 0.5 / (1 + eps)))
         close(out[4], torch.full((3,), 2.0 / (1 + eps)))
+
+
+EQUAL_REWARDS = [0.1, 0.9, 0.123456789]  # not exactly representable in binary floating point
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("eps", [0.0, 1e-6])
+@pytest.mark.parametrize("norm", [True, False])
+def test_equal_reward_groups_are_exactly_zero(dtype, eps, norm):
+    """Equal rewards give A = 0 exactly, also when the group mean is not exactly the reward."""
+    for size in (8, 16, 32):
+        for value in EQUAL_REWARDS:
+            # the equal group sits between two groups with distinct rewards
+            r = torch.cat([torch.tensor([0.0, 1.0]), torch.full((size,), value), torch.tensor([0.3, 0.7])])
+            r = r.to(dtype)
+            gid = torch.tensor([0, 0] + [1] * size + [2, 2])
+            mask = torch.ones(size + 4, 3, dtype=torch.bool)
+            mask[3, 1:] = False
+            mask[4] = False  # an empty member keeps its reward in the group
+            out = A.grpo_advantages(r, gid, mask, norm_adv_by_std=norm, epsilon=eps)
+            assert (out[2 : 2 + size] == 0).all(), (size, value, out[2 : 2 + size, 0].tolist())
+            assert (out[[0, 1, -2, -1], 0] != 0).all()
+            # PPL shaping: the z-score of equal ln PPL values is exactly 0 too, so the factor is 1
+            lp = -torch.rand(size + 4, 3, generator=torch.Generator().manual_seed(size), dtype=dtype)
+            ppl = A.ppl_advantages(r, gid, mask, lp, alpha=0.1, epsilon=eps, norm_adv_by_std=norm)
+            assert (ppl[2 : 2 + size] == 0).all()
+            flat = torch.full_like(lp, -value)
+            ppl_flat = A.ppl_advantages(r, gid, mask, flat, alpha=0.1, epsilon=eps, norm_adv_by_std=norm)
+            assert torch.equal(ppl_flat[[0, 1, -2, -1]], out[[0, 1, -2, -1]])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("eps", [0.0, 1e-6])
+def test_token_level_equal_values_are_exactly_zero(dtype, eps):
+    """GTPO's token-level z-score: a group whose valid tokens all carry the same value gets 0."""
+    for size in (8, 16, 32):
+        for value in EQUAL_REWARDS:
+            t = 7
+            lengths = torch.arange(size) % (t + 1)  # varied lengths, incl. empty responses
+            mask = torch.arange(t)[None, :] < lengths[:, None]
+            x = torch.full((size, t), value, dtype=dtype)
+            x = torch.where(mask, x, torch.full_like(x, 5.0))  # padding values never count
+            gid = torch.zeros(size, dtype=torch.long)
+            inv, g = A.group_index(gid)
+            z = A._token_group_standardise(x, mask, inv, g, eps)
+            assert (z == 0).all(), (size, value)
+            # through GTPO with alpha2 = 0: every valid token carries alpha1 * value
+            r = torch.full((size,), value, dtype=dtype)
+            ent = torch.rand(size, t, generator=torch.Generator().manual_seed(size), dtype=dtype)
+            out = A.gtpo_advantages(r, gid, mask, ent, alpha1=0.7, alpha2=0.0, epsilon=eps)
+            assert (out == 0).all(), (size, value)
+    # zero-length responses (T = 0) stay defined
+    empty = torch.zeros(3, 0, dtype=torch.bool)
+    out = A.gtpo_advantages(
+        torch.tensor([1.0, 0.0, 1.0], dtype=dtype),
+        torch.zeros(3, dtype=torch.long),
+        empty,
+        torch.zeros(3, 0, dtype=dtype),
+        alpha1=0.5,
+        alpha2=0.5,
+        epsilon=eps,
+    )
+    assert out.shape == (3, 0)
 
 
 @pytest.mark.parametrize("seed", [0, 3])
