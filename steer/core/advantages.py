@@ -448,6 +448,9 @@ def grpo_s_advantages(
     Success: ``r^_i = beta1 r_i + beta2 (H^_i / sum_{k in O+} H^_k) n``; failure:
     ``r^_j = beta1 r_j + beta2 (H^_j^-1 / sum_{k in O-} H^_k^-1) m r_j`` (n, m = sizes of O+, O-).
     ``A_i = (r^_i - mean) / (std + epsilon)`` over the group, broadcast to tokens.
+    An empty response (no valid token, so no entropy) is left out of the share sums and of n, m
+    and keeps only its base term ``beta1 r`` (its floored mean entropy would otherwise give
+    ``1/H = 1/entropy_floor`` and take the whole failure share); it stays in the group statistics.
     **beta1 and beta2 have no verified published default, so both are required.**
     """
     for name, v in (
@@ -461,15 +464,17 @@ def grpo_s_advantages(
     h = _check_token_tensor("entropy", entropy, mask).to(r.dtype)
     inv, g = group_index(gid)
     h_seq = _response_mean(h, mask).clamp(min=entropy_floor)
-    succ = r > success_threshold
+    filled = mask.any(dim=-1)  # empty responses have no entropy: left out of shares and counts
+    succ = (r > success_threshold) & filled
+    fail = (r <= success_threshold) & filled
     zero = torch.zeros_like(r)
     h_pos = torch.where(succ, h_seq, zero)
-    hinv_neg = torch.where(succ, zero, 1.0 / h_seq)
+    hinv_neg = torch.where(fail, 1.0 / h_seq, zero)
     n = _group_sum(succ.to(r.dtype), inv, g)[inv]
-    m = _group_sum((~succ).to(r.dtype), inv, g)[inv]
+    m = _group_sum(fail.to(r.dtype), inv, g)[inv]
     share_pos = h_pos / _group_sum(h_pos, inv, g)[inv].clamp(min=entropy_floor) * n
     share_neg = hinv_neg / _group_sum(hinv_neg, inv, g)[inv].clamp(min=entropy_floor) * m
-    shaped = beta1 * r + beta2 * torch.where(succ, share_pos, share_neg * r)
+    shaped = beta1 * r + beta2 * torch.where(succ, share_pos, torch.where(fail, share_neg * r, zero))
     return _broadcast(_standardise(shaped, inv, g, epsilon), mask)
 
 
@@ -499,8 +504,9 @@ def edge_grpo_advantages(
         reproduces the code (mean over all T positions, padding counted as 0 entropy here).
     (b) the code does not detach P_i, so gradient flows through the denominator. Here advantages
         are constants computed from the (rollout) entropy, i.e. P is detached.
-    ``P_i`` is floored at ``entropy_floor`` so A^ stays finite; a group with mean P = 0 gets
-    ``P^ = 1``. Guided Error Correction (GEC) is a rollout-time intervention (it rewrites and
+    ``P_i`` is floored at ``entropy_floor`` so A^ stays finite; empty responses (no tokens, no
+    entropy) are left out of the group mean of P; a group with mean P = 0 (e.g. only empty
+    responses) gets ``P^ = 1``. Guided Error Correction (GEC) is a rollout-time intervention (it rewrites and
     regenerates wrong responses) and is *not* part of the core.
     """
     _check_eps("entropy_floor", entropy_floor)
@@ -513,8 +519,9 @@ def edge_grpo_advantages(
     else:
         p = _response_mean(h, mask)
     p = p.clamp(min=entropy_floor)
-    count = _group_sum(torch.ones_like(p), inv, g)
-    mean_p = (_group_sum(p, inv, g) / count)[inv]
+    filled = mask.any(dim=-1).to(p.dtype)  # empty responses are left out of the group mean of P
+    count = _group_sum(filled, inv, g)
+    mean_p = (_group_sum(p * filled, inv, g) / count.clamp(min=1))[inv]
     p_hat = torch.where(mean_p > 0, p / mean_p, torch.ones_like(p))
     return torch.where(mask, a / p_hat[:, None], torch.zeros_like(a))
 

@@ -321,10 +321,11 @@ def test_grpo_s_matches_reference(seed):
     b1, b2, floor = 0.7, 0.3, 1e-6
     rl = r.tolist()
     hs = [max(resp_mean(ent.nan_to_num(0.0, 0.0, 0.0), mask, i), floor) for i in range(len(rl))]
-    shaped = [0.0] * len(rl)
+    assert not mask[1].any()  # make_batch has an empty response
+    shaped = [b1 * v for v in rl]  # empty responses keep only the base term
     for members in groups_of(gid).values():
-        pos = [k for k in members if rl[k] > 0]
-        neg = [k for k in members if rl[k] <= 0]
+        pos = [k for k in members if rl[k] > 0 and mask[k].any()]
+        neg = [k for k in members if rl[k] <= 0 and mask[k].any()]
         for k in pos:
             shaped[k] = b1 * rl[k] + b2 * hs[k] / sum(hs[q] for q in pos) * len(pos)
         for k in neg:
@@ -336,6 +337,42 @@ def test_grpo_s_matches_reference(seed):
     out = A.grpo_s_advantages(r, gid, mask, ent, beta1=b1, beta2=b2)
     close(out, broadcast(adv, mask))
     assert_clean(out, mask)
+
+
+def test_grpo_s_and_edge_ignore_empty_responses_in_shares():
+    """An empty failed response (mean entropy 0, floored to 1e-6) must not swamp the share sums.
+
+    Its 1/H = 1e6 used to take the whole failure share, flattening the other failed responses'
+    advantages; it keeps its base reward term only. EDGE-GRPO leaves it out of the group mean of P.
+    """
+    t = 6
+    r = torch.tensor([1.0, 1.0, -1.0, -1.0, -1.0], dtype=torch.float64)
+    g = torch.zeros(5, dtype=torch.long)
+    h = torch.tensor([0.5, 1.0, 0.2, 0.4, 0.8], dtype=torch.float64)[:, None].expand(5, t).clone()
+    mask = torch.ones(5, t, dtype=torch.bool)
+    mask[4] = False
+    b1, b2 = 0.5, 0.5
+    hs = [0.5, 1.0, 0.2, 0.4]
+    shaped = [
+        b1 * 1 + b2 * 0.5 / 1.5 * 2,
+        b1 * 1 + b2 * 1.0 / 1.5 * 2,
+        b1 * -1 + b2 * (1 / 0.2) / (1 / 0.2 + 1 / 0.4) * 2 * -1,
+        b1 * -1 + b2 * (1 / 0.4) / (1 / 0.2 + 1 / 0.4) * 2 * -1,
+        b1 * -1,  # the empty response: base term only, still in the group statistics
+    ]
+    want = zscore(shaped, 1e-6)
+    out = A.grpo_s_advantages(r, g, mask, h, beta1=b1, beta2=b2)
+    close(out, broadcast(want, mask))
+    # the two non-empty failed responses keep a clear contrast (they were equal to 1e-6 before)
+    assert float(out[2, 0] - out[3, 0]) < -0.1
+    # EDGE-GRPO: mean P over the 4 non-empty responses
+    base = zscore(r.tolist(), 1e-4)
+    mp = sum(hs) / 4
+    want_e = [base[k] / (hs[k] / mp) for k in range(4)] + [0.0]
+    close(A.edge_grpo_advantages(r, g, mask, h), broadcast(want_e, mask))
+    # a group of only empty responses stays defined
+    assert (A.grpo_s_advantages(r, g, torch.zeros_like(mask), h, beta1=b1, beta2=b2) == 0).all()
+    assert (A.edge_grpo_advantages(r, g, torch.zeros_like(mask), h) == 0).all()
 
 
 @pytest.mark.parametrize("padded", [False, True])
@@ -354,7 +391,10 @@ def test_edge_grpo_matches_reference(padded):
         p.append(max(v, 1e-6))
     adv = [0.0] * len(rl)
     for members in groups_of(gid).values():
-        mp = sum(p[k] for k in members) / len(members)
+        filled = [k for k in members if mask[k].any()]  # empty responses are left out of mean P
+        if not filled:
+            continue
+        mp = sum(p[k] for k in filled) / len(filled)
         for k in members:
             adv[k] = base[k] / (p[k] / mp)
     out = A.edge_grpo_advantages(r, gid, mask, ent, padded_mean=padded)
