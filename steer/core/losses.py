@@ -77,6 +77,31 @@ def _denominator(value: float | Tensor | None, fallback: Tensor, name: str) -> T
     return torch.where(d > 0, d, torch.ones_like(d))
 
 
+def _check_global_count(value: float | Tensor | None, local: int, name: str, what: str) -> None:
+    """A global normaliser counts this batch's own ``local`` items too, so it cannot be smaller."""
+    if value is None:
+        return
+    v = torch.as_tensor(value).detach()
+    if v.numel() != 1 or not bool(torch.isfinite(v).all()):
+        raise ValueError(f"{name} must be one finite number >= 0, got {value!r}")
+    v = float(v)
+    if v < 0 or (local > 0 and v <= 0):
+        raise ValueError(f"{name} must be > 0 when the batch has {what} ({local}), got {value!r}")
+    if v < local:
+        raise ValueError(
+            f"{name} = {value!r} is smaller than this batch's own number of {what} ({local}); "
+            "it must count every (micro-)batch of the mini-batch, this one included"
+        )
+
+
+def _check_global_normalisers(
+    m: Tensor, global_num_tokens: float | Tensor | None, global_num_seqs: float | Tensor | None
+) -> None:
+    _check_global_count(global_num_tokens, int(m.sum()), "global_num_tokens", "valid tokens")
+    n_seqs = int((m.sum(-1) > 0).sum()) if m.dim() >= 2 else int(bool(m.any()))
+    _check_global_count(global_num_seqs, n_seqs, "global_num_seqs", "non-empty sequences")
+
+
 def aggregate(
     loss_mat: Tensor,
     mask: Tensor,
@@ -97,12 +122,35 @@ def aggregate(
     Sequence means divide by ``global_num_seqs`` or the number of non-empty sequences of this batch.
     Pass the global normalisers when a mini-batch is split into micro-batches (each micro-batch's
     loss is then already on the mini-batch scale). An all-masked batch gives exactly 0 (with a
-    zero gradient), never NaN.
+    zero gradient), never NaN. Impossible global normalisers raise ValueError (whatever the mode):
+    ``global_num_tokens`` smaller than this batch's valid tokens, or <= 0 while there are valid
+    tokens; the same for ``global_num_seqs`` against the non-empty sequences.
     """
     if mode not in AGG_MODES:
         raise ValueError(f"unknown loss_agg_mode {mode!r}; valid: {list(AGG_MODES)}")
     check_same_shape(loss_mat=loss_mat, mask=mask)
     m = as_bool_mask(mask)
+    _check_global_normalisers(m, global_num_tokens, global_num_seqs)
+    return _aggregate(
+        loss_mat,
+        m,
+        mode,
+        global_num_tokens=global_num_tokens,
+        global_num_seqs=global_num_seqs,
+        loss_scale_factor=loss_scale_factor,
+    )
+
+
+def _aggregate(
+    loss_mat: Tensor,
+    m: Tensor,
+    mode: str,
+    *,
+    global_num_tokens: float | Tensor | None,
+    global_num_seqs: float | Tensor | None,
+    loss_scale_factor: float | None,
+) -> Tensor:
+    """:func:`aggregate` without the argument checks (bool mask of the same shape)."""
     zero = torch.zeros((), dtype=loss_mat.dtype, device=loss_mat.device)
     lm = torch.where(m, loss_mat, zero)
     if mode == "token-mean":
@@ -551,8 +599,14 @@ def forking_policy_loss(
         clip_c=clip_c,
         weight=weight,
     )
+    if loss_agg_mode not in AGG_MODES:
+        raise ValueError(f"unknown loss_agg_mode {loss_agg_mode!r}; valid: {list(AGG_MODES)}")
+    # the global normalisers count all valid tokens/sequences: check them against response_mask
+    _check_global_normalisers(as_bool_mask(response_mask), global_num_tokens, global_num_seqs)
+    # approximation: the mini-batch's selected-token count is taken as global_num_tokens * rho
+    # (each micro-batch selects ceil(rho * N_local), so the true count is slightly larger)
     gnt = None if global_num_tokens is None else float(global_num_tokens) * rho
-    loss = aggregate(s.loss_mat, top, loss_agg_mode, **_agg_kwargs(gnt, global_num_seqs, loss_scale_factor))
+    loss = _aggregate(s.loss_mat, top, loss_agg_mode, **_agg_kwargs(gnt, global_num_seqs, loss_scale_factor))
     w = top.to(s.loss_mat.dtype) if weight is None else top.to(s.loss_mat.dtype) * weight.detach()
     metrics = standard_metrics(response_mask, loss=loss, surrogate=s, entropy=entropy, weight=w)
     metrics["forking/selected_frac"] = float(top.sum()) / max(int(as_bool_mask(response_mask).sum()), 1)

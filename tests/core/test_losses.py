@@ -162,6 +162,35 @@ def test_aggregate_bad_args():
         L.aggregate(x, m, "seq-mean-token-sum-norm", loss_scale_factor=0.0)
 
 
+@pytest.mark.parametrize("mode", L.AGG_MODES)
+def test_aggregate_rejects_impossible_global_normalisers(mode):
+    """A global count smaller than this batch's own count (or <= 0 with valid tokens) is a caller bug."""
+    x = torch.randn(3, 4, dtype=torch.float64)
+    m = torch.ones(3, 4, dtype=torch.bool)
+    m[1, 2:] = False
+    m[2] = False  # 6 valid tokens, 2 non-empty sequences
+    for bad in (5.0, 0.0, -1.0, torch.tensor(5.0)):
+        with pytest.raises(ValueError, match="global_num_tokens"):
+            L.aggregate(x, m, mode, global_num_tokens=bad)
+    for bad in (1, 0, -2.0):
+        with pytest.raises(ValueError, match="global_num_seqs"):
+            L.aggregate(x, m, mode, global_num_seqs=bad)
+    # equal to or above the local count is fine; an all-masked micro-batch accepts 0
+    L.aggregate(x, m, mode, global_num_tokens=6, global_num_seqs=2)
+    L.aggregate(x, m, mode, global_num_tokens=torch.tensor(600.0), global_num_seqs=20)
+    none = torch.zeros_like(m)
+    assert float(L.aggregate(x, none, mode, global_num_tokens=0.0, global_num_seqs=0)) == 0.0
+    # the same check reaches the policy losses and the forking loss (checked against all valid tokens)
+    lp = torch.zeros(3, 4, dtype=torch.float64)
+    with pytest.raises(ValueError, match="global_num_tokens"):
+        L.vanilla_policy_loss(lp, lp, x, m, loss_agg_mode=mode, global_num_tokens=5.0)
+    with pytest.raises(ValueError, match="global_num_tokens"):
+        L.forking_policy_loss(lp, lp, x, m, x.abs(), rho=0.2, loss_agg_mode=mode, global_num_tokens=5.0)
+    # forking: global_num_tokens == local count is valid although ceil(rho N) > rho N selected tokens
+    loss, _ = L.forking_policy_loss(lp, lp, x, m, x.abs(), rho=0.2, loss_agg_mode=mode, global_num_tokens=6.0)
+    assert torch.isfinite(loss)
+
+
 def ref_cov(logp, adv, mask):
     cells = [(i, j) for i in range(mask.shape[0]) for j in range(mask.shape[1]) if mask[i, j]]
     ml = sum(float(logp[c]) for c in cells) / len(cells)
