@@ -269,8 +269,15 @@ def unlikeliness_advantages(
     *,
     beta_rank: float = 0.25,
     epsilon: float = 1e-6,
+    success_threshold: float = 0.0,
 ) -> Tensor:
     """Unlikeliness reward (He, Fried, Welleck 2025; spec methods.md §6; paper Table 3 "Unlikelihood").
+
+    The reference code scores a proof 1 (correct) or 0 (wrong), so wrong samples stay at 0 under
+    the rank penalty. Rewards are therefore first mapped to ``R_i = 1[reward_i > success_threshold]``
+    (default 0.0): +1/-1 and 0/1 rewards give the same advantages, those of the reference code
+    (without the mapping a -1 reward would become a rank-dependent ``-(1 - beta rank/G)``). Graded
+    rewards are binarised by the same threshold.
 
     Each response's likelihood is its mean token log-prob under the old policy (over valid tokens;
     0 for an empty response). ``rank_i`` is its ascending position inside the group over *all* G
@@ -281,6 +288,7 @@ def unlikeliness_advantages(
     _check_eps("beta_rank", beta_rank)
     _check_eps("epsilon", epsilon)
     r, gid, mask = _check_inputs(rewards, group_ids, response_mask)
+    r = (r > success_threshold).to(r.dtype)
     lp = _check_token_tensor("old_logp", old_logp, mask)
     inv, g = group_index(gid)
     mean_lp = _response_mean(lp, mask)

@@ -408,9 +408,11 @@ class UnlikelinessConfig(MethodConfig):
         "Unlikeliness reward (He, Fried, Welleck 2025, arXiv 2506.02355): R*(1 - beta*rank/G); spec §6"
     )
     caveats: ClassVar[str] = (
-        "the paper's best recipe also uses kl_coef 0.1 (k3) and 2 PPO epochs; G = 32 there"
+        "the paper's best recipe also uses kl_coef 0.1 (k3) and 2 PPO epochs; G = 32 there; "
+        "rewards are binarised to 1[R > success_threshold] (the reference code's 0/1 rewards)"
     )
     beta_rank: float = 0.25
+    success_threshold: float = 0.0
 
     def validate(self) -> None:
         super().validate()
@@ -742,7 +744,13 @@ class Method:
             )
         if kind == "unlikeliness":
             return adv.unlikeliness_advantages(
-                r, g, m, batch.old_logp, beta_rank=c.beta_rank, epsilon=c.adv_epsilon
+                r,
+                g,
+                m,
+                batch.old_logp,
+                beta_rank=c.beta_rank,
+                epsilon=c.adv_epsilon,
+                success_threshold=c.success_threshold,
             )
         if kind == "entropy_adv":
             return adv.entropy_advantages(

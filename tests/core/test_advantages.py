@@ -250,6 +250,41 @@ def test_unlikeliness_matches_reference(seed, dtype):
     assert_clean(out, mask)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_unlikeliness_same_advantages_for_pm1_and_01_rewards(dtype):
+    """The reference code scores wrong answers 0 (spec §6: "incorrect samples stay at 0").
+
+    R(1 - beta rank/G) applied to -1 would give wrong answers a rank-dependent reward; rewards are
+    mapped to 1[R > success_threshold] first, so +-1 and 0/1 inputs give the same advantages.
+    """
+    r_pm, gid, mask, old_logp, _ = make_batch(11)
+    r01 = (r_pm > 0).to(dtype)
+    out_pm = A.unlikeliness_advantages(r_pm.to(dtype), gid, mask, old_logp)
+    out_01 = A.unlikeliness_advantages(r01, gid, mask, old_logp)
+    torch.testing.assert_close(out_pm, out_01, rtol=0, atol=0)
+    # against the loop reference on 0/1 rewards (the released code's convention)
+    rl = r01.double().tolist()
+    mod = [0.0] * len(rl)
+    for members in groups_of(gid).values():
+        means = [(resp_mean(old_logp, mask, i), pos, i) for pos, i in enumerate(members)]
+        for rank, (_, _, i) in enumerate(sorted(means, key=lambda x: (x[0], x[1]))):
+            mod[i] = rl[i] * (1 - 0.25 * rank / len(members))
+    adv = [0.0] * len(rl)
+    for members in groups_of(gid).values():
+        for i, z in zip(members, zscore([mod[i] for i in members], 1e-6)):
+            adv[i] = z
+    close(out_pm, broadcast(adv, mask), atol=1e-5)
+    # a group of only wrong answers gets 0, whatever the convention
+    wrong = torch.full((4,), -1.0, dtype=dtype)
+    m4 = torch.ones(4, 3, dtype=torch.bool)
+    lp4 = -torch.rand(4, 3, generator=torch.Generator().manual_seed(0))
+    assert (A.unlikeliness_advantages(wrong, torch.zeros(4, dtype=torch.long), m4, lp4) == 0).all()
+    # a custom threshold: rewards in {0.2, 0.8} with threshold 0.5
+    r_b = torch.where(r01 > 0, 0.8, 0.2).to(dtype)
+    out_b = A.unlikeliness_advantages(r_b, gid, mask, old_logp, success_threshold=0.5)
+    torch.testing.assert_close(out_b, out_01, rtol=0, atol=0)
+
+
 def test_unlikeliness_ranks_most_likely_correct_lowest():
     mask = torch.ones(4, 2, dtype=torch.bool)
     r = torch.tensor([1.0, 1.0, 1.0, 0.0])

@@ -209,6 +209,16 @@ def test_steer_dual_clipped_tokens_get_zero_w():
     assert float(omega.abs().max()) == pytest.approx(metrics["steer/omega_max"], rel=1e-6)
 
 
+def test_unlikeliness_method_pm1_and_01_rewards_agree():
+    rb, _ = rollout(12)
+    m = R.build_method("unlikeliness")
+    assert m.config.success_threshold == 0.0
+    a_pm = m.compute_advantages(rb)
+    a_01 = m.compute_advantages(dataclasses.replace(rb, rewards=(rb.rewards > 0).float()))
+    assert torch.equal(a_pm, a_01)
+    assert a_pm.abs().sum() > 0
+
+
 def test_steer_reference_preset():
     m = R.build_method("steer_reference")
     c = m.config
