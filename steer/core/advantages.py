@@ -354,22 +354,28 @@ def entropy_advantages(
 def _token_group_standardise(x: Tensor, mask: Tensor, inv: Tensor, n_groups: int, epsilon: float) -> Tensor:
     """z-score of token values over all valid tokens of each group (unbiased std); 0 on padding.
 
-    A group whose valid tokens all carry the same value (max == min) gets exactly 0.
+    A group whose valid tokens all carry the same value gets exactly 0. "The same" allows a
+    relative spread of 64 machine epsilons of the dtype: shaped values such as GTPO's
+    ``H / (sum H) * d`` are equal in exact arithmetic but not after rounding, and a z-score
+    would blow that rounding up to O(1) advantages.
     """
     zero = torch.zeros((), dtype=x.dtype, device=x.device)
     xv = torch.where(mask, x, zero)
     n_tok = _group_sum(mask.sum(-1).to(x.dtype), inv, n_groups)
     s = _group_sum(xv.sum(-1), inv, n_groups)
     mean_g = s / n_tok.clamp(min=1)
+    const_g = torch.zeros_like(mean_g, dtype=torch.bool)
     if x.shape[-1] > 0:
         # per-group max/min over valid tokens (rows without valid tokens give -inf/+inf: no effect)
         row_max = torch.where(mask, x, torch.full((), -math.inf, dtype=x.dtype, device=x.device)).amax(-1)
         row_min = torch.where(mask, x, torch.full((), math.inf, dtype=x.dtype, device=x.device)).amin(-1)
         gmax, _ = _group_max_min(row_max, inv, n_groups)
         _, gmin = _group_max_min(row_min, inv, n_groups)
+        tol = 64 * torch.finfo(x.dtype).eps * torch.maximum(gmax.abs(), gmin.abs())
+        const_g = (gmax - gmin) <= tol
         mean_g = torch.where(gmax == gmin, gmax, mean_g)
     mean = mean_g[inv][:, None]
-    dev = torch.where(mask, x - mean, zero)
+    dev = torch.where(mask & ~const_g[inv][:, None], x - mean, zero)
     var = _group_sum((dev * dev).sum(-1), inv, n_groups) / (n_tok - 1).clamp(min=1)
     std = var.sqrt()[inv][:, None]
     z = dev / (std + epsilon)

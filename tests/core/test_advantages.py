@@ -558,3 +558,19 @@ def test_opo_matches_verl():
     theirs, _ = compute_opo_outcome_advantage(tlr, mask.float(), gid.numpy())
     ours = A.opo_advantages(r, gid, mask)
     torch.testing.assert_close(ours, theirs * mask, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("entropy_value", [0.37, 1.3, 2.9])
+def test_gtpo_groups_equal_in_exact_arithmetic_get_zero(dtype, entropy_value):
+    # Every response correct with the same constant entropy: each shaped value is
+    # alpha1 + alpha2 * H / (d H) * d, equal in exact arithmetic but not after rounding.
+    # The z-score must not blow the rounding up into O(1) advantages.
+    g, t = 8, 13
+    rewards = torch.ones(g, dtype=dtype)
+    group_ids = torch.zeros(g, dtype=torch.long)
+    mask = torch.ones(g, t, dtype=torch.bool)
+    mask[3, 9:] = False  # ragged lengths change d_t
+    entropy = torch.full((g, t), entropy_value, dtype=dtype)
+    adv = A.gtpo_advantages(rewards, group_ids, mask, entropy, alpha1=0.5, alpha2=0.5)
+    assert torch.equal(adv, torch.zeros_like(adv))
