@@ -35,8 +35,8 @@ from steer.core.types import TokenStats
 
 __all__ = ["default_chunk_rows", "token_stats_from_hidden", "token_stats_from_logits"]
 
-#: Elements (rows x vocab) per float32 work buffer for the logits path (4 MiB each; two buffers
-#: stay cache-friendly: about 1.5-2x faster on CPU than 8-32 MiB buffers in our measurements).
+#: Elements (rows x vocab) per float32 work buffer for the logits path (4 MiB each): two small
+#: buffers stay cache-friendly (see docs/core.md, "Chunk size", for the measurement).
 _LOGITS_CHUNK_ELEMS = 1 << 20
 #: Elements per work buffer for the hidden-state path: larger, so each GEMM has enough rows
 #: (at least 256 rows: fewer made the fp32 GEMM up to 2x slower on CPU in our measurements).
