@@ -31,7 +31,8 @@ Variants:
 - ``trl``: ``trl.trainer.utils.selective_log_softmax`` + ``entropy_from_logits`` on (B, T, V)
   logits (B = 8), as TRL's GRPO trainer calls them (no Triton on CPU, so the PyTorch paths);
 - hidden-state path at d = 1024: ``steer-hidden`` (``token_stats_from_hidden``, logits never
-  materialised) against ``matmul+steer`` (``hidden @ weight.T`` materialised, then the logits path).
+  materialised) against ``matmul+steer`` (``hidden @ weight.T`` materialised, then the logits path);
+  ``steer-hidden-mm16`` is ``steer-hidden`` with ``matmul_dtype`` = the inputs' dtype (bf16 GEMMs).
 
 Run: ``/work/main/.venv-bench/bin/python -m benchmarks.bench_token_stats`` (``--quick`` for a smoke
 run). The peers that are not installed are reported as skipped.
@@ -155,6 +156,16 @@ def _variant_fn(name: str, torch, inp: dict):
 
         def f():
             st = token_stats_from_hidden(inp["hidden"], inp["weight"], inp["ids"], with_sums=False)
+            return st.logp, st.entropy
+
+        return f, [inp["hidden"], inp["weight"]]
+    if name == "steer-hidden-mm16":
+        from steer.core.stats import token_stats_from_hidden
+
+        def f():
+            st = token_stats_from_hidden(
+                inp["hidden"], inp["weight"], inp["ids"], with_sums=False, matmul_dtype=inp["hidden"].dtype
+            )
             return st.logp, st.entropy
 
         return f, [inp["hidden"], inp["weight"]]
@@ -283,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hidden-d", type=int, default=1024)
     ap.add_argument("--hidden-vocab", type=int, nargs="+", default=[32768, 151936])
     ap.add_argument("--no-hidden", action="store_true")
+    ap.add_argument("--no-logits", action="store_true", help="only the hidden-state path")
     ap.add_argument("--quick", action="store_true", help="tiny sizes, one repetition (smoke test)")
     ap.add_argument("--timeout", type=float, default=600.0)
     ap.add_argument(
@@ -304,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         args.n, args.vocab, args.hidden_vocab, args.hidden_d = 256, [4096], [4096], 128
 
     runs = []
-    for v in args.vocab:
+    for v in [] if args.no_logits else args.vocab:
         for dt in args.dtype:
             for var in args.variants:
                 big = v * args.n > 200_000_000
@@ -316,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_hidden:
         for v in args.hidden_vocab:
             for dt in args.dtype:
-                for var in ("steer-hidden", "matmul+steer"):
+                hvars = ["steer-hidden", "matmul+steer"] + (["steer-hidden-mm16"] if dt != "float32" else [])
+                for var in hvars:
                     big = v * args.n > 200_000_000
                     if big and dt != "float32" and not args.quick:
                         continue  # bounded run time: the big-vocabulary hidden path in float32 only

@@ -305,23 +305,25 @@ def token_stats_from_logits(
 
 class _HiddenStats(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, hidden, weight, bias, ids, inv_t: float, rows: int, with_sums: bool):
+    def forward(ctx, hidden, weight, bias, ids, inv_t: float, rows: int, with_sums: bool, md):
         n, d = hidden.shape
         v = weight.shape[0]
         wd = _work_dtype(hidden.dtype, weight.dtype)
+        md = wd if md is None else md
         dev = hidden.device
-        w32 = weight if weight.dtype == wd else weight.to(wd)
-        b32 = None if bias is None else bias.to(wd)
+        wm = weight if weight.dtype == md else weight.to(md)
+        bm = None if bias is None else bias.to(md)
         out = [torch.empty(n, dtype=wd, device=dev) for _ in range(4 if with_sums else 2)]
         shift = torch.empty(n, dtype=wd, device=dev)
         log_z = torch.empty(n, dtype=wd, device=dev)
         c = min(rows, max(n, 1))
         buf_a = torch.empty(c, v, dtype=wd, device=dev)
         buf_b = torch.empty(c, v, dtype=wd, device=dev)
+        buf_m = torch.empty(c, v, dtype=md, device=dev) if md != wd else None
         for s in range(0, n, c):
             e = min(s + c, n)
             a, b = buf_a[: e - s], buf_b[: e - s]
-            _hidden_logits(hidden[s:e], w32, b32, wd, a)
+            _hidden_logits(hidden[s:e].to(md), wm, bm, a, None if buf_m is None else buf_m[: e - s])
             m = a.amax(-1, keepdim=True)
             a.sub_(m)
             if inv_t != 1.0:
@@ -336,7 +338,7 @@ class _HiddenStats(torch.autograd.Function):
                 out[3][s:e] = s2
         _check_finite(out[0], out[1], "logits from hidden @ weight.T")
         ctx.save_for_backward(hidden, weight, bias, ids, shift, log_z, out[1].clone())
-        ctx.inv_t, ctx.rows = inv_t, rows
+        ctx.inv_t, ctx.rows, ctx.md = inv_t, rows, md
         ctx.set_materialize_grads(False)
         res = tuple(out)
         if with_sums:
@@ -349,13 +351,13 @@ class _HiddenStats(torch.autograd.Function):
         hidden, weight, bias, ids, shift, log_z, h = ctx.saved_tensors
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
         if (g_lp is None and g_h is None) or not (need_h or need_w or need_b):
-            return None, None, None, None, None, None, None
+            return None, None, None, None, None, None, None, None
         n, d = hidden.shape
         v = weight.shape[0]
-        wd = shift.dtype
+        wd, md = shift.dtype, ctx.md
         dev = hidden.device
-        w32 = weight if weight.dtype == wd else weight.to(wd)
-        b32 = None if bias is None else bias.to(wd)
+        wm = weight if weight.dtype == md else weight.to(md)
+        bm = None if bias is None else bias.to(md)
         g_lp = None if g_lp is None else g_lp.to(wd)
         g_h = None if g_h is None else g_h.to(wd)
         grad_h = torch.empty_like(hidden) if need_h else None
@@ -364,11 +366,13 @@ class _HiddenStats(torch.autograd.Function):
         c = min(ctx.rows, max(n, 1))
         buf_a = torch.empty(c, v, dtype=wd, device=dev)
         buf_b = torch.empty(c, v, dtype=wd, device=dev)
+        buf_m = torch.empty(c, v, dtype=md, device=dev) if md != wd else None
+        tmp_w = torch.empty(v, d, dtype=md, device=dev) if (md != wd and need_w) else None
         for s in range(0, n, c):
             e = min(s + c, n)
             a, b = buf_a[: e - s], buf_b[: e - s]
-            hc = hidden[s:e] if hidden.dtype == wd else hidden[s:e].to(wd)
-            _hidden_logits(hc, w32, b32, wd, a)
+            hc = hidden[s:e].to(md)
+            _hidden_logits(hc, wm, bm, a, None if buf_m is None else buf_m[: e - s])
             a.sub_(shift[s:e].unsqueeze(1))
             if ctx.inv_t != 1.0:
                 a.mul_(ctx.inv_t)
@@ -382,27 +386,33 @@ class _HiddenStats(torch.autograd.Function):
                 None if g_h is None else g_h[s:e],
                 ctx.inv_t,
             )
-            if need_h:
-                grad_h[s:e].copy_(g @ w32)
-            if need_w:
-                grad_w.addmm_(g.t(), hc)
             if need_b:
                 grad_b.add_(g.sum(0))
+            gm = g if buf_m is None else buf_m[: e - s].copy_(g)  # GEMM operand in the matmul dtype
+            if need_h:
+                grad_h[s:e].copy_(gm @ wm)
+            if need_w:
+                if tmp_w is None:
+                    grad_w.addmm_(gm.t(), hc)
+                else:  # low-precision GEMM, float32 accumulation over chunks
+                    torch.mm(gm.t(), hc, out=tmp_w)
+                    grad_w.add_(tmp_w)
         if need_w and grad_w.dtype != weight.dtype:
             grad_w = grad_w.to(weight.dtype)
         if need_b and grad_b.dtype != bias.dtype:
             grad_b = grad_b.to(bias.dtype)
-        return grad_h, grad_w, grad_b, None, None, None, None
+        return grad_h, grad_w, grad_b, None, None, None, None, None
 
 
-def _hidden_logits(hc: Tensor, w32: Tensor, b32: Tensor | None, wd: torch.dtype, out: Tensor) -> None:
-    """out = hc @ w32.T (+ b32) in the work dtype."""
-    if hc.dtype != wd:
-        hc = hc.to(wd)
-    if b32 is None:
-        torch.mm(hc, w32.t(), out=out)
+def _hidden_logits(hc: Tensor, wm: Tensor, bm: Tensor | None, out: Tensor, scratch: Tensor | None) -> None:
+    """out = hc @ wm.T (+ bm), the GEMM in wm's dtype (via ``scratch`` when that differs from out's)."""
+    dst = out if scratch is None else scratch
+    if bm is None:
+        torch.mm(hc, wm.t(), out=dst)
     else:
-        torch.addmm(b32, hc, w32.t(), out=out)
+        torch.addmm(bm, hc, wm.t(), out=dst)
+    if scratch is not None:
+        out.copy_(scratch)
 
 
 def token_stats_from_hidden(
@@ -414,6 +424,7 @@ def token_stats_from_hidden(
     temperature: float = 1.0,
     chunk_size: int | None = None,
     with_sums: bool = True,
+    matmul_dtype: torch.dtype | None = None,
 ) -> TokenStats:
     """Token statistics from hidden states ``(..., d)`` and the output projection ``weight (V, d)``.
 
@@ -424,6 +435,12 @@ def token_stats_from_hidden(
     (a fused LM-head computation). For low-precision (bf16/fp16) ``weight`` one float32 copy of
     ``weight`` (V x d) is made per forward and per backward, and the weight gradient is
     accumulated in float32 before it is cast to ``weight.dtype``.
+
+    ``matmul_dtype`` (default None = the float32 work dtype, as above) runs the GEMMs in another
+    dtype, e.g. ``torch.bfloat16``: each chunk's logits are then the bf16 GEMM's output (what a bf16
+    model's LM head produces), upcast to float32 for the reductions; the backward GEMMs take the
+    float32 chunk gradient rounded to that dtype, and the weight gradient is still accumulated
+    over chunks in float32. Much faster where bf16 GEMMs are (GPUs, recent CPUs), less exact.
 
     Raises ValueError for mismatched shapes (``hidden.shape[-1] != weight.shape[1]``, bias not
     ``(V,)``, ids not ``hidden.shape[:-1]``), out-of-range ids, a bad temperature, or non-finite
@@ -447,8 +464,12 @@ def token_stats_from_hidden(
     rows = default_chunk_rows(v, hidden=True) if chunk_size is None else int(chunk_size)
     if rows < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size!r}")
+    if matmul_dtype is not None and not (
+        isinstance(matmul_dtype, torch.dtype) and matmul_dtype.is_floating_point
+    ):
+        raise ValueError(f"matmul_dtype must be None or a floating torch.dtype, got {matmul_dtype!r}")
     hs = hidden.reshape(-1, d)
-    res = _HiddenStats.apply(hs, weight, bias, ids, inv_t, rows, with_sums)
+    res = _HiddenStats.apply(hs, weight, bias, ids, inv_t, rows, with_sums, matmul_dtype)
     lp, h = res[0].reshape(lead), res[1].reshape(lead)
     if with_sums:
         return TokenStats(lp, h, res[2].reshape(lead), res[3].reshape(lead))

@@ -318,3 +318,45 @@ def test_sliced_logits_are_not_copied(dtype):
     tol = 1e-5 if dtype == torch.float32 else 2e-2
     assert torch.allclose(got, gr, atol=tol, rtol=tol)
     assert (full.grad[:, -1, :] == 0).all()
+
+
+def test_hidden_path_low_precision_matmul():
+    """matmul_dtype=bf16: the same as the logits path on the bf16 GEMM's logits, grads vs autograd."""
+    g = torch.Generator().manual_seed(88)
+    n, d, v = 37, 32, 71
+    hidden = torch.randn(n, d, generator=g).bfloat16()
+    weight = (torch.randn(v, d, generator=g) / 4).bfloat16()
+    bias = torch.randn(v, generator=g).bfloat16()
+    ids = torch.randint(0, v, (n,), generator=g)
+    hs, ws, bs = (t.clone().requires_grad_() for t in (hidden, weight, bias))
+    st = token_stats_from_hidden(
+        hs, ws, ids, bias=bs, chunk_size=8, temperature=0.8, matmul_dtype=torch.bfloat16
+    )
+    # reference: the bf16 GEMM materialised (as a bf16 model computes its logits), then plain autograd
+    hr, wr, br = (t.clone().requires_grad_() for t in (hidden, weight, bias))
+    logits = torch.addmm(br, hr, wr.t())
+    ref = _loop_ref(logits.detach(), ids, 0.8)
+    for name in ("logp", "entropy", "sum_p2", "sum_p2_logp"):
+        # the chunked and the full bf16 GEMM may round a few logits differently (1 bf16 ulp)
+        assert torch.allclose(getattr(st, name).double(), ref[name], atol=0.05, rtol=0.02), name
+    g_lp = torch.randn(n, generator=g)
+    g_h = torch.randn(n, generator=g)
+    (st.logp * g_lp + st.entropy * g_h).sum().backward()
+    z = logits.float() / 0.8
+    l = torch.log_softmax(z, -1)
+    lp = l.gather(-1, ids[:, None]).squeeze(-1)
+    h = -(l.exp() * l).sum(-1)
+    (lp * g_lp + h * g_h).sum().backward()
+    for got, want in ((hs.grad, hr.grad), (ws.grad, wr.grad), (bs.grad, br.grad)):
+        assert got.dtype == torch.bfloat16
+        err = (got.double() - want.double()).abs().max()
+        assert err <= 0.03 * want.double().abs().max() + 1e-3, float(err)
+    with pytest.raises(ValueError, match="matmul_dtype"):
+        token_stats_from_hidden(hidden, weight, ids, matmul_dtype=torch.int8)
+    # the GEMMs really run in bf16 with the option, and in float32 without it
+    for md, want in ((torch.bfloat16, torch.bfloat16), (None, torch.float32)):
+        rec = _AllocRecorder()
+        with rec:
+            token_stats_from_hidden(hidden, weight, ids, bias=bias, chunk_size=8, matmul_dtype=md)
+        gemm = {s[0] for s in rec.seen if "mm" in s[2]}
+        assert gemm == {want}, (md, gemm)
