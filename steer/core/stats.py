@@ -39,7 +39,7 @@ __all__ = ["default_chunk_rows", "token_stats_from_hidden", "token_stats_from_lo
 #: buffers stay cache-friendly (see docs/core.md, "Chunk size", for the measurement).
 _LOGITS_CHUNK_ELEMS = 1 << 20
 #: Elements per work buffer for the hidden-state path: larger, so each GEMM has enough rows
-#: (at least 256 rows: fewer made the fp32 GEMM up to 2x slower on CPU in our measurements).
+#: (at least 256 rows; picked from a quick development timing on CPU).
 _HIDDEN_CHUNK_ELEMS = 1 << 24
 _HIDDEN_MIN_ROWS = 256
 
