@@ -71,8 +71,6 @@ class TaskConfig:
     heldout_size: int = 64
     train_seed: int | None = None
     heldout_seed: int | None = None
-    prompt_key: str = "prompt"
-    answer_key: str = "answer"
     chat_template: bool = True
     reward_correct: float = 1.0
     reward_wrong: float = -1.0
