@@ -133,7 +133,11 @@ def verdict(summaries: Mapping[str, dict], *, baseline: str = "grpo", candidate:
     if ba is not None and ca is not None:
         se = math.hypot(b.get("end/acc_se", 0.0) or 0.0, c.get("end/acc_se", 0.0) or 0.0)
         diff = ca - ba
-        if se > 0 and abs(diff) <= 2 * se:
+        if diff == 0:
+            judge = "identical: no winner"
+        elif se == 0:
+            judge = f"{C} {'better' if diff > 0 else 'worse'} by {diff:+.3f} (no standard error available)"
+        elif abs(diff) <= 2 * se:
             judge = f"the difference ({diff:+.3f}) is within twice the combined standard error ({2 * se:.3f}): no measurable winner"
         elif diff > 0:
             judge = f"{C} is better by {diff:+.3f} (more than twice the combined standard error {2 * se:.3f})"
