@@ -178,6 +178,7 @@ def train_warm_start(config: WarmStartConfig, progress: bool = True):
     old_threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     t0 = time.perf_counter()
+    c0 = time.process_time()
     try:
         tokenizer = build_tokenizer()
         model = build_model(tokenizer, config.preset, seed=config.seed, **config.model_overrides)
@@ -236,6 +237,7 @@ def train_warm_start(config: WarmStartConfig, progress: bool = True):
         torch.set_num_threads(old_threads)
     info = {
         "train_seconds": time.perf_counter() - t0,
+        "train_cpu_seconds": time.process_time() - c0,
         "final_loss": sum(losses[-50:]) / len(losses[-50:]),
         "parameters": count_parameters(model),
         "train_problems": len(problems),
