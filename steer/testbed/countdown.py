@@ -523,12 +523,12 @@ class CountdownConfig:
     ``max_solutions`` canonical solutions are skipped."""
 
     min_count: int = 3
-    max_count: int = 4
-    min_number: int = 1
+    max_count: int = 3
+    min_number: int = 2
     max_number: int = 12
     min_target: int = 10
-    max_target: int = 99
-    min_solutions: int = 3
+    max_target: int = 40
+    min_solutions: int = 2
     max_solutions: int = 1000
     heldout_percent: int = 20
     train_seed: int = 1234

@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 # bump when the training code changes in a way that changes the weights
-WARMSTART_VERSION = 1
+WARMSTART_VERSION = 2
 MANIFEST = "MANIFEST.json"
 META = "warmstart.json"
 
@@ -57,8 +57,8 @@ class WarmStartConfig:
     task: CountdownConfig = field(default_factory=CountdownConfig)
     preset: str = "tiny"
     model_overrides: dict[str, Any] = field(default_factory=dict)
-    train_problems: int = 4000
-    steps: int = 1000
+    train_problems: int = 300
+    steps: int = 600
     batch_size: int = 64
     lr: float = 3e-3
     min_lr_ratio: float = 0.1

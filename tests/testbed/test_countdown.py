@@ -203,10 +203,15 @@ def test_verifier_intermediate_equal_to_given_number():
     assert not verify((3, 6), 12, "6+6=12").ok
 
 
+WIDE = CountdownConfig(
+    min_count=3, max_count=4, min_number=1, max_number=12, min_target=10, max_target=99, min_solutions=3
+)
+
+
 def test_generator_deterministic_and_seed_separated():
-    task = CountdownTask()
+    task = CountdownTask(WIDE)
     a = task.problems("train", 30)
-    b = CountdownTask().problems("train", 30)
+    b = CountdownTask(WIDE).problems("train", 30)
     assert a == b
     c = task.problems("train", 30, seed=999)
     assert [p.key for p in a] != [p.key for p in c]

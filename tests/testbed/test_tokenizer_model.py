@@ -29,9 +29,10 @@ def test_round_trip_every_character(tok):
         assert tok.decode(ids) == t
 
 
-def test_unknown_characters_map_to_unk(tok):
+def test_any_text_is_encodable_bytewise(tok):
     ids = tok("é\t", add_special_tokens=False)["input_ids"]
-    assert ids == [tok.unk_token_id, tok.unk_token_id]
+    assert len(ids) == 3 and tok.unk_token_id not in ids  # two bytes for é, one for the tab
+    assert tok.decode(ids) == "é\t"
 
 
 def test_special_tokens_distinct(tok):
@@ -62,6 +63,22 @@ def test_save_load_same_ids(tok, tmp_path):
     assert tok(a, add_special_tokens=False)["input_ids"] == tok2(b, add_special_tokens=False)["input_ids"]
     assert tok2.pad_token_id == tok.pad_token_id and tok2.eos_token_id == tok.eos_token_id
     assert tok2.padding_side == "left"
+
+
+def test_autotokenizer_next_to_a_qwen2_config_keeps_ids(tok, tmp_path):
+    # transformers 5 picks the tokenizer class from config.json's model type: the ids must survive
+    from transformers import AutoTokenizer
+
+    save_policy(build_model(tok, "micro"), tok, tmp_path)
+    tok2 = AutoTokenizer.from_pretrained(tmp_path)
+    text = "<bos><|user|>make 15 from 3 9 12<eos><|assistant|>9+3=12, 12+3=15<eos>"
+    assert (
+        tok(text, add_special_tokens=False)["input_ids"] == tok2(text, add_special_tokens=False)["input_ids"]
+    )
+    assert (
+        tok2.decode(tok2("make 15 from 3 9 12", add_special_tokens=False)["input_ids"])
+        == "make 15 from 3 9 12"
+    )
 
 
 def test_presets_sizes(tok):
