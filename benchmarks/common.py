@@ -43,5 +43,7 @@ def write_results(name: str, title: str, markdown_body: str, data: dict) -> Path
     header = f"# {title}\n\nMeasured {info['date']} on {info['cpu']} ({info['cores']} cores, torch {info['torch']}, {info['device']}).\n\n"
     md = RESULTS_DIR / f"{name}.md"
     md.write_text(header + markdown_body.rstrip() + "\n")
-    (RESULTS_DIR / f"{name}.json").write_text(json.dumps({"machine": info, **data}, indent=2, default=str) + "\n")
+    (RESULTS_DIR / f"{name}.json").write_text(
+        json.dumps({"machine": info, **data}, indent=2, default=str) + "\n"
+    )
     return md
