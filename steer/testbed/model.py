@@ -18,7 +18,7 @@ __all__ = ["PRESETS", "build_model", "count_parameters", "load_policy", "save_po
 
 # hidden, layers, heads, kv heads, MLP width; all with tied input/output embeddings
 PRESETS: dict[str, dict[str, Any]] = {
-    # ~0.2M parameters: unit tests
+    # 124k parameters: unit tests
     "micro": dict(
         hidden_size=64,
         num_hidden_layers=2,
@@ -26,7 +26,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         num_key_value_heads=4,
         intermediate_size=192,
     ),
-    # ~0.8M parameters: the demo default
+    # 888k parameters: the demo default
     "tiny": dict(
         hidden_size=128,
         num_hidden_layers=4,
@@ -34,7 +34,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         num_key_value_heads=4,
         intermediate_size=384,
     ),
-    # ~3.2M parameters: a slower, stronger variant
+    # 3.5M parameters: a slower, stronger variant
     "small": dict(
         hidden_size=256,
         num_hidden_layers=4,
