@@ -20,7 +20,7 @@ import torch
 from steer.evaluation.passk import avg_at_k, mean_pass_at_k
 from steer.train.config import EvalConfig
 from steer.train.rollout import generate_rollouts
-from steer.train.tasks import Task, format_prompt
+from steer.train.tasks import Task, format_prompt, score_batch
 
 
 def _countdown_eval(model, tokenizer, problems, cfg: EvalConfig, *, max_new_tokens: int, seed: int) -> dict:
@@ -108,7 +108,7 @@ def evaluate_heldout(
             lengths.extend(ro.response_mask.sum(1).float().tolist())
             for i, p in enumerate(chunk):
                 texts = ro.texts[i * n : (i + 1) * n]
-                verdicts = [task.correct(p, t) for t in texts]
+                verdicts = score_batch(task, [p] * len(texts), texts)
                 correct.append(verdicts)
                 forms = {task.canonical(p, t) for t, ok in zip(texts, verdicts) if ok}
                 forms.discard(None)

@@ -92,7 +92,6 @@ class MathTaskAdapter:
             raise ValueError(f"task.options.template={self._template!r} is not one of {list(TEMPLATES)}")
         if self._scorer_name is not None:
             get_scorer(self._scorer_name)  # unknown name -> ValueError listing the valid ones
-        self._scorers: dict[str, Any] = {}
         self._train = None
         self._heldout = None
 
@@ -121,20 +120,32 @@ class MathTaskAdapter:
         messages = apply_template(problem, self._template)
         return render(messages, tokenizer if self.chat_template else None)
 
-    def _scorer(self, problem):
-        from steer.rewards.registry import default_scorer, get_scorer
+    def correct_batch(self, problems: list, responses: list[str]) -> list[bool]:
+        """Score a batch in ``steer.rewards``' process pool, which enforces a hard wall-clock limit
+        per item (a pathological response is killed and scored wrong; it never hangs training)."""
+        from steer.rewards import score_responses
 
-        name = self._scorer_name or default_scorer(problem.data_source or None)
-        if name not in self._scorers:
-            self._scorers[name] = get_scorer(name).load()
-        return self._scorers[name]
+        verdicts = score_responses(
+            list(responses),
+            [p.gold for p in problems],
+            data_sources=[p.data_source or None for p in problems],
+            scorer=self._scorer_name,
+        )
+        return [bool(v.correct) for v in verdicts]
 
     def correct(self, problem, response: str) -> bool:
-        ok, _pred, _reason = self._scorer(problem)(response, problem.gold)
-        return bool(ok)
+        return self.correct_batch([problem], [response])[0]
 
     def canonical(self, problem, response: str) -> str | None:
         return response.strip() if self.correct(problem, response) else None
+
+
+def score_batch(task: Task, problems: list, responses: list[str]) -> list[bool]:
+    """``task.correct`` over a batch, through the task's own batch scorer when it has one (the
+    math task scores in a process pool with a hard per-item time limit)."""
+    if hasattr(task, "correct_batch"):
+        return task.correct_batch(problems, responses)
+    return [task.correct(p, r) for p, r in zip(problems, responses)]
 
 
 def build_task(cfg: TaskConfig) -> Task:

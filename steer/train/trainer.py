@@ -42,7 +42,7 @@ from steer.train.config import Config, build_method_from_config, to_dict, to_yam
 from steer.train.evaluate import evaluate_heldout
 from steer.train.metrics import JsonlLogger, TensorBoardLogger
 from steer.train.rollout import Rollouts, generate_rollouts, response_token_stats
-from steer.train.tasks import Task, build_task, format_prompt
+from steer.train.tasks import Task, build_task, format_prompt, score_batch
 
 
 class NonFiniteError(RuntimeError):
@@ -335,7 +335,8 @@ class Trainer:
         t_rollout = time.perf_counter() - t0
         n = cfg.rollout.n
         correct = torch.tensor(
-            [self.task.correct(problems[i // n], ro.texts[i]) for i in range(ro.batch_size)], dtype=torch.bool
+            score_batch(self.task, [problems[i // n] for i in range(ro.batch_size)], ro.texts),
+            dtype=torch.bool,
         )
         rewards = torch.where(
             correct, torch.tensor(cfg.task.reward_correct), torch.tensor(cfg.task.reward_wrong)
