@@ -50,6 +50,7 @@ def _demo(args: argparse.Namespace) -> int:
             config=args.config,
             overrides=args.overrides,
             progress=not args.no_progress,
+            parallel=False if args.sequential else None,
         )
     except ConfigError as exc:
         print(f"steer demo: {exc}", file=sys.stderr)
@@ -84,6 +85,12 @@ def register(subparsers) -> None:
     d.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
     d.add_argument("--config", default="testbed", help="base config (default: the shipped testbed.yaml)")
     d.add_argument("--no-progress", action="store_true", help="no progress bars")
+    d.add_argument(
+        "--sequential",
+        action="store_true",
+        help="train the methods one after the other (default: in parallel, one process and one "
+        "torch thread each, when there is a core per method)",
+    )
     d.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides applied to both runs")
     d.set_defaults(func=_demo)
 
