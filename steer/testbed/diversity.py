@@ -21,19 +21,7 @@ from typing import Any
 
 import torch
 
-try:  # the evaluation layer's implementation (spec evaluation.md §4)
-    from steer.evaluation.passk import pass_at_k
-except ImportError:  # pragma: no cover - the evaluation layer is optional for the testbed
-
-    def pass_at_k(n: int, c: int, k: int) -> float:
-        """Unbiased pass@k (Chen et al. 2021), stable product form."""
-        if n - c < k:
-            return 1.0
-        prod = 1.0
-        for i in range(n - c + 1, n + 1):
-            prod *= 1.0 - k / i
-        return 1.0 - prod
-
+from steer.evaluation.passk import pass_at_k  # unbiased pass@k (spec evaluation.md §4)
 
 __all__ = ["distinct_correct", "evaluate_policy", "generate_responses", "prompt_texts"]
 
