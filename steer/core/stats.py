@@ -94,6 +94,18 @@ def _check_finite(logp: Tensor, entropy: Tensor, what: str) -> None:
         )
 
 
+def _reduce_chunk_into(a, b, ids, with_sums, m, s, e, shift, log_z, out) -> None:
+    """``_reduce_chunk`` on rows ``s:e`` and store its results (and the row max ``m``) in place."""
+    lz, lp, h, p2, s2 = _reduce_chunk(a, b, ids, with_sums)
+    shift[s:e] = m.squeeze(1)
+    log_z[s:e] = lz
+    out[0][s:e] = lp
+    out[1][s:e] = h
+    if with_sums:
+        out[2][s:e] = p2
+        out[3][s:e] = s2
+
+
 def _reduce_chunk(
     a: Tensor, b: Tensor, ids: Tensor, with_sums: bool
 ) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None]:
@@ -203,14 +215,7 @@ class _LogitsStats(torch.autograd.Function):
                 a.sub_(m)
             if inv_t != 1.0:
                 a.mul_(inv_t)
-            lz, lp, h, p2, s2 = _reduce_chunk(a, b, ids[s:e], with_sums)
-            shift[s:e] = m.squeeze(1)
-            log_z[s:e] = lz
-            out[0][s:e] = lp
-            out[1][s:e] = h
-            if with_sums:
-                out[2][s:e] = p2
-                out[3][s:e] = s2
+            _reduce_chunk_into(a, b, ids[s:e], with_sums, m, s, e, shift, log_z, out)
         _check_finite(out[0], out[1], "logits")
         ctx.save_for_backward(logits, ids, shift, log_z, out[1].clone())
         ctx.inv_t, ctx.rows = inv_t, rows
@@ -328,14 +333,7 @@ class _HiddenStats(torch.autograd.Function):
             a.sub_(m)
             if inv_t != 1.0:
                 a.mul_(inv_t)
-            lz, lp, h, p2, s2 = _reduce_chunk(a, b, ids[s:e], with_sums)
-            shift[s:e] = m.squeeze(1)
-            log_z[s:e] = lz
-            out[0][s:e] = lp
-            out[1][s:e] = h
-            if with_sums:
-                out[2][s:e] = p2
-                out[3][s:e] = s2
+            _reduce_chunk_into(a, b, ids[s:e], with_sums, m, s, e, shift, log_z, out)
         _check_finite(out[0], out[1], "logits from hidden @ weight.T")
         ctx.save_for_backward(hidden, weight, bias, ids, shift, log_z, out[1].clone())
         ctx.inv_t, ctx.rows, ctx.md = inv_t, rows, md
