@@ -106,8 +106,6 @@ def run_demo(
     _log(f"demo: policy ready in {t_warm:.1f} s ({sum(p.numel() for p in model0.parameters()):,} parameters)")
 
     runs, times = {}, {}
-    if parallel is None:
-        parallel = len(methods) > 1 and (os.cpu_count() or 1) >= len(methods)
     if parallel:
         # One process per method, one torch thread each: on a 2-core machine this halves the wall
         # time against running them one after the other (a tiny model gains little from a second
