@@ -1,0 +1,50 @@
+"""Golden test: one short ``steer train`` run per registered method reproduces the metrics that
+were recorded before the core was reorganised (``metrics.json``, written by ``capture.py``), bit
+for bit, timing keys excepted.
+
+``INTENDED`` lists, per method, the metric keys that a semantic fix changed on purpose, with the
+reason; every other key must be identical. A method missing from the fixture (a new one) is
+skipped by name so that additions do not need a fixture regeneration.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.golden.capture import build_policy, run_method
+
+FIXTURE = json.loads((Path(__file__).parent / "metrics.json").read_text())
+
+#: method -> {key prefix: reason}. A key matches when it starts with the prefix; "*" = every key.
+INTENDED: dict[str, dict[str, str]] = {}
+
+
+def _intended(method: str, key: str) -> bool:
+    rules = INTENDED.get(method, {})
+    return "*" in rules or any(key.startswith(p) for p in rules)
+
+
+@pytest.fixture(scope="module")
+def golden_policy(tmp_path_factory):
+    return build_policy(tmp_path_factory.mktemp("golden_ws"))
+
+
+@pytest.mark.parametrize("method", sorted(FIXTURE))
+def test_metrics_unchanged(method, golden_policy, tmp_path):
+    from steer.core.registry import list_methods
+
+    if method not in list_methods():
+        pytest.fail(f"method {method!r} was in the golden fixture but is no longer registered")
+    got = run_method(method, golden_policy, tmp_path / method)
+    want = FIXTURE[method]
+    assert len(got) == len(want), f"{method}: {len(got)} metric lines, fixture has {len(want)}"
+    for step, (g, w) in enumerate(zip(got, want)):
+        keys = {k for k in set(g) | set(w) if not _intended(method, k)}
+        missing = sorted(k for k in keys if k in w and k not in g)
+        assert not missing, f"{method} line {step}: keys gone: {missing}"
+        # New keys are allowed (more metrics); values of the old ones must be identical.
+        diff = {k: (g[k], w[k]) for k in keys if k in g and k in w and g[k] != w[k]}
+        assert not diff, f"{method} line {step}: changed values (got, fixture): {diff}"
