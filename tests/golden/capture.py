@@ -8,6 +8,7 @@ listed in ``test_golden.py`` with the reason.
 Regenerate (only when a change of metrics is intended and explained in the commit)::
 
     .venv/bin/python -m tests.golden.capture --out tests/golden/metrics.json
+    .venv/bin/python -m tests.golden.capture --demo --out tests/golden/demo_quick.json
 """
 
 from __future__ import annotations
@@ -84,13 +85,34 @@ def build_policy(cache: Path) -> Path:
     return warm_start(dict(WARM), cache, progress=False)
 
 
+def run_demo_quick(out: Path, cache: Path) -> dict[str, list[dict]]:
+    """``steer demo --quick`` in a fresh cache; the cleaned metrics of each of its runs."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "STEER_CACHE_DIR": str(cache)}
+    cmd = [sys.executable, "-m", "steer.cli", "demo", "--quick", "--out", str(out), "--no-progress"]
+    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
+    runs = sorted(p.parent.name for p in out.glob("*/metrics.jsonl"))
+    return {
+        name: [clean(json.loads(x)) for x in (out / name / "metrics.jsonl").read_text().splitlines() if x.strip()]
+        for name in runs
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     from steer.core.registry import list_methods
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--methods", default="all")
+    ap.add_argument("--demo", action="store_true", help="capture steer demo --quick instead")
     args = ap.parse_args(argv)
+    if args.demo:
+        with tempfile.TemporaryDirectory() as tmp:
+            demo = run_demo_quick(Path(tmp) / "demo", Path(tmp) / "cache")
+        args.out.write_text(json.dumps(demo, indent=1, sort_keys=True) + "\n")
+        return 0
     names = list_methods() if args.methods == "all" else args.methods.split(",")
     result: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.golden.capture import build_policy, run_method
+from tests.golden.capture import build_policy, run_demo_quick, run_method
 
-FIXTURE = json.loads((Path(__file__).parent / "metrics.json").read_text())
+HERE = Path(__file__).parent
+FIXTURE = json.loads((HERE / "metrics.json").read_text())
+DEMO_FIXTURE = json.loads((HERE / "demo_quick.json").read_text())
 
 #: method -> {key prefix: reason}. A key matches when it starts with the prefix; "*" = every key.
 INTENDED: dict[str, dict[str, str]] = {}
@@ -32,14 +34,7 @@ def golden_policy(tmp_path_factory):
     return build_policy(tmp_path_factory.mktemp("golden_ws"))
 
 
-@pytest.mark.parametrize("method", sorted(FIXTURE))
-def test_metrics_unchanged(method, golden_policy, tmp_path):
-    from steer.core.registry import list_methods
-
-    if method not in list_methods():
-        pytest.fail(f"method {method!r} was in the golden fixture but is no longer registered")
-    got = run_method(method, golden_policy, tmp_path / method)
-    want = FIXTURE[method]
+def _compare(method: str, got: list[dict], want: list[dict]) -> None:
     assert len(got) == len(want), f"{method}: {len(got)} metric lines, fixture has {len(want)}"
     for step, (g, w) in enumerate(zip(got, want)):
         keys = {k for k in set(g) | set(w) if not _intended(method, k)}
@@ -48,3 +43,19 @@ def test_metrics_unchanged(method, golden_policy, tmp_path):
         # New keys are allowed (more metrics); values of the old ones must be identical.
         diff = {k: (g[k], w[k]) for k in keys if k in g and k in w and g[k] != w[k]}
         assert not diff, f"{method} line {step}: changed values (got, fixture): {diff}"
+
+
+@pytest.mark.parametrize("method", sorted(FIXTURE))
+def test_metrics_unchanged(method, golden_policy, tmp_path):
+    from steer.core.registry import list_methods
+
+    if method not in list_methods():
+        pytest.fail(f"method {method!r} was in the golden fixture but is no longer registered")
+    _compare(method, run_method(method, golden_policy, tmp_path / method), FIXTURE[method])
+
+
+def test_demo_quick_unchanged(tmp_path):
+    got = run_demo_quick(tmp_path / "demo", tmp_path / "cache")
+    assert sorted(got) == sorted(DEMO_FIXTURE)
+    for name, want in DEMO_FIXTURE.items():
+        _compare(f"demo:{name}", got[name], want)
