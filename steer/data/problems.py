@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from steer.data.text import last_boxed
+
 #: The DAPO instruction wrapper used by the aime/amc (``Answer:``) and DAPO-Math-17k (``\\boxed``)
 #: prompts. Group 1 is the problem.
 _DAPO_WRAP = re.compile(
@@ -61,12 +63,6 @@ def strip_dapo_instructions(text: str) -> str:
     return m.group(1).strip() if m else text.strip()
 
 
-def _last_boxed(text: str) -> str | None:
-    from steer.rewards.extract import last_boxed
-
-    return last_boxed(text)
-
-
 def parse_row(row: dict[str, Any], *, where: str, name: str = "") -> Problem:
     """Parse one row (verl or flat layout). Errors name ``where`` (``file:row``)."""
     if not isinstance(row, dict):
@@ -107,7 +103,7 @@ def parse_row(row: dict[str, Any], *, where: str, name: str = "") -> Problem:
         if isinstance(gold, str):
             gold = gold.strip().strip("$")
     if gold is None and isinstance(row.get("solution"), str):
-        gold = _last_boxed(row["solution"])
+        gold = last_boxed(row["solution"])
     if isinstance(gold, float) and gold.is_integer():
         gold = str(int(gold))  # AMC copies store 27.0
     if isinstance(gold, (int, float)) and not isinstance(gold, bool):

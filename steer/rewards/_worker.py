@@ -8,7 +8,7 @@ import time
 
 _WARM = False
 #: Warmed up at start (user-registered scorers are not run here: they may be anything).
-BUILTIN = ("math_verify", "dapo", "qwen")
+BUILTIN = ("math_verify", "dapo", "qwen", "qwen_strict")
 _FUNCS: dict = {}
 
 

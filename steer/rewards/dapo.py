@@ -107,7 +107,7 @@ def score_dapo(response: str, gold: str) -> tuple[bool, str | None, str]:
         pred = last_boxed(tail)
     if pred is None:
         return False, None, "no answer"
-    p = normalize_final_answer(pred)
+    p = normalize_final_answer(clean_gold(pred))  # the answer cleaned like the gold ("18." -> "18")
     g = normalize_final_answer(clean_gold(str(gold)))
     ok = p == g
     return ok, p, "ok" if ok else "mismatch"

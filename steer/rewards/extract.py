@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from steer.data.text import last_boxed  # noqa: F401  (re-exported)
+
 #: Default number of characters kept from the END of a response before any parsing. Answers are
 #: at the end; a 3072-token response is about 10k characters.
 DEFAULT_MAX_CHARS = 8000
@@ -24,46 +26,47 @@ def truncate_tail(text: str, max_chars: int = DEFAULT_MAX_CHARS) -> str:
     return text[-max_chars:]
 
 
-def last_boxed(text: str, *, with_fbox: bool = True) -> str | None:
-    """Content of the last ``\\boxed{...}`` (or ``\\fbox{...}``) with balanced braces.
+#: An ``Answer:`` value that opens a group on its line may continue over this many more lines.
+MAX_ANSWER_LINES = 20
 
-    ``\\boxed 5`` (no brace) is understood as ``5``. Returns None when there is none or when the
-    last one is not closed (unbalanced braces).
-    """
-    names = ("\\boxed", "\\fbox") if with_fbox else ("\\boxed",)
-    pos = max(text.rfind(n) for n in names)
-    if pos < 0:
-        return None
-    name = "\\boxed" if text.startswith("\\boxed", pos) else "\\fbox"
-    i = pos + len(name)
-    while i < len(text) and text[i] == " ":
-        i += 1
-    if i >= len(text):
-        return None
-    if text[i] != "{":
-        # "\boxed 5" form: up to the next whitespace or "$".
-        m = re.match(r"([^\s$]+)", text[i:])
-        return m.group(1) if m else None
-    depth = 0
-    for j in range(i, len(text)):
-        ch = text[j]
-        if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth == 0:
-                return text[i + 1 : j]
-    return None
+
+def _unbalanced(s: str) -> bool:
+    """True when ``s`` leaves a brace group, a ``\\begin{..}`` or an inline ``$`` open."""
+    depth, j = 0, 0
+    while j < len(s):
+        ch = s[j]
+        if ch == "\\":
+            j += 2
+            continue
+        depth += ch == "{"
+        depth -= ch == "}"
+        j += 1
+    dollars = len(re.findall(r"(?<!\\)\$", s))
+    return depth > 0 or s.count("\\begin{") > s.count("\\end{") or dollars % 2 == 1
 
 
 def last_answer_line(text: str) -> str | None:
-    """Text after the last ``Answer:`` (case-insensitive) up to the end of its line, stripped."""
+    """Text after the last ``Answer:`` (case-insensitive) up to the end of its line, stripped.
+
+    When that line leaves a brace group, an environment (``\\begin{pmatrix}``) or a ``$`` open,
+    the following lines are taken too until it closes (at most :data:`MAX_ANSWER_LINES`), so a
+    multi-line answer is read whole.
+    """
     last = None
     for m in _ANSWER_RE.finditer(text):
         last = m
     if last is None:
         return None
-    ans = last.group(1).strip()
+    ans = last.group(1)
+    if _unbalanced(ans):
+        rest = text[last.end(1) :].split("\n")[1 : MAX_ANSWER_LINES + 1]
+        acc = ans
+        for line in rest:
+            acc += "\n" + line
+            if not _unbalanced(acc):
+                ans = acc
+                break
+    ans = ans.strip()
     return ans or None
 
 
@@ -92,3 +95,60 @@ def clean_gold(gold: str) -> str:
         if g.count("$") % 2 == 1:
             g = g.strip("$").strip()
     return g
+
+
+_UNIT_TAIL = (
+    "dollars",
+    "dollar",
+    "cents",
+    "degrees",
+    "degree",
+    "units",
+    "cm",
+    "meters",
+    "inches",
+    "feet",
+    "minutes",
+    "hours",
+    "seconds",
+    "days",
+    "years",
+    "ways",
+    "students",
+    "points",
+)
+_PLAIN_NUM = r"-?\d+(?:\.\d+)?"
+_UNIT_RE = re.compile(
+    r"(" + _PLAIN_NUM + r")\s*(?:\\[ ,;:!]\s*)*(?:\\text\{\s*)?(?:" + "|".join(_UNIT_TAIL) + r")\}?\s*"
+)
+_REPEAT_RE = re.compile(r"(-?)(\d*)\.(\d*)\\overline\{(\d{1,12})\}")
+
+
+def _repeating_to_frac(m: re.Match) -> str:
+    from fractions import Fraction
+
+    sign, whole, fixed, rep = m.group(1), m.group(2) or "0", m.group(3), m.group(4)
+    value = Fraction(int(whole)) + Fraction(int(fixed or "0"), 10 ** len(fixed))
+    value += Fraction(int(rep), (10 ** len(rep) - 1) * 10 ** len(fixed))
+    if sign:
+        value = -value
+    if value.denominator == 1:
+        return str(value.numerator)
+    neg = "-" if value < 0 else ""
+    return f"{neg}\\frac{{{abs(value.numerator)}}}{{{value.denominator}}}"
+
+
+def canonical_answer(s: str) -> str:
+    """Plain forms of a few answer spellings that math parsers miss, for both sides of a
+    comparison: ``276\\,000`` / ``276{,}000`` -> ``276000``; ``45°`` -> ``45^{\\circ}``; a
+    number followed by a unit word (``18 dollars``, ``18\\text{ dollars}``) -> the number;
+    a repeating decimal ``0.\\overline{3}`` -> ``\\frac{1}{3}``. Anything else is unchanged."""
+    t = s.strip()
+    t = re.sub(r"(?<=\d)(?:\\[,;:! ]|\{,\}|\s)(?=\d{3}(?!\d))", "", t)
+    t = t.replace("°", "^{\\circ}")
+    m = _UNIT_RE.fullmatch(t)
+    if m:
+        t = m.group(1)
+    if "\\overline" in t:
+        t = _REPEAT_RE.sub(_repeating_to_frac, t)
+    return t

@@ -26,7 +26,13 @@ from functools import lru_cache
 
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
-from steer.rewards.extract import clean_gold, last_answer_line, last_boxed, strip_math_delims
+from steer.rewards.extract import (
+    canonical_answer,
+    clean_gold,
+    last_answer_line,
+    last_boxed,
+    strip_math_delims,
+)
 
 _GOLD_CONFIG = (LatexExtractionConfig(boxed_match_priority=0),)
 # The same LaTeX normalisation as the gold (malformed operators such as ``\\frac{270}7`` fixed
@@ -183,10 +189,15 @@ def score_math_verify(response: str, gold: str) -> tuple[bool, str | None, str]:
     (:func:`shapes_differ`) is wrong without sympy.
     """
     gold = str(gold)
+    if "\\boxed" in gold or "\\fbox" in gold:
+        inner = last_boxed(gold)
+        gold = inner if inner is not None else gold
+    gold = canonical_answer(clean_gold(gold))
     candidates: list[str] = []
     answer_text = None
     boxed = last_boxed(response)
     if boxed is not None:
+        boxed = canonical_answer(boxed)
         cb, cg = _canon(boxed), _canon(gold)
         if cb == cg:
             return True, boxed, "ok"
@@ -197,7 +208,7 @@ def score_math_verify(response: str, gold: str) -> tuple[bool, str | None, str]:
     else:
         line = last_answer_line(response)
         if line is not None:
-            ans = strip_math_delims(line)
+            ans = canonical_answer(strip_math_delims(line))
             ca, cg = _canon(ans), _canon(gold)
             if ca == cg:
                 return True, ans, "ok"

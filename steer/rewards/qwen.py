@@ -8,22 +8,33 @@ number in the text. Both sides then go through :func:`normalize` (``\\text{}``/`
 ``\\frac{1}{2}``, short ``x=`` prefixes dropped, thousands separators removed, unit words at the end
 removed).
 
-Comparison (:func:`answers_equal`), in order: case-insensitive string equality; both numeric ->
-``isclose(rel_tol=1e-4)`` against ``ref``, ``ref/100`` and ``ref*100`` (percentage leniency);
-bracketed tuples/intervals and ``pmatrix`` rows element-wise (same bracket kinds, same length,
-order-sensitive); single ``=`` equations as ``lhs - rhs`` up to sign; symbolic: parse with
-latex2sympy (then sympy's ``parse_expr``), equal if ``a == b``, ``simplify(a - b) == 0`` or the
-numeric values agree to 1e-4 relative.
+Comparison (:func:`answers_equal`), in order: case-insensitive string equality; both plain
+numbers -> exact values (:func:`to_number`): an integer reference matches only that integer,
+other values within :data:`REL_TOL` relative, against ``ref`` and, with the percentage leniency
+(on by default, as in the published grader; ``qwen_strict`` has it off), ``ref/100`` and
+``ref*100``; bracketed tuples/intervals and ``pmatrix`` rows element-wise (same bracket kinds,
+same length, order-sensitive); single ``=`` equations as ``lhs - rhs`` up to sign; symbolic:
+parse with the LaTeX grammar only (latex2sympy, never ``parse_expr``/``sympify``, which evaluate
+Python), equal if ``a == b``; constants by value to 30 digits (no float overflow); anything
+with an infinity or NaN only if structurally identical; otherwise ``simplify(a - b) == 0``.
+
+Differences from the published grader (deliberate): integers exact, 1e-6 instead of 1e-4,
+non-finite values never close to anything finite, no Python-expression parser, a gold that
+carries its own ``\\boxed{}`` is unwrapped.
 """
 
 from __future__ import annotations
 
-import math
 import re
+from fractions import Fraction
 
 from steer.rewards.extract import clean_gold, last_answer_line, last_boxed, strip_math_delims
 
-REL_TOL = 1e-4
+#: Relative tolerance for non-integer values (the published grader uses 1e-4, which accepts
+#: 0.3333 for 1/3; 1e-6 is math-verify's six-decimal rounding). Integers compare exactly.
+REL_TOL = 1e-6
+#: Digits used to evaluate constant expressions (mpmath: no float overflow, 10^{400} stays finite).
+EVAL_DIGITS = 30
 
 _UNIT_WORDS = (
     "degrees",
@@ -117,27 +128,37 @@ def normalize(ans: str) -> str:
     return s
 
 
-def _to_float(s: str) -> float | None:
+#: Plain numbers: integers, decimals (optional exponent, short), ``a/b`` and ``\\frac{a}{b}``.
+_DEC_RE = re.compile(r"-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d{1,3})?")
+_RATIO_RE = re.compile(r"(-?\d+)/(\d+)|(-?)\\frac\{(-?\d+)\}\{(\d+)\}")
+#: Longest digit string turned into an exact number (beyond it: not a plain number).
+MAX_NUMBER_CHARS = 400
+
+
+def to_number(s: str) -> Fraction | None:
+    """Exact value of a plain number string (``12``, ``-0.5``, ``1,000``, ``3/4``, ``\\frac{3}{4}``,
+    ``1e5``), else None. Never infinite or NaN: ``inf``/``nan`` are not numbers here."""
+    if len(s) > MAX_NUMBER_CHARS:
+        return None
     t = s.replace(",", "") if re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", s) else s
-    try:
-        v = float(t)
-    except ValueError:
-        m = re.fullmatch(r"(-?\d+)/(\d+)", t) or re.fullmatch(r"(-?)\\frac\{(-?\d+)\}\{(\d+)\}", t)
-        if not m:
-            return None
-        if len(m.groups()) == 3:
-            num = float(m.group(2)) * (-1 if m.group(1) else 1)
-            den = float(m.group(3))
-        else:
-            num, den = float(m.group(1)), float(m.group(2))
-        if den == 0:
-            return None
-        v = num / den
-    return v if math.isfinite(v) else None
+    if _DEC_RE.fullmatch(t):
+        return Fraction(t)
+    m = _RATIO_RE.fullmatch(t)
+    if not m:
+        return None
+    if m.group(1) is not None:
+        num, den = int(m.group(1)), int(m.group(2))
+    else:
+        num, den = int(m.group(4)) * (-1 if m.group(3) else 1), int(m.group(5))
+    return Fraction(num, den) if den else None
 
 
-def _close(a: float, b: float) -> bool:
-    return math.isclose(a, b, rel_tol=REL_TOL, abs_tol=0.0) or (a == 0.0 and b == 0.0)
+def numbers_equal(p: Fraction, r: Fraction, *, rel_tol: float = REL_TOL) -> bool:
+    """An integer reference matches only the same integer; any other exact value matches a
+    prediction within ``rel_tol`` (relative)."""
+    if r.denominator == 1 or p == r:
+        return p == r
+    return abs(p - r) <= Fraction(rel_tol) * max(abs(p), abs(r))
 
 
 def _split_top(s: str) -> list[str]:
@@ -177,42 +198,82 @@ def _matrix_rows(s: str) -> list[list[str]] | None:
     return [[c.strip() for c in r.split("&")] for r in rows]
 
 
-def _sympify(s: str):
+def parse_latex(s: str):
+    """sympy object for a normalised answer through the LaTeX grammar (latex2sympy) only, else None.
+
+    Never sympy's ``parse_expr``/``sympify`` on text: those evaluate Python.
+    """
     from latex2sympy2_extended import latex2sympy
 
     try:
         return latex2sympy(s)
     except Exception:
-        pass
-    try:
-        from sympy.parsing.sympy_parser import parse_expr
+        return None
 
-        return parse_expr(s.replace("^", "**"), evaluate=True)
+
+def _has_nonfinite(e) -> bool:
+    import sympy
+
+    try:
+        return bool(e.has(sympy.oo, -sympy.oo, sympy.zoo, sympy.nan))
+    except Exception:
+        return True
+
+
+def _constant_value(e):
+    """High-precision complex value of a constant expression, or None (symbols, sets, not finite)."""
+    import sympy
+
+    if not isinstance(e, sympy.Expr) or e.free_symbols or not e.is_number:
+        return None
+    try:
+        v = e.evalf(EVAL_DIGITS)
+        re_, im_ = v.as_real_imag()
+        if not (re_.is_Number and im_.is_Number) or not (re_.is_finite and im_.is_finite):
+            return None
+        return sympy.Float(re_, EVAL_DIGITS), sympy.Float(im_, EVAL_DIGITS)
     except Exception:
         return None
 
 
-def _symbolic_equal(a: str, b: str) -> bool:
+def _symbolic_equal(a: str, b: str, *, rel_tol: float = REL_TOL) -> bool:
+    """``a`` (prediction) equals ``b`` (reference) after parsing both with the LaTeX grammar.
+
+    An infinity, NaN or ``zoo`` on either side matches only the structurally same object. An
+    integer reference matches only a value that is that integer to :data:`EVAL_DIGITS` digits.
+    Constant expressions are compared by value (no ``simplify``); others by ``==`` or
+    ``simplify(a - b) == 0``.
+    """
     import sympy
 
-    x, y = _sympify(a), _sympify(b)
+    x, y = parse_latex(a), parse_latex(b)
     if x is None or y is None:
         return False
     try:
         if x == y:
             return True
     except Exception:
-        pass
+        return False
+    if _has_nonfinite(x) or _has_nonfinite(y):
+        return False
     try:
         if isinstance(x, sympy.MatrixBase) or isinstance(y, sympy.MatrixBase):
-            return bool(sympy.Matrix(x).equals(sympy.Matrix(y)))
-        if sympy.simplify(x - y) == 0:
-            return True
+            if not (isinstance(x, sympy.MatrixBase) and isinstance(y, sympy.MatrixBase)):
+                return False
+            return x.shape == y.shape and bool(sympy.Matrix(x).equals(sympy.Matrix(y)))
     except Exception:
-        pass
+        return False
+    vx, vy = _constant_value(x), _constant_value(y)
+    if vx is not None and vy is not None:
+        dx = abs(sympy.Float(vx[0] - vy[0], EVAL_DIGITS)) + abs(sympy.Float(vx[1] - vy[1], EVAL_DIGITS))
+        scale = max(abs(vx[0]) + abs(vx[1]), abs(vy[0]) + abs(vy[1]))
+        if isinstance(y, sympy.Integer) or (y.is_integer and vy[1] == 0):
+            return bool(dx <= sympy.Float(10) ** (5 - EVAL_DIGITS) * max(1, scale))
+        return bool(dx <= rel_tol * scale) if scale else bool(dx == 0)
+    if (vx is None) != (vy is None):
+        return False  # a constant against an expression with symbols (or a set, a tuple)
     try:
-        fx, fy = complex(sympy.N(x)), complex(sympy.N(y))
-        return abs(fx - fy) <= REL_TOL * max(abs(fx), abs(fy)) or fx == fy
+        return bool(sympy.simplify(x - y) == 0)
     except Exception:
         return False
 
@@ -224,10 +285,10 @@ def answers_equal(pred: str, ref: str, *, include_percentage: bool = True, depth
     p, r = pred.strip(), ref.strip()
     if p.lower() == r.lower():
         return True
-    fp, fr = _to_float(p), _to_float(r)
+    fp, fr = to_number(p), to_number(r)
     if fp is not None and fr is not None:
-        refs = [fr, fr / 100.0, fr * 100.0] if include_percentage else [fr]
-        return any(_close(fp, x) for x in refs)
+        refs = [fr, fr / 100, fr * 100] if include_percentage else [fr]
+        return any(numbers_equal(fp, x) for x in refs)
     if depth > 3:
         return False
     mp, mr = _matrix_rows(p), _matrix_rows(r)
@@ -259,12 +320,32 @@ def answers_equal(pred: str, ref: str, *, include_percentage: bool = True, depth
     return _symbolic_equal(p, r)
 
 
-def score_qwen(response: str, gold: str) -> tuple[bool, str | None, str]:
-    """Return ``(correct, extracted prediction, reason)`` for one (response, gold) pair."""
+def gold_answer(gold: str) -> str:
+    """The reference string of a gold: cleaned, and the content of its last ``\\boxed{}`` when it
+    has one (some golds are whole solutions or carry their own box)."""
+    g = clean_gold(str(gold))
+    if "\\boxed" in g or "\\fbox" in g:
+        b = last_boxed(g)
+        if b is not None:
+            g = clean_gold(b)
+    return g
+
+
+def score_qwen(response: str, gold: str, *, include_percentage: bool = True) -> tuple[bool, str | None, str]:
+    """Return ``(correct, extracted prediction, reason)`` for one (response, gold) pair.
+
+    ``include_percentage``: the published grader's percentage leniency (an answer equal to the
+    reference times 100 or divided by 100 is right); :func:`score_qwen_strict` turns it off.
+    """
     raw = extract_answer(response)
     if raw is None:
         return False, None, "no answer"
     pred = normalize(raw)
-    ref = normalize(clean_gold(str(gold)))
-    ok = answers_equal(pred, ref)
+    ref = normalize(gold_answer(gold))
+    ok = answers_equal(pred, ref, include_percentage=include_percentage)
     return ok, pred, "ok" if ok else "mismatch"
+
+
+def score_qwen_strict(response: str, gold: str) -> tuple[bool, str | None, str]:
+    """:func:`score_qwen` without the percentage leniency."""
+    return score_qwen(response, gold, include_percentage=False)

@@ -48,7 +48,15 @@ SCORERS: dict[str, ScorerSpec] = {
         "score_qwen",
         1.0,
         0.0,
-        "Qwen-style: normalisation, 1e-4 relative tolerance, percentage leniency, element-wise tuples",
+        "Qwen-style: normalisation, exact integers, 1e-6 relative tolerance, percentage leniency, element-wise tuples",
+    ),
+    "qwen_strict": ScorerSpec(
+        "qwen_strict",
+        "steer.rewards.qwen",
+        "score_qwen_strict",
+        1.0,
+        0.0,
+        "qwen without the percentage leniency (ref*100 / ref/100 not accepted)",
     ),
 }
 

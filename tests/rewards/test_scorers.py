@@ -78,7 +78,11 @@ def test_dapo_rules():
         ("0.5", r"\frac{1}{2}", True),
         ("50", "0.5", True),  # percentage leniency: ref*100
         ("0.005", "0.5", True),  # ref/100
-        ("1.00005", "1", True),  # 1e-4 relative
+        ("1.00005", "1", False),  # integers compare exactly
+        ("2042223", "2042222", False),
+        ("18.0", "18", True),
+        ("0.3333", r"\frac{1}{3}", False),  # 1e-6 relative for non-integers (published: 1e-4)
+        ("0.3333333", r"\frac{1}{3}", True),
         ("1.001", "1", False),
         ("(1,2)", "(1,2)", True),
         ("(2,1)", "(1,2)", False),  # order-sensitive
@@ -108,7 +112,7 @@ def test_qwen_extraction_and_normalise():
 
 
 def test_registry():
-    assert list_scorers() == ["dapo", "math_verify", "qwen"]
+    assert list_scorers() == ["dapo", "math_verify", "qwen", "qwen_strict"]
     assert default_scorer("math_dapo") == "dapo"
     assert default_scorer("aime_2024_dapo_boxed") == "math_verify"
     assert default_scorer(None) == "math_verify"
