@@ -20,7 +20,11 @@ Design
 * Responses are cut to their last ``max_chars`` characters before they are sent (answers are at
   the end). Workers run with an address-space limit (``mem_limit_mb``).
 * Verdicts are cached in the parent by ``(scorer, cut response, gold)`` (LRU, ``cache_size``), and
-  duplicate items inside a batch are verified once.
+  duplicate items inside a batch are verified once. Timeouts and errors are not cached: the
+  next batch verifies the item again.
+* Isolation: no item can change how another is scored. The scorers never evaluate answer text
+  as code; beyond that, a worker whose item raised (``"error: ..."``) is replaced like one that
+  timed out, and the rest of its chunk goes to a fresh worker.
 * ``score_batch`` is serialised by a lock, so the pool may be shared by threads of the host; the
   host's SIGALRM handler is never touched.
 """
@@ -89,6 +93,12 @@ class _Worker:
         self.t_spawn = time.monotonic()
 
 
+def is_final(v: Verdict) -> bool:
+    """A verdict about the answer itself (``ok``, ``mismatch``, ``no answer``), not a transient
+    failure (``timeout``, ``error: ...``): only final verdicts are cached."""
+    return not (v.reason == "timeout" or v.reason.startswith("error"))
+
+
 def _default_start_method() -> str:
     return "fork" if "fork" in mp.get_all_start_methods() else "spawn"
 
@@ -128,7 +138,14 @@ class VerifierPool:
         self._workers: list[_Worker] = []
         self._owner_pid = os.getpid()
         self._closed = False
-        self.stats = {"timeouts": 0, "deaths": 0, "respawns": 0, "verified": 0, "cache_hits": 0}
+        self.stats = {
+            "timeouts": 0,
+            "deaths": 0,
+            "respawns": 0,
+            "recycled": 0,
+            "verified": 0,
+            "cache_hits": 0,
+        }
         atexit.register(self.close)
 
     # -- worker management -------------------------------------------------------------------
@@ -245,7 +262,8 @@ class VerifierPool:
             results = self._run([(j, k[0], k[1], k[2]) for j, k in enumerate(keys)])
             for j, k in enumerate(keys):
                 v = results[j]
-                self._cache[k] = v
+                if is_final(v):
+                    self._cache[k] = v
                 for i in todo[k]:
                     out[i] = v
             while len(self._cache) > self.cache_size:
@@ -316,6 +334,7 @@ class VerifierPool:
             ready_objs = wait(list(objs), timeout=wait_s)
             dead: set[int] = set()
             drained: set[int] = set()
+            recycle: set[int] = set()
             for obj in ready_objs:
                 w = objs[obj]
                 if obj is not w.conn:
@@ -336,11 +355,22 @@ class VerifierPool:
                         results[idx] = self._verdict(scorer_of[idx], ok, pred, reason, secs, cpu)
                         self.stats["verified"] += 1
                         w.t_item = time.monotonic()
+                        if reason.startswith("error"):
+                            # a scorer raised: whatever it left behind must not reach another
+                            # item, so the worker is replaced and the rest of its chunk requeued
+                            recycle.add(id(w))
+                            break
                 except (EOFError, OSError):
                     dead.add(id(w))
             now = time.monotonic()
             replaced: list[_Worker] = []
             for w in self._workers:
+                if id(w) in recycle and id(w) not in dead:
+                    self.stats["recycled"] += 1
+                    requeue_rest(w)
+                    self._kill(w)
+                    replaced.append(w)
+                    continue
                 timed_out = bool(w.pending) and now - w.t_item >= self.timeout
                 slow_start = not w.ready and not w.pending and now - w.t_spawn >= self.startup_timeout
                 if id(w) in dead or not w.proc.is_alive() or timed_out:

@@ -32,6 +32,18 @@ def hungry_scorer(response, gold):
     return True, str(len(block)), "ok"
 
 
+_POISONED = []
+
+
+def poison_scorer(response, gold):
+    """Leaves state behind and raises on ``POISON``; every other item is 'correct' only when an
+    earlier item's state reached it."""
+    if response == "POISON":
+        _POISONED.append(True)
+        raise RuntimeError("poisoned")
+    return bool(_POISONED), response, "ok" if _POISONED else "mismatch"
+
+
 def sleepy_scorer(response, gold):
     time.sleep(float(response))
     return True, response, "ok"
@@ -42,11 +54,13 @@ def pool():
     register_scorer(ScorerSpec("test_crash", __name__, "crash_scorer", 1.0, 0.0, "test"))
     register_scorer(ScorerSpec("test_sleep", __name__, "sleepy_scorer", 1.0, 0.0, "test"))
     register_scorer(ScorerSpec("test_hungry", __name__, "hungry_scorer", 1.0, 0.0, "test"))
+    register_scorer(ScorerSpec("test_poison", __name__, "poison_scorer", 1.0, 0.0, "test"))
     with VerifierPool(2, timeout=LIMIT) as p:
         yield p
     SCORERS.pop("test_crash", None)
     SCORERS.pop("test_sleep", None)
     SCORERS.pop("test_hungry", None)
+    SCORERS.pop("test_poison", None)
 
 
 def test_basic_and_order(pool):
@@ -193,3 +207,25 @@ def test_answers_sent_before_a_crash_are_kept(pool):  # pool registers the test 
         )
         assert [x.reason.split(" (")[0] for x in v] == ["ok", "ok", "error: worker died", "ok"]
         assert p.score(r"\boxed{5}", "5").correct
+
+
+def test_a_scorer_that_raised_cannot_change_later_items(pool):  # pool registers test_poison
+    with VerifierPool(1, timeout=5.0, chunk_size=8) as p:
+        items = [ScoreItem(r, "g", "test_poison") for r in ("a", "POISON", "b", "c", "d")]
+        v = p.score_batch(items)
+        assert [x.reason.split(":")[0] for x in v] == ["mismatch", "error", "mismatch", "mismatch", "mismatch"]
+        assert not any(x.correct for x in v)
+        assert p.stats["recycled"] == 1
+        # and in a later batch
+        assert not p.score_batch([ScoreItem("e", "g", "test_poison")])[0].correct
+
+
+def test_timeouts_and_deaths_are_not_cached(pool):  # pool registers test_sleep / test_crash
+    for item in (ScoreItem("30", "never", "test_sleep"), ScoreItem("a", "never", "test_crash")):
+        first = pool.score_batch([item])[0]
+        again = pool.score_batch([item])[0]
+        assert not first.correct and not again.correct
+        assert not again.cached, again
+        assert again.reason == first.reason.split(" (")[0] or again.reason.startswith("error: worker died")
+    v = pool.score(r"\boxed{41}", "41")
+    assert pool.score(r"\boxed{41}", "41").cached and v.correct  # final verdicts still are
