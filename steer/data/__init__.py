@@ -8,12 +8,21 @@ from steer.data.benchmarks import (
     list_benchmarks,
     load_benchmark,
 )
-from steer.data.loaders import deduplicate, load_any, load_hf_disk, load_jsonl, load_parquet
-from steer.data.problems import Problem, parse_row, strip_dapo_instructions
+from steer.data.loaders import (
+    EmptyGoldWarning,
+    deduplicate,
+    load_any,
+    load_hf_disk,
+    load_jsonl,
+    load_parquet,
+)
+from steer.data.problems import EmptyGoldError, Problem, parse_row, strip_dapo_instructions
 from steer.data.templates import TEMPLATES, answer_format, apply_template, render
 
 __all__ = [
     "BENCHMARKS",
+    "EmptyGoldError",
+    "EmptyGoldWarning",
     "PAPER_K",
     "TEMPLATES",
     "Problem",

@@ -80,11 +80,19 @@ def benchmark_path(name: str, data_dir_: str | os.PathLike | None = None) -> Pat
 
 
 def load_benchmark(
-    name: str, *, data_dir: str | os.PathLike | None = None, dedupe: bool = True, limit: int | None = None
+    name: str,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    dedupe: bool = True,
+    limit: int | None = None,
+    empty_gold: str = "error",
 ) -> list[Problem]:
-    """Problems of benchmark ``name`` (de-duplicated by default; ``limit`` keeps the first N)."""
+    """Problems of benchmark ``name`` (de-duplicated by default; ``limit`` keeps the first N).
+
+    Rows without a gold answer: ``empty_gold="error"`` (default) refuses the file naming them,
+    ``"skip"`` drops them with an ``EmptyGoldWarning`` naming them."""
     n = canonical_name(name)
-    probs = load_parquet(benchmark_path(n, data_dir), name=n)
+    probs = load_parquet(benchmark_path(n, data_dir), name=n, empty_gold=empty_gold)
     if dedupe:
         probs = deduplicate(probs)
     if limit is not None:

@@ -1,7 +1,10 @@
 """Loaders: verl-format parquet, JSONL, and HF ``datasets`` folders saved with ``save_to_disk``.
 
 Every row is parsed (:func:`steer.data.problems.parse_row`); a malformed row raises ValueError
-naming the file and the row; nothing is dropped. Repeated problems (the aime/amc files carry
+naming the file and the row; nothing is dropped silently. Rows without a gold answer are
+collected: by default (``empty_gold="error"``) the loader refuses the file with a ValueError that
+lists every such row; ``empty_gold="skip"`` drops them and warns (``EmptyGoldWarning``) naming
+them. Repeated problems (the aime/amc files carry
 each problem 32 times, the authors' way of sampling 32 times) are merged by
 :func:`deduplicate`, which records the count in ``Problem.repeats``; the evaluator then samples k
 times itself.
@@ -13,21 +16,46 @@ import json
 import os
 from pathlib import Path
 
-from steer.data.problems import Problem, parse_row
+import warnings
+
+from steer.data.problems import EmptyGoldError, Problem, parse_row
+
+EMPTY_GOLD_POLICIES = ("error", "skip")
 
 
-def _finish(rows_iter, path: str, name: str) -> list[Problem]:
-    out = []
+class EmptyGoldWarning(UserWarning):
+    """Rows without a gold answer were skipped (``empty_gold="skip"``)."""
+
+
+def _finish(rows_iter, path: str, name: str, empty_gold: str = "error") -> list[Problem]:
+    if empty_gold not in EMPTY_GOLD_POLICIES:
+        raise ValueError(f"empty_gold must be one of {EMPTY_GOLD_POLICIES}, got {empty_gold!r}")
+    out, empty = [], []
     for i, row in rows_iter:
-        p = parse_row(row, where=f"{path}:row {i}", name=name)
+        try:
+            p = parse_row(row, where=f"{path}:row {i}", name=name)
+        except EmptyGoldError:
+            empty.append(i)
+            continue
         if not p.id.split("/", 1)[-1] or p.id.endswith("/None"):
             p.id = f"{name}/row{i}"
         out.append(p)
+    if empty:
+        shown = ", ".join(str(i) for i in empty[:50]) + (f", ... ({len(empty)} in all)" if len(empty) > 50 else "")
+        if empty_gold == "error":
+            raise ValueError(
+                f"{path}:row {empty[0]}: no gold answer (reward_model.ground_truth / answer / "
+                f"final_answer); {len(empty)} row(s) without one: rows {shown} "
+                "(pass empty_gold='skip' to drop them)"
+            )
+        warnings.warn(f"{path}: skipped {len(empty)} row(s) without a gold answer: rows {shown}", EmptyGoldWarning, stacklevel=3)
     return out
 
 
-def load_parquet(path: str | os.PathLike, *, name: str | None = None) -> list[Problem]:
-    """All rows of a verl-format parquet file, in file order (no de-duplication)."""
+def load_parquet(path: str | os.PathLike, *, name: str | None = None, empty_gold: str = "error") -> list[Problem]:
+    """All rows of a verl-format parquet file, in file order (no de-duplication).
+
+    ``empty_gold``: ``"error"`` (refuse, listing the rows without a gold) or ``"skip"``."""
     import pyarrow.parquet as pq
 
     path = str(path)
@@ -36,11 +64,12 @@ def load_parquet(path: str | os.PathLike, *, name: str | None = None) -> list[Pr
         rows = pq.read_table(path).to_pylist()
     except Exception as e:
         raise ValueError(f"{path}: cannot read parquet: {e}") from e
-    return _finish(enumerate(rows), path, name)
+    return _finish(enumerate(rows), path, name, empty_gold)
 
 
-def load_jsonl(path: str | os.PathLike, *, name: str | None = None) -> list[Problem]:
-    """All rows of a JSONL file (verl or flat layout), in order. Blank lines are errors too."""
+def load_jsonl(path: str | os.PathLike, *, name: str | None = None, empty_gold: str = "error") -> list[Problem]:
+    """All rows of a JSONL file (verl or flat layout), in order. Blank lines are errors too.
+    ``empty_gold`` as in :func:`load_parquet`."""
     path = str(path)
     name = name or Path(path).stem
 
@@ -52,11 +81,11 @@ def load_jsonl(path: str | os.PathLike, *, name: str | None = None) -> list[Prob
                 except json.JSONDecodeError as e:
                     raise ValueError(f"{path}:row {i}: invalid JSON: {e}") from e
 
-    return _finish(rows(), path, name)
+    return _finish(rows(), path, name, empty_gold)
 
 
 def load_hf_disk(
-    path: str | os.PathLike, *, split: str | None = None, name: str | None = None
+    path: str | os.PathLike, *, split: str | None = None, name: str | None = None, empty_gold: str = "error"
 ) -> list[Problem]:
     """A HF ``datasets`` folder written by ``save_to_disk`` (a Dataset, or a DatasetDict + ``split``).
 
@@ -79,7 +108,7 @@ def load_hf_disk(
             raise ValueError(f"{path}: no split {split!r}; splits: {sorted(ds)}")
         ds = ds[split]
     name = name or Path(path).name
-    return _finish(enumerate(ds), f"{path}[{split or 'data'}]", name)
+    return _finish(enumerate(ds), f"{path}[{split or 'data'}]", name, empty_gold)
 
 
 def load_any(path: str | os.PathLike, **kw) -> list[Problem]:
@@ -88,9 +117,9 @@ def load_any(path: str | os.PathLike, **kw) -> list[Problem]:
     if p.is_dir():
         return load_hf_disk(p, **kw)
     if p.suffix == ".parquet":
-        return load_parquet(p, **{k: v for k, v in kw.items() if k == "name"})
+        return load_parquet(p, **{k: v for k, v in kw.items() if k in ("name", "empty_gold")})
     if p.suffix in (".jsonl", ".json"):
-        return load_jsonl(p, **{k: v for k, v in kw.items() if k == "name"})
+        return load_jsonl(p, **{k: v for k, v in kw.items() if k in ("name", "empty_gold")})
     raise ValueError(f"{path}: unknown data format (expected .parquet, .jsonl or a datasets folder)")
 
 

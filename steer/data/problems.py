@@ -57,6 +57,10 @@ class Problem:
         }
 
 
+class EmptyGoldError(ValueError):
+    """A row without a gold answer (missing, None or only whitespace)."""
+
+
 def strip_dapo_instructions(text: str) -> str:
     """The problem inside a DAPO-wrapped prompt (unchanged when the text is not wrapped)."""
     m = _DAPO_WRAP.match(text)
@@ -109,7 +113,7 @@ def parse_row(row: dict[str, Any], *, where: str, name: str = "") -> Problem:
     if isinstance(gold, (int, float)) and not isinstance(gold, bool):
         gold = str(gold)
     if not isinstance(gold, str) or not gold.strip():
-        raise ValueError(f"{where}: no gold answer (reward_model.ground_truth / answer / final_answer)")
+        raise EmptyGoldError(f"{where}: no gold answer (reward_model.ground_truth / answer / final_answer)")
     idx = extra.get("index", row.get("id", row.get("idx", row.get("unique_id"))))
     pid = f"{name}/{idx}" if idx is not None else ""
     content = msgs[-1]["content"]

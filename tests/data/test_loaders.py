@@ -167,3 +167,42 @@ def test_templates():
     with pytest.raises(ValueError, match="valid"):
         apply_template(p, "nope")
     assert render(q).endswith("assistant:")
+
+
+def test_empty_golds_are_listed_and_refused_or_skipped_explicitly(tmp_path):
+    from steer.data import EmptyGoldWarning
+
+    rows = [GOOD]
+    for i, g in ((1, ""), (2, "   "), (3, None)):
+        rows.append({**GOOD, "reward_model": {"ground_truth": g, "style": "rule"}, "extra_info": {"index": i}})
+    rows.append({**GOOD, "extra_info": {"index": 4}})
+    path = _write(tmp_path, rows)
+    with pytest.raises(ValueError, match=r"3 row\(s\) without one: rows 1, 2, 3 .*empty_gold='skip'"):
+        load_parquet(path)
+    with pytest.warns(EmptyGoldWarning, match=r"skipped 3 row\(s\) without a gold answer: rows 1, 2, 3"):
+        ps = load_parquet(path, empty_gold="skip")
+    assert [p.id for p in ps] == ["bad/0", "bad/4"]
+    with pytest.raises(ValueError, match="empty_gold must be one of"):
+        load_parquet(path, empty_gold="ignore")
+    jl = tmp_path / "e.jsonl"
+    jl.write_text(json.dumps({"problem": "P", "answer": ""}) + "\n" + json.dumps({"problem": "Q", "answer": "1"}) + "\n")
+    with pytest.raises(ValueError, match="rows 0 "):
+        load_any(jl)
+    with pytest.warns(EmptyGoldWarning):
+        assert [p.gold for p in load_any(jl, empty_gold="skip")] == ["1"]
+
+
+def test_data_layer_does_not_import_rewards():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, steer.data, steer.data.loaders, steer.data.benchmarks, steer.data.templates;"
+        "bad = [m for m in sys.modules if m.startswith('steer.rewards')]; print(bad); sys.exit(1 if bad else 0)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    from steer.data import parse_row
+
+    p = parse_row({"problem": "P", "solution": r"so $\boxed{\left\{1,2\right.}$"}, where="x")
+    assert p.gold == r"\left\{1,2\right."
