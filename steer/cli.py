@@ -12,6 +12,7 @@ import sys
 SUBCOMMAND_MODULES = (
     "steer.train.cli",
     "steer.evaluation.cli",
+    "steer.analysis.reproduce_cli",
 )
 
 

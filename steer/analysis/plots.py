@@ -179,3 +179,39 @@ def plot_all(runs: Mapping[str, Records], out_dir: str | Path, *, window: int = 
             window=window,
         ),
     }
+
+
+def plot_arm_bands(
+    groups: Mapping[str, Mapping[int, Records]],
+    key: str,
+    path: str | Path,
+    *,
+    title: str,
+    ylabel: str | None = None,
+) -> Path:
+    """One line per arm: the mean of ``key`` over that arm's seeds at each step, with a band from
+    the minimum to the maximum over seeds (``groups``: ``{arm: {seed: records}}``)."""
+    fig, ax = plt.subplots(figsize=(7.0, 4.0))
+    for label, by_seed in groups.items():
+        per_step: dict[int, list[float]] = {}
+        for recs in by_seed.values():
+            for x, y in zip(*series(recs, key)):
+                per_step.setdefault(x, []).append(y)
+        if not per_step:
+            continue
+        xs = sorted(per_step)
+        mean = [sum(per_step[x]) / len(per_step[x]) for x in xs]
+        (line,) = ax.plot(xs, mean, label=f"{label} (n={len(by_seed)})")
+        if len(by_seed) > 1:
+            ax.fill_between(
+                xs, [min(per_step[x]) for x in xs], [max(per_step[x]) for x in xs], color=line.get_color(), alpha=0.15
+            )
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel or key)
+    ax.grid(alpha=0.3)
+    if ax.lines:
+        ax.legend(fontsize=7, ncol=2 if len(groups) > 6 else 1)
+    else:
+        ax.text(0.5, 0.5, f"no '{key}' logged", ha="center", transform=ax.transAxes)
+    return _save(fig, Path(path))

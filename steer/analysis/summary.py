@@ -170,8 +170,10 @@ def write_summary(
     title: str,
     notes: Sequence[str] = (),
     verdict_lines: Sequence[str] = (),
+    basename: str = "summary",
 ) -> tuple[Path, Path]:
-    """``summary.md`` (images linked) and ``summary.html`` (images embedded as base64)."""
+    """``<basename>.md`` (images linked) and ``<basename>.html`` (images embedded as base64, no
+    external reference: the page is self-contained)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     header, rows = comparison_rows(summaries)
@@ -184,7 +186,7 @@ def write_summary(
     md += ["## Plots", ""]
     for name, path in images.items():
         md.append(f"![{name}]({Path(path).name})")
-    md_path = out / "summary.md"
+    md_path = out / f"{basename}.md"
     md_path.write_text("\n".join(md) + "\n")
 
     h = [
@@ -211,7 +213,7 @@ def write_summary(
         data = base64.b64encode(Path(path).read_bytes()).decode()
         h.append(f"<div><img alt='{html.escape(name)}' src='data:image/png;base64,{data}'></div>")
     h.append("</body></html>")
-    html_path = out / "summary.html"
+    html_path = out / f"{basename}.html"
     html_path.write_text("\n".join(h) + "\n")
     return md_path, html_path
 

@@ -1,0 +1,133 @@
+"""Sub-commands ``steer reproduce CLAIM`` and ``steer report RUN_DIR...``."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def register(subparsers) -> None:
+    from steer.analysis.reproduce import CLAIMS
+
+    p = subparsers.add_parser(
+        "reproduce",
+        help="scripted testbed experiments that check the paper's claims, each with a verdict",
+        description=(
+            "Run one of the paper's section-3 claims on the CPU testbed (several seeds, a verdict rule "
+            "fixed in advance) or 'all'. Finished runs are reused when the settings are unchanged; "
+            "results go to OUT/<claim>/result.md and result.json, and a default-budget run updates "
+            "OUT/REPRODUCTION.md. See docs/reproduce.md."
+        ),
+    )
+    p.add_argument("claim", choices=[*CLAIMS, "all"], help="the claim to run")
+    p.add_argument("--quick", action="store_true", help="a tiny budget (a micro policy, 2 steps, 2 seeds)")
+    p.add_argument("--out", default="runs/reproduce", help="output directory (default: runs/reproduce)")
+    p.add_argument("--seeds", type=_ints, default=None, help="comma-separated seeds (default 0,1,2; quick 0,1)")
+    p.add_argument("--jobs", type=int, default=0, help="runs trained at the same time (0 = one per CPU, max 8)")
+    p.add_argument(
+        "--fractions",
+        type=_floats,
+        default=None,
+        help="quadrants: intervention fractions (default 0.1; appendix D.2 uses 0.05,0.1,0.2)",
+    )
+    p.add_argument("--reproduction", default=None, help="also write the REPRODUCTION.md table to this path")
+    p.add_argument("overrides", nargs="*", help="extra trainer overrides key=value applied to every run")
+    p.set_defaults(func=_reproduce)
+
+    r = subparsers.add_parser(
+        "report",
+        help="compare runs: overlaid curves and a final table (PNG, report.md, self-contained report.html)",
+    )
+    r.add_argument("runs", nargs="+", help="run directories (or metrics.jsonl files)")
+    r.add_argument("--out", default="runs/report", help="output directory (default: runs/report)")
+    r.add_argument("--labels", default=None, help="comma-separated labels, one per run")
+    r.add_argument("--format", default="auto", help="log format: auto, steer (verl, trl: not implemented yet)")
+    r.add_argument("--title", default="steer report")
+    r.add_argument("--window", type=int, default=1, help="moving-average window of the curves")
+    r.set_defaults(func=_report)
+
+
+def _err(msg: str) -> int:
+    print(f"error: {msg}", file=sys.stderr)
+    return 2
+
+
+def _reproduce(args) -> int:
+    from steer.analysis.reproduce import CLAIMS, run_claim, write_reproduction
+    from steer.train.config import ConfigError
+
+    names = list(CLAIMS) if args.claim == "all" else [args.claim]
+    if args.jobs < 0:
+        return _err("--jobs must be >= 0")
+    bad = 0
+    for name in names:
+        cmd = "steer reproduce " + " ".join(
+            shlex.quote(a)
+            for a in [name]
+            + (["--quick"] if args.quick else [])
+            + (["--seeds", ",".join(map(str, args.seeds))] if args.seeds else [])
+            + (["--fractions", ",".join(f"{f:g}" for f in args.fractions)] if args.fractions and name == "quadrants" else [])
+            + list(args.overrides)
+        )
+        try:
+            res = run_claim(
+                name,
+                args.out,
+                quick=args.quick,
+                seeds=args.seeds,
+                jobs=args.jobs or None,
+                overrides=args.overrides,
+                fractions=args.fractions if name == "quadrants" else None,
+                command=cmd,
+            )
+        except (ConfigError, ValueError) as exc:
+            return _err(str(exc))
+        except NotImplementedError as exc:
+            print(f"reproduce {name}: not run: {exc}", file=sys.stderr)
+            continue
+        if res.get("failed"):
+            bad += 1
+    if not args.quick:
+        path = write_reproduction(args.out, args.reproduction)
+        print(f"wrote {path}", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def _report(args) -> int:
+    from steer.analysis.report import ReportError, make_report
+
+    labels = [x for x in args.labels.split(",")] if args.labels else None
+    if args.window < 1:
+        return _err("--window must be >= 1")
+    try:
+        res = make_report(
+            args.runs,
+            args.out,
+            labels=labels,
+            fmt=args.format,
+            title=args.title,
+            window=args.window,
+            log=lambda m: print(m, file=sys.stderr),
+        )
+    except ReportError as exc:
+        return _err(str(exc))
+    from steer.analysis.summary import print_table
+
+    print_table(res["summaries"], title=args.title)
+    print(f"wrote {res['md']} and {res['html']}")
+    return 0
