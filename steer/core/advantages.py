@@ -30,6 +30,7 @@ import math
 import torch
 from torch import Tensor
 
+from steer.core.errors import NonFiniteError
 from steer.core.types import as_bool_mask
 
 __all__ = [
@@ -74,7 +75,9 @@ def _check_inputs(rewards: Tensor, group_ids: Tensor, response_mask: Tensor) -> 
         )
     r = _float(rewards)
     if not bool(torch.isfinite(r).all()):
-        raise ValueError("rewards contain NaN or inf")
+        raise NonFiniteError(
+            "rewards contain NaN or inf", name="rewards", count=int((~torch.isfinite(r)).sum())
+        )
     return r, group_ids.detach(), as_bool_mask(response_mask.detach())
 
 
@@ -85,7 +88,11 @@ def _check_token_tensor(name: str, x: Tensor, mask: Tensor) -> Tensor:
         )
     xf = _float(x)
     if bool((mask & ~torch.isfinite(xf)).any()):
-        raise ValueError(f"{name} contains NaN or inf on valid (mask=True) tokens")
+        raise NonFiniteError(
+            f"{name} contains NaN or inf on valid (mask=True) tokens",
+            name=name,
+            count=int((mask & ~torch.isfinite(xf)).sum()),
+        )
     return torch.where(mask, xf, torch.zeros((), dtype=xf.dtype, device=xf.device))
 
 

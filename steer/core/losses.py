@@ -22,8 +22,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from steer.core.aggregation import AGG_MODES, aggregate, aggregate_token_loss
+from steer.core.errors import NonFiniteError
 from steer.core.estimators import delta_indicator, omega_cov
-from steer.core.types import as_bool_mask, check_same_shape
+from steer.core.types import Normalisers, TokenLoss, as_bool_mask, check_same_shape
 
 __all__ = [
     "AGG_MODES",
@@ -50,128 +52,8 @@ __all__ = [
     "vanilla_policy_loss",
 ]
 
-AGG_MODES = (
-    "token-mean",
-    "seq-mean-token-mean",
-    "seq-mean-token-sum",
-    "seq-mean-token-sum-norm",
-    "token-sum",
-)
 KL_TYPES = ("k1", "abs", "k2", "k3", "k1+", "abs+", "k3+")
 QUADRANTS = ("I", "II", "III", "IV")
-
-
-# --------------------------------------------------------------------------------------------
-# aggregation
-
-
-def _denominator(value: float | Tensor | None, fallback: Tensor, name: str) -> Tensor:
-    if value is None:
-        d = fallback
-    else:
-        d = torch.as_tensor(value, dtype=fallback.dtype, device=fallback.device)
-        if d.numel() != 1 or not bool(torch.isfinite(d).all()) or float(d) < 0:
-            raise ValueError(f"{name} must be one finite number >= 0, got {value!r}")
-        d = d.reshape(())
-    # 0 valid tokens/sequences: the numerator is 0 too; divide by 1 to give a defined 0.
-    return torch.where(d > 0, d, torch.ones_like(d))
-
-
-def _check_global_count(value: float | Tensor | None, local: int, name: str, what: str) -> None:
-    """A global normaliser counts this batch's own ``local`` items too, so it cannot be smaller."""
-    if value is None:
-        return
-    v = torch.as_tensor(value).detach()
-    if v.numel() != 1 or not bool(torch.isfinite(v).all()):
-        raise ValueError(f"{name} must be one finite number >= 0, got {value!r}")
-    v = float(v)
-    if v < 0 or (local > 0 and v <= 0):
-        raise ValueError(f"{name} must be > 0 when the batch has {what} ({local}), got {value!r}")
-    if v < local:
-        raise ValueError(
-            f"{name} = {value!r} is smaller than this batch's own number of {what} ({local}); "
-            "it must count every (micro-)batch of the mini-batch, this one included"
-        )
-
-
-def _check_global_normalisers(
-    m: Tensor, global_num_tokens: float | Tensor | None, global_num_seqs: float | Tensor | None
-) -> None:
-    _check_global_count(global_num_tokens, int(m.sum()), "global_num_tokens", "valid tokens")
-    n_seqs = int((m.sum(-1) > 0).sum()) if m.dim() >= 2 else int(bool(m.any()))
-    _check_global_count(global_num_seqs, n_seqs, "global_num_seqs", "non-empty sequences")
-
-
-def aggregate(
-    loss_mat: Tensor,
-    mask: Tensor,
-    mode: str = "token-mean",
-    *,
-    global_num_tokens: float | Tensor | None = None,
-    global_num_seqs: float | Tensor | None = None,
-    loss_scale_factor: float | None = None,
-) -> Tensor:
-    """Reduce a per-token loss matrix (B, T) to a scalar (verl ``agg_loss`` semantics, spec §0).
-
-    - ``token-mean``: ``sum(L * m) / N``, N = ``global_num_tokens`` or this batch's valid tokens;
-    - ``seq-mean-token-mean``: mean over sequences of each sequence's token mean (original GRPO);
-    - ``seq-mean-token-sum``: mean over sequences of each sequence's token sum;
-    - ``seq-mean-token-sum-norm`` (Dr. GRPO): ``seq-mean-token-sum / loss_scale_factor``
-      (default: the padded length T, as verl; the Dr. GRPO paper uses the max generation length);
-    - ``token-sum``: ``sum(L * m)``.
-    Sequence means divide by ``global_num_seqs`` or the number of non-empty sequences of this batch.
-    Pass the global normalisers when a mini-batch is split into micro-batches (each micro-batch's
-    loss is then already on the mini-batch scale). An all-masked batch gives exactly 0 (with a
-    zero gradient), never NaN. Impossible global normalisers raise ValueError (whatever the mode):
-    ``global_num_tokens`` smaller than this batch's valid tokens, or <= 0 while there are valid
-    tokens; the same for ``global_num_seqs`` against the non-empty sequences.
-    """
-    if mode not in AGG_MODES:
-        raise ValueError(f"unknown loss_agg_mode {mode!r}; valid: {list(AGG_MODES)}")
-    check_same_shape(loss_mat=loss_mat, mask=mask)
-    m = as_bool_mask(mask)
-    _check_global_normalisers(m, global_num_tokens, global_num_seqs)
-    return _aggregate(
-        loss_mat,
-        m,
-        mode,
-        global_num_tokens=global_num_tokens,
-        global_num_seqs=global_num_seqs,
-        loss_scale_factor=loss_scale_factor,
-    )
-
-
-def _aggregate(
-    loss_mat: Tensor,
-    m: Tensor,
-    mode: str,
-    *,
-    global_num_tokens: float | Tensor | None,
-    global_num_seqs: float | Tensor | None,
-    loss_scale_factor: float | None,
-) -> Tensor:
-    """:func:`aggregate` without the argument checks (bool mask of the same shape)."""
-    zero = torch.zeros((), dtype=loss_mat.dtype, device=loss_mat.device)
-    lm = torch.where(m, loss_mat, zero)
-    if mode == "token-mean":
-        n = m.sum().to(loss_mat.dtype)
-        return lm.sum() / _denominator(global_num_tokens, n, "global_num_tokens")
-    if mode == "token-sum":
-        return lm.sum()
-    if lm.dim() < 2:
-        raise ValueError(f"loss_agg_mode {mode!r} needs a (B, T) loss matrix, got shape {tuple(lm.shape)}")
-    counts = m.sum(-1).to(loss_mat.dtype)
-    seq = lm.sum(-1)
-    if mode == "seq-mean-token-mean":
-        seq = seq / torch.where(counts > 0, counts, torch.ones_like(counts))
-    n_seq = (counts > 0).sum().to(loss_mat.dtype)
-    loss = seq.sum() / _denominator(global_num_seqs, n_seq, "global_num_seqs")
-    if mode == "seq-mean-token-sum-norm":
-        scale = float(lm.shape[-1]) if loss_scale_factor is None else float(loss_scale_factor)
-        if not (math.isfinite(scale) and scale > 0):
-            raise ValueError(f"loss_scale_factor must be finite and > 0, got {loss_scale_factor!r}")
-        loss = loss / scale
-    return loss
 
 
 # --------------------------------------------------------------------------------------------
@@ -211,7 +93,7 @@ def _check_finite_on_valid(mask: Tensor, **tensors: Tensor | None) -> None:
             continue
         bad = mask & ~torch.isfinite(x.detach())
         if bool(bad.any()):
-            raise ValueError(f"{name} contains {int(bad.sum())} NaN/inf value(s) on valid (mask=True) tokens")
+            raise NonFiniteError.on_valid(name, int(bad.sum()))
 
 
 def log_ratio(logp: Tensor, old_logp: Tensor, mask: Tensor, clamp: float = 20.0) -> Tensor:
@@ -342,6 +224,58 @@ def _agg_kwargs(global_num_tokens, global_num_seqs, loss_scale_factor) -> dict:
     }
 
 
+def finish_policy_loss(
+    token_loss: TokenLoss,
+    response_mask: Tensor,
+    loss_agg_mode: str,
+    global_num_tokens: float | Tensor | None,
+    global_num_seqs: float | Tensor | None,
+    loss_scale_factor: float | None,
+) -> tuple[Tensor, dict[str, float]]:
+    """``(aggregate_token_loss(token_loss), token_loss.metrics + pg_loss)``: the ``*_policy_loss``
+    functions are their ``*_token_loss`` followed by this."""
+    loss = aggregate_token_loss(
+        token_loss,
+        response_mask,
+        loss_agg_mode,
+        Normalisers(global_num_tokens, global_num_seqs, loss_scale_factor),
+    )
+    return loss, {"pg_loss": float(loss.detach()), **token_loss.metrics}
+
+
+def vanilla_token_loss(
+    logp: Tensor,
+    old_logp: Tensor,
+    advantages: Tensor,
+    response_mask: Tensor,
+    *,
+    eps_low: float = 0.2,
+    eps_high: float = 0.2,
+    clip_c: float | None = None,
+    weight: Tensor | None = None,
+    log_ratio_clamp: float = 20.0,
+    entropy: Tensor | None = None,
+    check_finite: bool = True,
+) -> tuple[TokenLoss, SurrogateResult]:
+    """The clipped surrogate (:func:`clipped_surrogate`) as a :class:`TokenLoss` (times ``weight``
+    when given), and the surrogate itself (its ratio and clip masks)."""
+    s = clipped_surrogate(
+        logp,
+        old_logp,
+        advantages,
+        response_mask,
+        eps_low=eps_low,
+        eps_high=eps_high,
+        clip_c=clip_c,
+        weight=weight,
+        log_ratio_clamp=log_ratio_clamp,
+        check_finite=check_finite,
+    )
+    metrics = standard_metrics(response_mask, surrogate=s, entropy=entropy, weight=weight)
+    w = None if weight is None else weight.detach()
+    return TokenLoss(s.loss_mat, w, metrics), s
+
+
 def vanilla_policy_loss(
     logp: Tensor,
     old_logp: Tensor,
@@ -359,7 +293,7 @@ def vanilla_policy_loss(
     entropy: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """Clipped surrogate (:func:`clipped_surrogate`) aggregated by :func:`aggregate`; ``(loss, metrics)``."""
-    s = clipped_surrogate(
+    tl, _ = vanilla_token_loss(
         logp,
         old_logp,
         advantages,
@@ -368,14 +302,11 @@ def vanilla_policy_loss(
         eps_high=eps_high,
         clip_c=clip_c,
         weight=weight,
+        entropy=entropy,
     )
-    loss = aggregate(
-        s.loss_mat,
-        response_mask,
-        loss_agg_mode,
-        **_agg_kwargs(global_num_tokens, global_num_seqs, loss_scale_factor),
+    return finish_policy_loss(
+        tl, response_mask, loss_agg_mode, global_num_tokens, global_num_seqs, loss_scale_factor
     )
-    return loss, standard_metrics(response_mask, loss=loss, surrogate=s, entropy=entropy, weight=weight)
 
 
 # --------------------------------------------------------------------------------------------
@@ -422,6 +353,48 @@ def clip_cov_select(
     return selected
 
 
+def clip_cov_token_loss(
+    logp: Tensor,
+    old_logp: Tensor,
+    advantages: Tensor,
+    response_mask: Tensor,
+    *,
+    eps_low: float = 1.0,
+    eps_high: float = 1.0,
+    clip_cov_ratio: float = 2e-4,
+    clip_cov_lb: float = 1.0,
+    clip_cov_ub: float = 5.0,
+    generator: torch.Generator | None = None,
+    weight: Tensor | None = None,
+    entropy: Tensor | None = None,
+) -> tuple[TokenLoss, SurrogateResult]:
+    """Clip-Cov (Cui et al. 2025; spec methods.md §1.2; paper Table 1 baseline "Clip-Cov") per token.
+
+    The PPO-clipped loss ``max(-A r, -A clip(r))`` (no dual clip) with the selected tokens' loss
+    multiplied by 0 (:func:`clip_cov_select`); ``weight`` (when given) multiplies the kept tokens'
+    loss. Defaults: ratio 2e-4, bounds (1, 5), PPO clip 1/1 (the reference scripts). The token
+    weight reported is the 0/1 keep mask (times ``weight``). Extra metric: ``clip_cov/selected_frac``.
+    """
+    s = clipped_surrogate(logp, old_logp, advantages, response_mask, eps_low=eps_low, eps_high=eps_high)
+    sel = clip_cov_select(
+        logp,
+        advantages,
+        response_mask,
+        already_clipped=s.clipped_low | s.clipped_high,
+        clip_cov_ratio=clip_cov_ratio,
+        clip_cov_lb=clip_cov_lb,
+        clip_cov_ub=clip_cov_ub,
+        generator=generator,
+    )
+    keep = (~sel).to(s.loss_mat.dtype)
+    if weight is not None:
+        keep = keep * weight.detach().to(keep.dtype)
+    loss_mat = s.loss_mat * keep
+    metrics = standard_metrics(response_mask, surrogate=s, entropy=entropy, weight=keep)
+    metrics["clip_cov/selected_frac"] = float(sel.sum()) / max(int(as_bool_mask(response_mask).sum()), 1)
+    return TokenLoss(loss_mat, keep, metrics), s
+
+
 def clip_cov_policy_loss(
     logp: Tensor,
     old_logp: Tensor,
@@ -441,36 +414,24 @@ def clip_cov_policy_loss(
     loss_scale_factor: float | None = None,
     entropy: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
-    """Clip-Cov (Cui et al. 2025; spec methods.md §1.2; paper Table 1 baseline "Clip-Cov").
-
-    The PPO-clipped loss ``max(-A r, -A clip(r))`` (no dual clip) with the selected tokens' loss
-    multiplied by 0 (:func:`clip_cov_select`). Defaults: ratio 2e-4, bounds (1, 5), PPO clip 1/1
-    (the reference scripts). Extra metric: ``clip_cov/selected_frac``.
-    """
-    s = clipped_surrogate(logp, old_logp, advantages, response_mask, eps_low=eps_low, eps_high=eps_high)
-    sel = clip_cov_select(
+    """:func:`clip_cov_token_loss` aggregated; ``(loss, metrics)``."""
+    tl, _ = clip_cov_token_loss(
         logp,
+        old_logp,
         advantages,
         response_mask,
-        already_clipped=s.clipped_low | s.clipped_high,
+        eps_low=eps_low,
+        eps_high=eps_high,
         clip_cov_ratio=clip_cov_ratio,
         clip_cov_lb=clip_cov_lb,
         clip_cov_ub=clip_cov_ub,
         generator=generator,
+        weight=weight,
+        entropy=entropy,
     )
-    keep = (~sel).to(s.loss_mat.dtype)
-    if weight is not None:
-        keep = keep * weight.detach().to(keep.dtype)
-    loss_mat = s.loss_mat * keep
-    loss = aggregate(
-        loss_mat,
-        response_mask,
-        loss_agg_mode,
-        **_agg_kwargs(global_num_tokens, global_num_seqs, loss_scale_factor),
+    return finish_policy_loss(
+        tl, response_mask, loss_agg_mode, global_num_tokens, global_num_seqs, loss_scale_factor
     )
-    metrics = standard_metrics(response_mask, loss=loss, surrogate=s, entropy=entropy, weight=keep)
-    metrics["clip_cov/selected_frac"] = float(sel.sum()) / max(int(as_bool_mask(response_mask).sum()), 1)
-    return loss, metrics
 
 
 def kl_cov_select(
@@ -492,7 +453,7 @@ def kl_cov_select(
     return selected & m
 
 
-def kl_cov_policy_loss(
+def kl_cov_token_loss(
     logp: Tensor,
     old_logp: Tensor,
     advantages: Tensor,
@@ -502,17 +463,14 @@ def kl_cov_policy_loss(
     kl_cov_coef: float = 1.0,
     weight: Tensor | None = None,
     log_ratio_clamp: float = 20.0,
-    loss_agg_mode: str = "token-mean",
-    global_num_tokens: float | Tensor | None = None,
-    global_num_seqs: float | Tensor | None = None,
-    loss_scale_factor: float | None = None,
     entropy: Tensor | None = None,
-) -> tuple[Tensor, dict[str, float]]:
-    """KL-Cov (Cui et al. 2025; spec methods.md §1.3; paper Table 1 baseline "KL-Cov").
+) -> tuple[TokenLoss, SurrogateResult]:
+    """KL-Cov (Cui et al. 2025; spec methods.md §1.3; paper Table 1 baseline "KL-Cov") per token.
 
     No PPO clip anywhere: every token's loss is ``-A r``; the selected top-Cov tokens
     (:func:`kl_cov_select`) get ``-A r + kl_cov_coef * |logp - old_logp|``. Defaults k = 2e-3
-    (Qwen2.5-7B; 2e-4 for 32B), beta = 1. Extra metric ``kl_cov/selected_frac``.
+    (Qwen2.5-7B; 2e-4 for 32B), beta = 1. Extra metric ``kl_cov/selected_frac``. The returned
+    surrogate has all clip masks False (nothing is clipped).
     """
     check_same_shape(
         logp=logp, old_logp=old_logp, advantages=advantages, response_mask=response_mask, weight=weight
@@ -529,14 +487,45 @@ def kl_cov_policy_loss(
     if weight is not None:
         loss_mat = loss_mat * weight.detach().to(dt)
     loss_mat = torch.where(m, loss_mat, zero)
-    loss = aggregate(
-        loss_mat, m, loss_agg_mode, **_agg_kwargs(global_num_tokens, global_num_seqs, loss_scale_factor)
-    )
     none = torch.zeros_like(m)
     s = SurrogateResult(loss_mat, ratio.detach(), none, none, none)
-    metrics = standard_metrics(m, loss=loss, surrogate=s, entropy=entropy, weight=weight)
+    metrics = standard_metrics(m, surrogate=s, entropy=entropy, weight=weight)
     metrics["kl_cov/selected_frac"] = float(sel.sum()) / max(int(m.sum()), 1)
-    return loss, metrics
+    w = None if weight is None else weight.detach()
+    return TokenLoss(loss_mat, w, metrics), s
+
+
+def kl_cov_policy_loss(
+    logp: Tensor,
+    old_logp: Tensor,
+    advantages: Tensor,
+    response_mask: Tensor,
+    *,
+    kl_cov_ratio: float = 2e-3,
+    kl_cov_coef: float = 1.0,
+    weight: Tensor | None = None,
+    log_ratio_clamp: float = 20.0,
+    loss_agg_mode: str = "token-mean",
+    global_num_tokens: float | Tensor | None = None,
+    global_num_seqs: float | Tensor | None = None,
+    loss_scale_factor: float | None = None,
+    entropy: Tensor | None = None,
+) -> tuple[Tensor, dict[str, float]]:
+    """:func:`kl_cov_token_loss` aggregated; ``(loss, metrics)``."""
+    tl, _ = kl_cov_token_loss(
+        logp,
+        old_logp,
+        advantages,
+        response_mask,
+        kl_cov_ratio=kl_cov_ratio,
+        kl_cov_coef=kl_cov_coef,
+        weight=weight,
+        log_ratio_clamp=log_ratio_clamp,
+        entropy=entropy,
+    )
+    return finish_policy_loss(
+        tl, response_mask, loss_agg_mode, global_num_tokens, global_num_seqs, loss_scale_factor
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -564,6 +553,50 @@ def forking_token_mask(entropy: Tensor, response_mask: Tensor, *, rho: float = 0
     return out & m
 
 
+def forking_token_loss(
+    logp: Tensor,
+    old_logp: Tensor,
+    advantages: Tensor,
+    response_mask: Tensor,
+    entropy: Tensor,
+    *,
+    rho: float = 0.2,
+    eps_low: float = 0.2,
+    eps_high: float = 0.28,
+    clip_c: float | None = 10.0,
+    weight: Tensor | None = None,
+    log_ratio_clamp: float = 20.0,
+    check_finite: bool = True,
+) -> tuple[TokenLoss, SurrogateResult]:
+    """Forking tokens / 80-20 rule (Wang et al. 2025; spec §7; paper Table 3 "Forking Tokens").
+
+    The clipped loss on the top-``rho`` entropy tokens only (:func:`forking_token_mask`; the
+    current policy's entropy), 0 elsewhere. Its aggregation counts the *selected* tokens
+    (``loss_mask`` = the selection): token-mean divides by their number, and a global
+    ``num_tokens`` is scaled by ``rho`` (``num_tokens_scale``; exact up to the ceil rounding of
+    each micro-batch's selection). Extra metric ``forking/selected_frac``.
+    """
+    top = forking_token_mask(entropy, response_mask, rho=rho)
+    s = clipped_surrogate(
+        logp,
+        old_logp,
+        advantages,
+        response_mask,
+        eps_low=eps_low,
+        eps_high=eps_high,
+        clip_c=clip_c,
+        weight=weight,
+        log_ratio_clamp=log_ratio_clamp,
+        check_finite=check_finite,
+    )
+    zero = torch.zeros((), dtype=s.loss_mat.dtype, device=s.loss_mat.device)
+    loss_mat = torch.where(top, s.loss_mat, zero)
+    w = top.to(s.loss_mat.dtype) if weight is None else top.to(s.loss_mat.dtype) * weight.detach()
+    metrics = standard_metrics(response_mask, surrogate=s, entropy=entropy, weight=w)
+    metrics["forking/selected_frac"] = float(top.sum()) / max(int(as_bool_mask(response_mask).sum()), 1)
+    return TokenLoss(loss_mat, w, metrics, loss_mask=top, num_tokens_scale=float(rho)), s
+
+
 def forking_policy_loss(
     logp: Tensor,
     old_logp: Tensor,
@@ -581,36 +614,22 @@ def forking_policy_loss(
     global_num_seqs: float | Tensor | None = None,
     loss_scale_factor: float | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
-    """Forking tokens / 80-20 rule (Wang et al. 2025; spec §7; paper Table 3 "Forking Tokens").
-
-    The clipped loss aggregated with ``mask = response_mask & top_mask``, so token-mean divides by
-    the number of *selected* tokens. A given ``global_num_tokens`` is scaled by ``rho`` (the
-    selected share, exact up to the ceil rounding). Entropy is the current policy's.
-    Extra metric ``forking/selected_frac``.
-    """
-    top = forking_token_mask(entropy, response_mask, rho=rho)
-    s = clipped_surrogate(
+    """:func:`forking_token_loss` aggregated over the selected tokens; ``(loss, metrics)``."""
+    tl, _ = forking_token_loss(
         logp,
         old_logp,
         advantages,
         response_mask,
+        entropy,
+        rho=rho,
         eps_low=eps_low,
         eps_high=eps_high,
         clip_c=clip_c,
         weight=weight,
     )
-    if loss_agg_mode not in AGG_MODES:
-        raise ValueError(f"unknown loss_agg_mode {loss_agg_mode!r}; valid: {list(AGG_MODES)}")
-    # the global normalisers count all valid tokens/sequences: check them against response_mask
-    _check_global_normalisers(as_bool_mask(response_mask), global_num_tokens, global_num_seqs)
-    # approximation: the mini-batch's selected-token count is taken as global_num_tokens * rho
-    # (each micro-batch selects ceil(rho * N_local), so the true count is slightly larger)
-    gnt = None if global_num_tokens is None else float(global_num_tokens) * rho
-    loss = _aggregate(s.loss_mat, top, loss_agg_mode, **_agg_kwargs(gnt, global_num_seqs, loss_scale_factor))
-    w = top.to(s.loss_mat.dtype) if weight is None else top.to(s.loss_mat.dtype) * weight.detach()
-    metrics = standard_metrics(response_mask, loss=loss, surrogate=s, entropy=entropy, weight=w)
-    metrics["forking/selected_frac"] = float(top.sum()) / max(int(as_bool_mask(response_mask).sum()), 1)
-    return loss, metrics
+    return finish_policy_loss(
+        tl, response_mask, loss_agg_mode, global_num_tokens, global_num_seqs, loss_scale_factor
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -855,6 +874,58 @@ def quadrant_weights(
     return w, selected
 
 
+def quadrant_token_loss(
+    logp: Tensor,
+    old_logp: Tensor,
+    advantages: Tensor,
+    response_mask: Tensor,
+    *,
+    target: str,
+    action: str = "mask",
+    fraction: float = 0.1,
+    factor: float = 2.0,
+    by: str = "prob",
+    entropy: Tensor | None = None,
+    high_prob: float = 0.8,
+    low_prob: float = 0.2,
+    generator: torch.Generator | None = None,
+    eps_low: float = 0.2,
+    eps_high: float = 0.2,
+    clip_c: float | None = None,
+    log_ratio_clamp: float = 20.0,
+    check_finite: bool = True,
+) -> tuple[TokenLoss, SurrogateResult]:
+    """Clipped loss with a quadrant intervention (paper Figure 6 and appendix D.2), per token.
+
+    The probability used for ``by="prob"`` is the current policy's (detached). Extra metric
+    ``quadrant/selected`` (a count), and ``intervention/{q}/count``: the per-quadrant token counts
+    under the intervention's own criterion ``by`` (the standard ``quadrant/{q}/count`` keys always
+    use sign(A) and sign(delta); ``Method`` adds them when an entropy is available).
+    """
+    q = assign_quadrants(
+        advantages, response_mask, logp=logp, entropy=entropy, by=by, high_prob=high_prob, low_prob=low_prob
+    )
+    w, sel = quadrant_weights(
+        q, target=target, action=action, fraction=fraction, factor=factor, generator=generator
+    )
+    tl, s = vanilla_token_loss(
+        logp,
+        old_logp,
+        advantages,
+        response_mask,
+        eps_low=eps_low,
+        eps_high=eps_high,
+        clip_c=clip_c,
+        weight=w,
+        log_ratio_clamp=log_ratio_clamp,
+        entropy=entropy,
+        check_finite=check_finite,
+    )
+    tl.metrics["quadrant/selected"] = float(sel.sum())
+    tl.metrics.update({k.replace("quadrant/", "intervention/", 1): v for k, v in quadrant_metrics(q).items()})
+    return tl, s
+
+
 def quadrant_policy_loss(
     logp: Tensor,
     old_logp: Tensor,
@@ -878,34 +949,25 @@ def quadrant_policy_loss(
     global_num_seqs: float | Tensor | None = None,
     loss_scale_factor: float | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
-    """Clipped loss with a quadrant intervention (paper Figure 6 and appendix D.2).
-
-    The probability used for ``by="prob"`` is the current policy's (detached). Extra metric
-    ``quadrant/selected``, and ``intervention/{q}/count``: the per-quadrant token counts under the
-    intervention's own criterion ``by`` (the standard ``quadrant/{q}/count`` keys always use
-    sign(A) and sign(delta); ``Method.compute_loss`` adds them when an entropy is available).
-    """
-    q = assign_quadrants(
-        advantages, response_mask, logp=logp, entropy=entropy, by=by, high_prob=high_prob, low_prob=low_prob
-    )
-    w, sel = quadrant_weights(
-        q, target=target, action=action, fraction=fraction, factor=factor, generator=generator
-    )
-    loss, metrics = vanilla_policy_loss(
+    """:func:`quadrant_token_loss` aggregated; ``(loss, metrics)``."""
+    tl, _ = quadrant_token_loss(
         logp,
         old_logp,
         advantages,
         response_mask,
+        target=target,
+        action=action,
+        fraction=fraction,
+        factor=factor,
+        by=by,
+        entropy=entropy,
+        high_prob=high_prob,
+        low_prob=low_prob,
+        generator=generator,
         eps_low=eps_low,
         eps_high=eps_high,
         clip_c=clip_c,
-        weight=w,
-        loss_agg_mode=loss_agg_mode,
-        global_num_tokens=global_num_tokens,
-        global_num_seqs=global_num_seqs,
-        loss_scale_factor=loss_scale_factor,
-        entropy=entropy,
     )
-    metrics["quadrant/selected"] = float(sel.sum())
-    metrics.update({k.replace("quadrant/", "intervention/", 1): v for k, v in quadrant_metrics(q).items()})
-    return loss, metrics
+    return finish_policy_loss(
+        tl, response_mask, loss_agg_mode, global_num_tokens, global_num_seqs, loss_scale_factor
+    )

@@ -31,13 +31,16 @@ from torch import Tensor
 
 from steer.core import advantages as adv
 from steer.core import losses as L
+from steer.core.aggregation import aggregate_token_loss
+from steer.core.errors import NonFiniteError
 from steer.core.estimators import omega_exact, omega_paper, omega_reference, token_weight_w
-from steer.core.types import LossBatch, RolloutBatch, as_bool_mask, check_same_shape
-from steer.core.weights import MAPPINGS, steer_weights
+from steer.core.types import LossBatch, Normalisers, RolloutBatch, TokenLoss, as_bool_mask, check_same_shape
+from steer.core.weights import MAPPINGS, scope_max_abs, steer_weights
 
 __all__ = [
     "ADVANTAGE_KINDS",
     "POLICY_LOSS_KINDS",
+    "REQUIREMENTS",
     "STEER_ESTIMATORS",
     "STEER_SCOPES",
     "WEIGHTING_KINDS",
@@ -64,6 +67,8 @@ POLICY_LOSS_KINDS = ("vanilla", "clip_cov", "kl_cov")
 WEIGHTING_KINDS = (None, "steer", "forking", "quadrant")
 STEER_ESTIMATORS = ("paper", "reference", "exact")
 STEER_SCOPES = ("microbatch", "minibatch", "global")
+#: the names ``Method.requires`` draws from
+REQUIREMENTS = frozenset({"entropy", "old_entropy", "sums", "ref_logp", "old_logp", "generator"})
 
 _REQUIRED = dataclasses.MISSING
 
@@ -653,7 +658,7 @@ def _check_finite(name: str, x: Tensor | None, mask: Tensor) -> None:
         return
     bad = mask & ~torch.isfinite(x.detach())
     if bool(bad.any()):
-        raise ValueError(f"{name} contains {int(bad.sum())} NaN/inf value(s) on valid (mask=True) tokens")
+        raise NonFiniteError.on_valid(name, int(bad.sum()))
 
 
 class Method:
@@ -723,6 +728,34 @@ class Method:
     @property
     def needs_old_logp(self) -> bool:
         return self.config.advantage in ("unlikeliness", "ppl")
+
+    @property
+    def needs_generator(self) -> bool:
+        return self.config.policy_loss == "clip_cov" or self.config.weighting == "quadrant"
+
+    @property
+    def requires(self) -> frozenset[str]:
+        """What the method reads beyond the always-present inputs (logp, old_logp, advantages,
+        response_mask, lr), a subset of :data:`REQUIREMENTS`:
+
+        - ``"entropy"``: current-policy entropy in ``LossBatch.entropy`` (with its graph when an
+          entropy bonus uses it); without it the quadrant metrics fall back to ``old_entropy``;
+        - ``"old_entropy"``: rollout-policy entropy (``RolloutBatch`` and ``LossBatch``);
+        - ``"sums"``: ``LossBatch.sum_p2`` and ``sum_p2_logp`` (the ``exact`` estimator);
+        - ``"ref_logp"``: reference-policy log-probs (a KL penalty);
+        - ``"old_logp"``: ``RolloutBatch.old_logp`` for the advantage;
+        - ``"generator"``: the method draws random tokens from ``Method.generator`` (its state is
+          in ``state_dict``).
+        """
+        flags = {
+            "entropy": self.needs_entropy,
+            "old_entropy": self.needs_old_entropy,
+            "sums": self.needs_sums,
+            "ref_logp": self.needs_ref,
+            "old_logp": self.needs_old_logp,
+            "generator": self.needs_generator,
+        }
+        return frozenset(k for k, v in flags.items() if v)
 
     # ---- advantages --------------------------------------------------------------------------
     def compute_advantages(self, batch: RolloutBatch) -> Tensor:
@@ -901,43 +934,53 @@ class Method:
             omega = self._steer_omega(batch, self._ratio(batch, m))
         return torch.where(m, omega, torch.zeros((), dtype=omega.dtype))
 
-    def _agg(self, loss_mat: Tensor, mask: Tensor, batch: LossBatch) -> Tensor:
-        c = self.config
-        return L.aggregate(
-            loss_mat,
-            mask,
-            c.loss_agg_mode,
-            global_num_tokens=batch.global_num_tokens,
-            global_num_seqs=batch.global_num_seqs,
-            loss_scale_factor=c.loss_scale_factor,
+    def normalisers(self, batch: LossBatch) -> Normalisers:
+        """The aggregation normalisers of ``batch`` for this method (with its Dr. GRPO constant)."""
+        return batch.normalisers(self.config.loss_scale_factor)
+
+    def aggregate(self, token_loss: TokenLoss, batch: LossBatch) -> Tensor:
+        """The scalar policy loss of ``token_loss``: the method's ``loss_agg_mode`` with the
+        batch's normalisers (:func:`steer.core.aggregation.aggregate_token_loss`)."""
+        return aggregate_token_loss(
+            token_loss, batch.response_mask, self.config.loss_agg_mode, self.normalisers(batch)
         )
 
-    def compute_loss(self, batch: LossBatch) -> tuple[Tensor, dict[str, float]]:
-        """Scalar loss (to minimise) and metrics for one (micro-)batch.
+    def scope_stats(self, batch: LossBatch) -> dict[str, Tensor]:
+        """Statistics (no grad) that the caller MAX-reduces over every micro-batch of the
+        mini-batch, and over ranks, before the loss; pass the result as ``LossBatch.scope_stats``.
 
-        ``loss = pg_loss - entropy_coef * agg(H) + kl_coef * agg(kl)``. Metrics: the standard keys
-        (``pg_loss``, ``clipfrac_low``, ``clipfrac_high``, ``clipfrac_dual``, ``ratio_mean``,
-        ``entropy_mean`` when entropy is given, ``weight_mean``, ``weight_min``, ``tokens``,
-        ``quadrant/{I..IV}/count`` and ``quadrant/{I..IV}/omega_sum`` when an entropy is given),
-        plus ``loss``, ``old_nll_mean`` and method-specific keys (docs/methods.md).
-        Non-finite inputs on valid tokens, missing required statistics or mismatched shapes raise
-        ValueError.
+        STEER with ``scope`` 'minibatch' / 'global': ``{"omega_max": max|Omega| of this batch}``
+        (0-dim tensor). Every other method, and STEER with ``scope='microbatch'``: ``{}``.
         """
         c = self.config
+        if c.weighting != "steer" or getattr(c, "scope", "microbatch") == "microbatch":
+            return {}
         m = self._validate_loss_batch(batch)
-        agg_kw = {
-            "loss_agg_mode": c.loss_agg_mode,
-            "global_num_tokens": batch.global_num_tokens,
-            "global_num_seqs": batch.global_num_seqs,
-            "loss_scale_factor": c.loss_scale_factor,
-        }
-        ent_for_metrics = batch.entropy if batch.entropy is not None else batch.old_entropy
-        extra: dict[str, float] = {}
+        with torch.no_grad():
+            omega = self._steer_omega(batch, self._ratio(batch, m))
+            return {"omega_max": scope_max_abs(omega, m)}
+
+    def _omega_max_of(self, batch: LossBatch):
+        if batch.scope_stats is not None and "omega_max" in batch.scope_stats:
+            return batch.scope_stats["omega_max"]
+        return batch.omega_max
+
+    def token_loss(self, batch: LossBatch) -> TokenLoss:
+        """The method's per-token policy loss for one (micro-)batch, not aggregated, without the
+        entropy-bonus / KL regularisers (:class:`steer.core.types.TokenLoss`).
+
+        Same inputs and validation as :meth:`compute_loss`. Its metrics are every per-batch key
+        except ``pg_loss``, ``loss`` and the regularisers' (those need the aggregated loss).
+        """
+        m = self._validate_loss_batch(batch)
+        return self._token_loss(batch, m)
+
+    def _token_loss(self, batch: LossBatch, m: Tensor) -> TokenLoss:
+        c = self.config
         omega: Tensor | None = None
         ratio: Tensor | None = None
-
         if c.policy_loss == "clip_cov":
-            pg, metrics = L.clip_cov_policy_loss(
+            tl, _ = L.clip_cov_token_loss(
                 batch.logp,
                 batch.old_logp,
                 batch.advantages,
@@ -949,10 +992,9 @@ class Method:
                 clip_cov_ub=c.clip_cov_ub,
                 generator=self.generator,
                 entropy=batch.entropy,
-                **agg_kw,
             )
         elif c.policy_loss == "kl_cov":
-            pg, metrics = L.kl_cov_policy_loss(
+            tl, _ = L.kl_cov_token_loss(
                 batch.logp,
                 batch.old_logp,
                 batch.advantages,
@@ -961,10 +1003,9 @@ class Method:
                 kl_cov_coef=c.kl_cov_coef,
                 log_ratio_clamp=c.log_ratio_clamp,
                 entropy=batch.entropy,
-                **agg_kw,
             )
         elif c.weighting == "forking":
-            pg, metrics = L.forking_policy_loss(
+            tl, _ = L.forking_token_loss(
                 batch.logp,
                 batch.old_logp,
                 batch.advantages,
@@ -974,10 +1015,9 @@ class Method:
                 eps_low=c.eps_low,
                 eps_high=c.eps_high,
                 clip_c=c.clip_c,
-                **agg_kw,
             )
         elif c.weighting == "quadrant":
-            pg, metrics = L.quadrant_policy_loss(
+            tl, _ = L.quadrant_token_loss(
                 batch.logp,
                 batch.old_logp,
                 batch.advantages,
@@ -994,7 +1034,6 @@ class Method:
                 eps_low=c.eps_low,
                 eps_high=c.eps_high,
                 clip_c=c.clip_c,
-                **agg_kw,
             )
         else:
             s = L.clipped_surrogate(
@@ -1011,7 +1050,9 @@ class Method:
             ratio = s.ratio
             weight = None
             loss_mat = s.loss_mat
+            extra: dict[str, float] = {}
             if c.weighting == "steer":
+                omega_max = self._omega_max_of(batch)
                 omega = self._steer_omega(batch, s.ratio)
                 weight = steer_weights(
                     omega,
@@ -1020,19 +1061,53 @@ class Method:
                     mapping=c.mapping,
                     lambda_max=c.lambda_max,
                     quantile=c.quantile,
-                    omega_max=batch.omega_max,
+                    omega_max=omega_max,
                     max_floor=c.max_floor,
                 )
                 loss_mat = loss_mat * weight.to(loss_mat.dtype)
                 with torch.no_grad():
                     a = torch.where(m, omega.abs(), torch.zeros((), dtype=omega.dtype))
-                    used_max = a.max() if batch.omega_max is None else torch.as_tensor(batch.omega_max)
+                    used_max = a.max() if omega_max is None else torch.as_tensor(omega_max)
                     extra["steer/omega_max"] = float(max(float(used_max), c.max_floor))
                     extra["steer/omega_abs_mean"] = float(a.sum()) / max(int(m.sum()), 1)
-            pg = self._agg(loss_mat, m, batch)
-            metrics = L.standard_metrics(m, loss=pg, surrogate=s, entropy=batch.entropy, weight=weight)
+            metrics = L.standard_metrics(m, surrogate=s, entropy=batch.entropy, weight=weight)
+            metrics.update(extra)
+            tl = TokenLoss(loss_mat, None if weight is None else weight.detach(), metrics)
 
+        # quadrant diagnostics (sign(A), sign(delta))
+        ent_for_metrics = batch.entropy if batch.entropy is not None else batch.old_entropy
+        if c.quadrant_metrics and ent_for_metrics is not None:
+            with torch.no_grad():
+                q = L.assign_quadrants(
+                    batch.advantages, m, logp=batch.logp, entropy=ent_for_metrics, by="delta"
+                )
+                if omega is None:  # methods without STEER: Eq. 7 Omega with w = I_clip r A
+                    if ratio is None:
+                        ratio = self._ratio(batch, m)
+                    w = self._token_w(ratio, batch.advantages)
+                    omega = omega_paper(w, batch.logp, ent_for_metrics, float(batch.lr))
+                tl.metrics.update(L.quadrant_metrics(q, omega))
+        tl.metrics["old_nll_mean"] = L.AdaptiveEntropyController.estimate(batch.old_logp, m)
+        return tl
+
+    def compute_loss(self, batch: LossBatch) -> tuple[Tensor, dict[str, float]]:
+        """Scalar loss (to minimise) and metrics for one (micro-)batch.
+
+        ``loss = aggregate(token_loss) - entropy_coef * agg(H) + kl_coef * agg(kl)``. Metrics: the
+        token loss's (the standard keys ``clipfrac_low``, ``clipfrac_high``, ``clipfrac_dual``,
+        ``ratio_mean``, ``entropy_mean`` when entropy is given, ``weight_mean``, ``weight_min``,
+        ``tokens``, ``quadrant/{I..IV}/count`` and ``quadrant/{I..IV}/omega_sum`` when an entropy
+        is given, ``old_nll_mean``, method-specific keys), plus ``pg_loss``, ``loss`` and the
+        regularisers' keys (docs/methods.md). Non-finite inputs on valid tokens raise
+        :class:`steer.core.errors.NonFiniteError`; missing required statistics or mismatched
+        shapes raise ValueError.
+        """
+        c = self.config
+        m = self._validate_loss_batch(batch)
+        tl = self._token_loss(batch, m)
+        pg = self.aggregate(tl, batch)
         loss = pg
+        extra: dict[str, float] = {"pg_loss": float(pg.detach())}
         # regularisers
         coef = self.controller.realised_coef if self.controller is not None else c.entropy_coef
         if self.controller is not None or c.entropy_coef != 0:
@@ -1063,23 +1138,9 @@ class Method:
             loss = loss + kl_term
             extra["kl_loss"] = float(kl_term.detach())
             extra["kl_mean"] = kl_mean
-
-        # quadrant diagnostics (sign(A), sign(delta))
-        if c.quadrant_metrics and ent_for_metrics is not None:
-            with torch.no_grad():
-                q = L.assign_quadrants(
-                    batch.advantages, m, logp=batch.logp, entropy=ent_for_metrics, by="delta"
-                )
-                if omega is None:  # methods without STEER: Eq. 7 Omega with w = I_clip r A
-                    if ratio is None:
-                        ratio = self._ratio(batch, m)
-                    w = self._token_w(ratio, batch.advantages)
-                    omega = omega_paper(w, batch.logp, ent_for_metrics, float(batch.lr))
-                extra.update(L.quadrant_metrics(q, omega))
-
+        metrics = tl.metrics
         metrics.update(extra)
         metrics["loss"] = float(loss.detach())
-        metrics["old_nll_mean"] = L.AdaptiveEntropyController.estimate(batch.old_logp, m)
         return loss, metrics
 
     # ---- controllers and state ---------------------------------------------------------------

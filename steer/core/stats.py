@@ -31,6 +31,7 @@ import math
 import torch
 from torch import Tensor
 
+from steer.core.errors import NonFiniteError
 from steer.core.types import TokenStats
 
 __all__ = ["default_chunk_rows", "token_stats_from_hidden", "token_stats_from_logits"]
@@ -88,9 +89,11 @@ def _check_finite(logp: Tensor, entropy: Tensor, what: str) -> None:
     bad = ~(torch.isfinite(logp) & torch.isfinite(entropy))
     if bool(bad.any()):
         rows = bad.nonzero().flatten()[:5].tolist()
-        raise ValueError(
+        raise NonFiniteError(
             f"non-finite {what} (NaN or +-inf) in {int(bad.sum())} row(s), first rows {rows}; "
-            "token statistics need finite logits"
+            "token statistics need finite logits",
+            name=what,
+            count=int(bad.sum()),
         )
 
 

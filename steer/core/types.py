@@ -69,8 +69,11 @@ class LossBatch:
     - ``global_num_tokens``: the number of valid tokens in the whole mini-batch over every
       micro-batch and rank, used as the token-mean normaliser. None means "this batch's own".
     - ``global_num_seqs``: likewise for sequence-mean modes.
-    - ``omega_max``: a precomputed max|Omega| over a wider scope (mini-batch / global, or the
-      result of a distributed max). None means "over this batch".
+    - ``scope_stats``: the MAX-reduced :meth:`steer.core.registry.Method.scope_stats` of every
+      micro-batch of the mini-batch (and every rank), e.g. STEER's ``{"omega_max": ...}``. None
+      means "this batch is the whole scope" (the method uses its own statistics).
+    - ``omega_max``: the older spelling of ``scope_stats["omega_max"]`` (a precomputed max|Omega|
+      over a wider scope); ``scope_stats`` wins when both are given.
     """
 
     logp: Tensor
@@ -86,7 +89,54 @@ class LossBatch:
     global_num_tokens: float | None = None
     global_num_seqs: float | None = None
     omega_max: Tensor | float | None = None
-    extra: dict = field(default_factory=dict)
+    scope_stats: dict[str, Tensor] | None = None
+
+    def normalisers(self, scale_factor: float | None = None) -> Normalisers:
+        """This batch's global normalisers as one :class:`Normalisers` object."""
+        return Normalisers(self.global_num_tokens, self.global_num_seqs, scale_factor)
+
+
+@dataclass(frozen=True)
+class Normalisers:
+    """The denominators of loss aggregation, passed as one object.
+
+    - ``num_tokens``: valid tokens of the whole mini-batch over every micro-batch and rank
+      (token-mean); None = this batch's own.
+    - ``num_seqs``: non-empty sequences likewise (sequence-mean modes); None = this batch's own.
+    - ``scale_factor``: the constant of ``seq-mean-token-sum-norm`` (Dr. GRPO); None = the padded
+      length T of the batch.
+    """
+
+    num_tokens: float | Tensor | None = None
+    num_seqs: float | Tensor | None = None
+    scale_factor: float | None = None
+
+
+@dataclass
+class TokenLoss:
+    """A method's per-token policy loss before aggregation (:meth:`Method.token_loss`).
+
+    - ``loss_mat``: (B, T), with grad: the per-token policy loss with the method's token weights
+      applied, exactly 0 on padding (and on tokens a selection method drops), not aggregated and
+      without the entropy-bonus / KL regularisers.
+    - ``weight``: (B, T) detached token weights the method applied (STEER's lambda, Clip-Cov's
+      0/1 keep mask, a quadrant intervention's weights, forking's 0/1 selection), or None when all
+      are 1.
+    - ``metrics``: per-batch metrics (Python floats), each with a declared reduction in
+      :mod:`steer.core.metrics`.
+    - ``loss_mask``: the tokens the aggregation counts when it differs from the response mask
+      (forking tokens: the selected ones), else None.
+    - ``num_tokens_scale``: factor applied to a global ``num_tokens`` normaliser (forking: rho,
+      the selected share), 1.0 otherwise.
+    Aggregate it with :func:`steer.core.aggregation.aggregate_token_loss` (or
+    ``Method.aggregate``); never re-implement the reduction.
+    """
+
+    loss_mat: Tensor
+    weight: Tensor | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    loss_mask: Tensor | None = None
+    num_tokens_scale: float = 1.0
 
 
 def check_same_shape(**tensors: Tensor | None) -> None:

@@ -17,6 +17,7 @@ import math
 import torch
 from torch import Tensor
 
+from steer.core.errors import NonFiniteError
 from steer.core.types import as_bool_mask, check_same_shape
 
 __all__ = ["MAPPINGS", "scope_max_abs", "steer_weights"]
@@ -38,9 +39,11 @@ def _abs_omega(omega: Tensor, valid: Tensor) -> Tensor:
     a = a.abs()
     bad = valid & ~torch.isfinite(a)
     if bool(bad.any()):
-        raise ValueError(
+        raise NonFiniteError(
             f"omega has {int(bad.sum())} non-finite value(s) on valid (mask=True) tokens; "
-            "check the log-probs/entropies that produced it"
+            "check the log-probs/entropies that produced it",
+            name="omega",
+            count=int(bad.sum()),
         )
     return torch.where(valid, a, torch.zeros((), dtype=a.dtype, device=a.device))
 
