@@ -1,7 +1,8 @@
-"""Accuracy, entropy and solution diversity of a policy on a problem set (issue 3, "Testbed").
+"""Accuracy, entropy and solution diversity of a policy on a problem set.
 
-:func:`evaluate_policy` samples ``k`` responses per problem with HF ``generate`` (batched,
-temperature and top-p configurable) and reports:
+:func:`evaluate_policy` samples ``k`` responses per problem through the one held-out evaluator
+(:func:`steer.evaluation.heldout.evaluate_heldout`, which samples with
+:func:`steer.evaluation.generate.sample`) and reports:
 
 - ``accuracy``: mean verdict over all samples (= avg@k = unbiased pass@1),
 - ``pass@j`` for j = 1, 2, 4, ... up to k (unbiased estimator, spec evaluation.md §4),
@@ -19,9 +20,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import torch
-
-from steer.evaluation.passk import pass_at_k  # unbiased pass@k (spec evaluation.md §4)
+from steer.evaluation.generate import sample
+from steer.evaluation.heldout import evaluate_heldout
 
 __all__ = ["distinct_correct", "evaluate_policy", "generate_responses", "prompt_texts"]
 
@@ -36,21 +36,22 @@ def prompt_texts(tokenizer, problems: Sequence[Any]) -> list[str]:
     ]
 
 
+def _canonical(problem: Any, response: str) -> str | None:
+    """The canonical form of a correct response: the problem's own (countdown), else the stripped
+    text."""
+    if hasattr(problem, "canonical"):
+        return problem.canonical(response)
+    return response.strip() if problem.verify(response) else None
+
+
 def distinct_correct(problem: Any, responses: Sequence[str]) -> int:
     """Distinct correct solutions among ``responses``: canonical forms for countdown problems
     (anything with ``canonical``), distinct stripped strings otherwise."""
-    seen = set()
-    for r in responses:
-        if hasattr(problem, "canonical"):
-            c = problem.canonical(r)
-            if c is not None:
-                seen.add(c)
-        elif problem.verify(r):
-            seen.add(r.strip())
-    return len(seen)
+    forms = {_canonical(problem, r) for r in responses}
+    forms.discard(None)
+    return len(forms)
 
 
-@torch.no_grad()
 def generate_responses(
     model,
     tokenizer,
@@ -69,59 +70,26 @@ def generate_responses(
         raise ValueError(f"k must be >= 1, got {k}")
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0 (sampling), got {temperature}")
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    per_call = max(1, batch_size // k)
-    texts: list[list[str]] = []
-    ent_sums: list[list[float]] = []
-    counts: list[list[int]] = []
-    eos = tokenizer.eos_token_id
-    pad = tokenizer.pad_token_id
-    prompts = prompt_texts(tokenizer, problems)
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        if seed is not None:
-            torch.manual_seed(seed)
-        for start in range(0, len(problems), per_call):
-            chunk = prompts[start : start + per_call]
-            enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False)
-            enc = {key: v.to(device) for key, v in enc.items()}
-            out = model.generate(
-                **enc,
-                do_sample=True,
-                temperature=temperature,
-                top_p=top_p,
-                top_k=0,
-                num_return_sequences=k,
-                max_new_tokens=max_new_tokens,
-                eos_token_id=eos,
-                pad_token_id=pad,
-                output_logits=with_entropy,
-                return_dict_in_generate=True,
-            )
-            seq = out.sequences[:, enc["input_ids"].shape[1] :]
-            # valid generated tokens: up to and including the first eos
-            is_eos = seq == eos
-            after = torch.cumsum(is_eos.int(), dim=1) - is_eos.int()
-            valid = after == 0
-            if with_entropy:
-                logits = torch.stack(out.logits, dim=1).float()  # (N, T, V) raw logits
-                logp = torch.log_softmax(logits, dim=-1)
-                ent = -(logp.exp() * logp).sum(-1)
-                ent_sum = (ent * valid).sum(1).tolist()
-            else:
-                ent_sum = [0.0] * seq.shape[0]
-            n_tok = valid.sum(1).tolist()
-            decoded = tokenizer.batch_decode(seq, skip_special_tokens=True)
-            for i in range(len(chunk)):
-                sl = slice(i * k, (i + 1) * k)
-                texts.append(decoded[sl])
-                ent_sums.append(ent_sum[sl])
-                counts.append(n_tok[sl])
-    if was_training:
-        model.train()
-    return texts, ent_sums, counts
+    g = sample(
+        model,
+        tokenizer,
+        prompt_texts(tokenizer, problems),
+        k,
+        temperature=temperature,
+        top_p=top_p,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        seed=seed,
+        with_entropy=with_entropy,
+    )
+    ents = g.entropy_sum if with_entropy else [0.0] * g.batch_size
+    counts = g.n_tokens
+    P = len(problems)
+    return (
+        [g.texts[i * k : (i + 1) * k] for i in range(P)],
+        [ents[i * k : (i + 1) * k] for i in range(P)],
+        [counts[i * k : (i + 1) * k] for i in range(P)],
+    )
 
 
 def evaluate_policy(
@@ -141,32 +109,47 @@ def evaluate_policy(
     to the longest reference answer plus 16 characters."""
     if len(problems) == 0:
         raise ValueError("evaluate_policy: no problems")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0 (sampling), got {temperature}")
     if max_new_tokens is None:
         longest = max(len(s) for p in problems for s in getattr(p, "solutions", (p.answer,)))
         max_new_tokens = longest + 16
-    texts, ent_sums, counts = generate_responses(
-        model, tokenizer, problems, k, temperature, top_p, max_new_tokens, batch_size, seed
+    res = evaluate_heldout(
+        model,
+        tokenizer,
+        prompt_texts(tokenizer, problems),
+        lambda idx, texts: [bool(problems[i].verify(t)) for i, t in zip(idx, texts)],
+        n=k,
+        temperature=temperature,
+        top_p=top_p,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        seed=seed,
+        canonical=lambda i, t: _canonical(problems[i], t),
+        with_entropy=True,
     )
-    verdicts = [[bool(p.verify(r)) for r in rs] for p, rs in zip(problems, texts)]
-    n_correct = [sum(v) for v in verdicts]
-    total_tokens = sum(sum(c) for c in counts)
+    ks = []
+    j = 1
+    while j <= k:
+        ks.append(j)
+        j *= 2
+    m = res.metrics(ks)
     result: dict[str, Any] = {
-        "accuracy": sum(n_correct) / (k * len(problems)),
-        "entropy": sum(sum(e) for e in ent_sums) / max(total_tokens, 1),
-        "diversity": sum(distinct_correct(p, rs) for p, rs in zip(problems, texts)) / len(problems),
+        "accuracy": m["acc"],
+        "entropy": m["entropy"],
+        "diversity": m["diversity"],
         "solutions_available": sum(len(getattr(p, "solutions", (p.answer,))) for p in problems)
         / len(problems),
-        "response_len": total_tokens / (k * len(problems)),
+        "response_len": m["response_length"],
         "problems": len(problems),
         "k": k,
         "temperature": temperature,
         "top_p": top_p,
+        **{f"pass@{j}": m[f"pass@{j}"] for j in ks},
     }
-    j = 1
-    while j <= k:
-        result[f"pass@{j}"] = sum(pass_at_k(k, c, j) for c in n_correct) / len(problems)
-        j *= 2
     if return_samples:
-        result["samples"] = texts
-        result["correct"] = verdicts
+        result["samples"] = res.texts
+        result["correct"] = res.correct
     return result

@@ -23,6 +23,10 @@ from omegaconf.errors import OmegaConfBaseException
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
+#: ``task.name`` values (``steer.train.tasks.build_task``).
+TASK_NAMES = ("countdown", "math", "reasoning_gym")
+
+
 class ConfigError(ValueError):
     """An invalid configuration key or value (the message names it)."""
 
@@ -60,7 +64,10 @@ class TaskConfig:
     """Training and held-out problems and the reward.
 
     ``name="countdown"`` uses the testbed's countdown task and verifier; ``name="math"`` reads
-    parquet files through ``steer.data`` and scores with ``steer.rewards``.
+    parquet files through ``steer.data`` and scores with ``steer.rewards``;
+    ``name="reasoning_gym"`` draws problems of any reasoning-gym dataset
+    (``options.dataset``, required; ``options.config``: its generator settings) and scores them
+    by strict exact match (``steer.testbed.strict_match``, no partial credit).
     ``reward_correct`` / ``reward_wrong`` follow the paper (R = 1 or -1, section 2.1).
     """
 
@@ -130,7 +137,11 @@ class TrainerConfig:
 @dataclass
 class EvalConfig:
     """Held-out evaluation every ``every`` steps (0 = only at the end); section 5.1 validates with
-    top-p 0.7 and temperature 1.0."""
+    top-p 0.7 and temperature 1.0. ``max_new_tokens`` 0 = ``rollout.max_new_tokens``;
+    ``batch_size`` counts sequences per ``generate`` call. ``entropy`` also reports the policy
+    entropy on the held-out samples (``heldout/entropy``); it keeps the raw logits of a
+    ``generate`` call (``batch_size x max_new_tokens x vocabulary`` floats), so switch it off for
+    large vocabularies."""
 
     every: int = 20
     at_start: bool = True
@@ -141,6 +152,7 @@ class EvalConfig:
     top_p: float = 0.7
     max_new_tokens: int = 0
     batch_size: int = 256
+    entropy: bool = True
 
 
 @dataclass
@@ -204,9 +216,21 @@ def validate(cfg: Config, *, check_method: bool = True) -> Config:
     if cfg.model.source == "hf" and not cfg.model.name_or_path:
         _fail("model.name_or_path", "required when model.source=hf")
     _check_choice("model.dtype", cfg.model.dtype, ("float32", "bfloat16", "float16"))
-    _check_choice("task.name", cfg.task.name, ("countdown", "math"))
+    _check_choice("task.name", cfg.task.name, TASK_NAMES)
     if cfg.task.name == "math" and not cfg.task.train_path:
         _fail("task.train_path", "required when task.name=math")
+    if cfg.task.name == "reasoning_gym" and not isinstance(cfg.task.options.get("dataset"), str):
+        _fail(
+            "task.options.dataset",
+            "required when task.name=reasoning_gym (a reasoning-gym dataset name, e.g. chain_sum)",
+        )
+    if cfg.task.name == "reasoning_gym":
+        from steer.train.tasks import ReasoningGymTaskAdapter
+
+        try:
+            ReasoningGymTaskAdapter(cfg.task)  # dataset name, options and generator config
+        except ValueError as exc:
+            _fail("task.options", str(exc))
     _check_positive("task.train_size", cfg.task.train_size)
     _check_positive("task.heldout_size", cfg.task.heldout_size)
     if cfg.task.reward_correct <= cfg.task.reward_wrong:
@@ -312,6 +336,9 @@ def load_config(
 ) -> Config:
     """Schema defaults <- YAML file <- dotted ``key=value`` overrides, typed and validated.
 
+    An override that changes ``task.name`` drops the file's ``task.options`` (they belong to the
+    file's task); only ``task.options.*`` given as overrides apply to the new task.
+
     Raises :class:`ConfigError` naming the offending key on an unknown key, a wrong type or a
     value out of range.
     """
@@ -323,7 +350,14 @@ def load_config(
         if bad:
             raise ConfigError(f"override {bad[0]!r} is not of the form key=value")
         if overrides:
-            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
+            over = OmegaConf.from_dotlist(list(overrides))
+            file_task = merged.task.name
+            merged = OmegaConf.merge(merged, over)
+            if merged.task.name != file_task:
+                # the file's task.options belong to the file's task: a task picked on the command
+                # line starts from the options given there only
+                given = OmegaConf.select(over, "task.options", default=None)
+                merged.task.options = given if given is not None else {}
         cfg = OmegaConf.to_object(merged)
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None) or "?"

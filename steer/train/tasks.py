@@ -1,12 +1,14 @@
 """The problems a run trains and evaluates on, and how a response is scored.
 
-Two sources behind one small interface (:class:`Task`):
+Three sources behind one small interface (:class:`Task`):
 
 - ``countdown``: the testbed's countdown task (``steer.testbed.countdown``): several correct
   solutions per problem, a verifier that recomputes the steps, and a canonical form per solution
   (used for the solution-diversity metric).
 - ``math``: a parquet/JSONL file of math problems (e.g. DAPO-Math-17k) read with ``steer.data``
   and scored by a ``steer.rewards`` scorer (``task.options.scorer``, default by data source).
+- ``reasoning_gym``: any reasoning-gym dataset by name (``task.options.dataset``) through
+  ``steer.testbed.ReasoningGymTask``, scored by strict exact match (no partial credit).
 """
 
 from __future__ import annotations
@@ -65,6 +67,88 @@ class CountdownTaskAdapter:
 
     def canonical(self, problem, response: str) -> str | None:
         return problem.canonical(response)
+
+    def solutions(self, problem) -> tuple[str, ...]:
+        """Every canonical solution of ``problem`` (the ceiling of the diversity metric)."""
+        return tuple(problem.solutions)
+
+
+@dataclass
+class ReasoningGymTaskAdapter:
+    """Any reasoning-gym dataset (``steer.testbed.ReasoningGymTask``) as a :class:`Task`.
+
+    ``task.options``: ``dataset`` (required, a reasoning-gym name such as ``chain_sum``),
+    ``config`` (the dataset's generator settings; default: the testbed's narrow preset for
+    ``basic_arithmetic`` and ``chain_sum``, reasoning-gym's own defaults for any other
+    dataset) and ``heldout_percent`` (share of the question space reserved for held-out
+    problems, default 20). ``task.train_seed`` / ``task.heldout_seed`` pick the generator seeds.
+    A response is correct when, stripped, it equals the gold answer exactly
+    (``steer.testbed.strict_match``): reasoning-gym's own partial-credit scorers are not used."""
+
+    cfg: TaskConfig
+    name: str = "reasoning_gym"
+    chat_template: bool = True
+
+    def __post_init__(self) -> None:
+        from steer.testbed.rg_tasks import PRESETS, ReasoningGymTask
+
+        opts: dict[str, Any] = dict(self.cfg.options)
+        dataset = opts.pop("dataset", None)
+        if not isinstance(dataset, str) or not dataset:
+            raise ValueError("task.options.dataset is required for task.name=reasoning_gym")
+        config = opts.pop("config", None)
+        if config is None:
+            config = dict(PRESETS.get(dataset, {}))
+        if not isinstance(config, dict):
+            raise ValueError(f"task.options.config must be a mapping, got {config!r}")
+        kw: dict[str, Any] = {"heldout_percent": int(opts.pop("heldout_percent", 20))}
+        if opts:
+            raise ValueError(
+                f"unknown task.options for reasoning_gym: {sorted(opts)} (valid: dataset, config, heldout_percent)"
+            )
+        if self.cfg.train_seed is not None:
+            kw["train_seed"] = int(self.cfg.train_seed)
+        if self.cfg.heldout_seed is not None:
+            kw["heldout_seed"] = int(self.cfg.heldout_seed)
+        import reasoning_gym
+
+        known = set(reasoning_gym.factory.DATASETS)
+        if dataset not in known:
+            raise ValueError(
+                f"task.options.dataset={dataset!r} is not a reasoning-gym dataset "
+                f"(some valid names: {', '.join(sorted(known)[:12])}, ...)"
+            )
+        try:  # the generator settings, checked before any work
+            reasoning_gym.create_dataset(dataset, size=1, seed=0, **config)
+        except (TypeError, ValueError, AssertionError, KeyError) as exc:
+            raise ValueError(f"reasoning-gym dataset {dataset!r} rejected task.options.config={config}: {exc}") from exc
+        self.dataset = dataset
+        self._task = ReasoningGymTask(dataset, config=dict(config), **kw)
+        self.chat_template = self.cfg.chat_template
+        self._train = None
+        self._heldout = None
+
+    def train_problems(self) -> list:
+        if self._train is None:
+            self._train = self._task.problems("train", self.cfg.train_size)
+        return self._train
+
+    def heldout_problems(self) -> list:
+        if self._heldout is None:
+            self._heldout = self._task.problems("heldout", self.cfg.heldout_size)
+        return self._heldout
+
+    def prompt(self, problem) -> str:
+        return problem.prompt
+
+    def correct(self, problem, response: str) -> bool:
+        return bool(problem.verify(response))
+
+    def canonical(self, problem, response: str) -> str | None:
+        return response.strip() if problem.verify(response) else None
+
+    def solutions(self, problem) -> tuple[str, ...]:
+        return tuple(problem.solutions)
 
 
 @dataclass
@@ -153,7 +237,9 @@ def build_task(cfg: TaskConfig) -> Task:
         return CountdownTaskAdapter(cfg)
     if cfg.name == "math":
         return MathTaskAdapter(cfg)
-    raise ValueError(f"unknown task.name {cfg.name!r} (valid: countdown, math)")
+    if cfg.name == "reasoning_gym":
+        return ReasoningGymTaskAdapter(cfg)
+    raise ValueError(f"unknown task.name {cfg.name!r} (valid: countdown, math, reasoning_gym)")
 
 
 def format_prompt(tokenizer, task: Task, problem) -> str:
