@@ -1,0 +1,501 @@
+"""``SteerGRPOTrainer``: TRL's ``GRPOTrainer`` with the loss of any method of steer's registry.
+
+Where the method enters (TRL 1.16; see docs/trl.md for why):
+
+- **Loss.** ``_compute_loss`` is overridden. It is TRL 1.16's ``_compute_loss`` for the loss types
+  grpo / bnpo / dr_grpo / dapo, except that the per-token clipped objective comes from
+  ``Method.token_loss`` (the core computes the ratio, the clip, the dual clip and the method's token
+  weights, e.g. STEER's lambda = exp(-k|Omega|)). Everything after it is TRL's, in TRL's order: the
+  off-policy mask, TRL's top-entropy mask, the vLLM importance-sampling ratio, the KL term (beta),
+  the loss-type normaliser, the entropy bonus and the adaptive-entropy controller, and TRL's own
+  metrics. The token weights therefore never touch the entropy bonus, its normaliser or the
+  adaptive-entropy statistics (TRL's ``get_high_entropy_mask`` slot would weight those too).
+- **Advantages.** Methods with their own advantage estimator (W-REINFORCE, PSR/NSR, unlikeliness,
+  entropy advantage, GTPO, GRPO-S, EDGE-GRPO, OPO, PPL and position shaping) replace TRL's
+  advantages in ``_generate_and_score_completions`` by ``Method.compute_advantages`` on the whole
+  generation batch of every rank (gathered, so each group is complete and every rank computes the
+  same numbers), then keep this rank's rows as (B, T) token advantages. Rollout-policy entropy
+  and log-probs come from one extra no-grad forward when the estimator needs them.
+- **Batch-wide statistics.** STEER's max|Omega| with ``scope='microbatch'`` (the released code's
+  choice) is per micro-batch on each rank; ``'minibatch'`` takes it over every micro-batch of the
+  optimiser step on this rank, ``'global'`` additionally MAX-reduced over ranks (an extra no-grad
+  forward per micro-batch, once per optimiser step). Clip-Cov / KL-Cov selections and the core's
+  forking-token quantile are per micro-batch on each rank; TRL's own ``top_entropy_quantile``
+  gathers the entropies of every rank.
+- **Metrics.** The method's metrics are reduced over ranks by their declared reduction
+  (:mod:`steer.core.metrics`) on every micro-batch and over the logging window, and logged under
+  ``steer/`` (``steer/weight_mean``, ``steer/weight_min``, ``steer/clipfrac_{low,high,dual}``,
+  ``steer/quadrant/{I..IV}/{count,share,omega_sum}``, ...).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+import torch
+from torch import Tensor
+from trl import GRPOTrainer
+from trl.models.utils import disable_gradient_checkpointing
+from trl.trainer.utils import nanmax, nanmin
+
+from steer.core.errors import NonFiniteError
+from steer.core.metrics import MetricReducer, reduction_of
+from steer.core.registry import build_method
+from steer.core.types import LossBatch, RolloutBatch
+from steer.integrations.trl.config import SUPPORTED_LOSS_TYPES, SteerGRPOConfig, method_overrides
+
+__all__ = ["SteerGRPOTrainer"]
+
+# inputs that only a vision-language batch carries; the extra forwards of this trainer pass text only
+_MULTIMODAL_KEYS = (
+    "pixel_values",
+    "image_grid_thw",
+    "pixel_attention_mask",
+    "spatial_shapes",
+    "image_sizes",
+    "token_type_ids",
+    "mm_token_type_ids",
+    "image_position_ids",
+)
+_OLD_ENTROPY = "steer_old_entropy"
+_OLD_LOGP = "steer_old_logp"
+
+
+def _metric_key(k: str) -> str:
+    return k if k.startswith("steer/") else f"steer/{k}"
+
+
+class SteerGRPOTrainer(GRPOTrainer):
+    """``GRPOTrainer`` whose loss is shaped by ``args.steer_method`` (see the module docstring).
+
+    Takes exactly TRL's arguments; ``args`` must be a :class:`SteerGRPOConfig` (None builds the
+    default one, which trains STEER). ``self.steer_method`` is the core
+    :class:`steer.core.registry.Method`.
+    """
+
+    def __init__(self, model, reward_funcs=None, args: SteerGRPOConfig | None = None, *posargs, **kwargs):
+        if any(c.__name__.startswith("Async") for c in type(self).__mro__):
+            raise TypeError(
+                "SteerGRPOTrainer cannot be combined with TRL's experimental async GRPO trainer: it computes its "
+                "own loss (trl.experimental.async_grpo ... compute_loss), which never applies the method's weights"
+            )
+        if args is None:
+            name = model if isinstance(model, str) else getattr(model.config, "_name_or_path", "model")
+            args = SteerGRPOConfig(f"{str(name).rstrip('/').split('/')[-1] or 'model'}-STEER")
+        if not isinstance(args, SteerGRPOConfig):
+            raise TypeError(
+                f"SteerGRPOTrainer needs a SteerGRPOConfig (steer.integrations.trl), got {type(args).__name__}; "
+                "it has every GRPOConfig field plus steer_method / steer_method_kwargs"
+            )
+        super().__init__(model, reward_funcs, args, *posargs, **kwargs)
+        self.steer_method = build_method(
+            args.steer_method, **method_overrides(args, args.steer_method, args.steer_method_kwargs)
+        )
+        self._steer_requires = self.steer_method.requires
+        self._steer_acc = {"train": MetricReducer(), "eval": MetricReducer()}
+        self._steer_keys_checked: set[tuple[str, ...]] = set()
+        self._steer_rewards_per_func: Tensor | None = None
+        self._steer_scope_cache: tuple[int, dict[str, Tensor]] | None = None
+
+    # ------------------------------------------------------------------------------------------
+    # forwards
+
+    def _steer_forward(self, model, inputs: dict, batch_size: int | None = None):
+        """``(per_token_logps, entropies, aux_loss)`` for ``inputs``, as TRL's loss computes them."""
+        prompt_ids, prompt_mask = inputs["prompt_ids"], inputs["prompt_mask"]
+        completion_ids, completion_mask = inputs["completion_ids"], inputs["completion_mask"]
+        input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
+        attention_mask = torch.cat([prompt_mask, completion_mask], dim=1)
+        return self._get_per_token_logps_and_entropies(
+            model,
+            input_ids,
+            attention_mask,
+            completion_ids.size(1),
+            batch_size=batch_size,
+            compute_entropy=True,
+            compute_aux_loss=self.aux_loss_enabled,
+            pixel_values=inputs.get("pixel_values"),
+            image_grid_thw=inputs.get("image_grid_thw"),
+            num_images=inputs.get("num_images"),
+            pixel_attention_mask=inputs.get("pixel_attention_mask"),
+            spatial_shapes=inputs.get("spatial_shapes"),
+            num_tiles=inputs.get("num_tiles"),
+            image_sizes=inputs.get("image_sizes"),
+            token_type_ids=inputs.get("token_type_ids"),
+            mm_token_type_ids=inputs.get("mm_token_type_ids"),
+            image_position_ids=inputs.get("image_position_ids"),
+        )
+
+    def _steer_no_grad_forward(self, inputs: dict, batch_size: int | None = None) -> tuple[Tensor, Tensor]:
+        """Detached ``(logps, entropies)`` of the current policy on ``inputs`` (text only)."""
+        present = [k for k in _MULTIMODAL_KEYS if inputs.get(k) is not None]
+        if present:
+            raise NotImplementedError(
+                f"steer_method={self.args.steer_method!r} needs an extra forward that SteerGRPOTrainer runs on "
+                f"text only; this batch carries multimodal inputs {present}"
+            )
+        with torch.no_grad(), disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs):
+            logps, entropies, _ = self._get_per_token_logps_and_entropies(
+                self.model,
+                torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1),
+                torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1),
+                inputs["completion_ids"].size(1),
+                batch_size=batch_size,
+                compute_entropy=True,
+            )
+        return logps.detach(), entropies.detach()
+
+    # ------------------------------------------------------------------------------------------
+    # rollout: advantages of the advantage-level methods
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        out = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._steer_rewards_per_func = out  # (global batch, reward funcs), gathered over ranks
+        return out
+
+    def _generate_and_score_completions(self, inputs):
+        self._steer_rewards_per_func = None
+        output = super()._generate_and_score_completions(inputs)
+        c = self.steer_method.config
+        need_adv_stats = c.advantage != "grpo" and bool({"old_entropy", "old_logp"} & self._steer_requires)
+        off_policy = output.get("old_per_token_logps") is not None
+        need_loss_old_entropy = "old_entropy" in self._steer_requires and off_policy
+        old_logp = old_entropy = None
+        if need_adv_stats or need_loss_old_entropy:
+            mode = "train" if self.model.training else "eval"
+            bs = self.args.per_device_train_batch_size if mode == "train" else self.args.per_device_eval_batch_size
+            old_logp, old_entropy = self._steer_no_grad_forward(output, batch_size=bs)
+            if off_policy:
+                old_logp = output["old_per_token_logps"]
+            output[_OLD_ENTROPY] = old_entropy
+            output[_OLD_LOGP] = old_logp
+        if c.advantage != "grpo":
+            output["advantages"] = self._steer_advantages(output, old_logp, old_entropy)
+        return output
+
+    def _steer_advantages(self, output: dict, old_logp: Tensor | None, old_entropy: Tensor | None) -> Tensor:
+        """This rank's (B, T) advantages from the method's estimator on the gathered generation batch."""
+        rpf = self._steer_rewards_per_func
+        if rpf is None:
+            raise RuntimeError("SteerGRPOTrainer: the rewards of this batch were not captured")
+        mode = "train" if self.model.training else "eval"
+        group_size = self.num_generations if mode == "train" else self.num_generations_eval
+        device = rpf.device
+        mask = output["completion_mask"]
+        if "tool_mask" in output:
+            mask = mask * output["tool_mask"]
+        b_local, t_local = mask.shape
+        acc = self.accelerator
+
+        def gathered(x: Tensor) -> Tensor:
+            return acc.gather(acc.pad_across_processes(x.contiguous(), dim=1, pad_index=0))
+
+        mask_g = gathered(mask.long()).bool()
+        old_logp_g = gathered(old_logp.float()) if old_logp is not None else None
+        old_ent_g = gathered(old_entropy.float()) if old_entropy is not None else None
+        n = mask_g.size(0)
+        if rpf.size(0) != n:
+            raise RuntimeError(f"SteerGRPOTrainer: {rpf.size(0)} rewards for {n} gathered completions")
+        rewards = (rpf * self.reward_weights.to(device).unsqueeze(0)).nansum(dim=1)
+        scorable = ~torch.isnan(rpf).all(dim=1)  # TRL: unscorable completions get advantage 0
+        group_ids = torch.arange(n, device=device) // group_size
+        idx = scorable.nonzero(as_tuple=True)[0]
+        adv = torch.zeros(mask_g.shape, dtype=torch.float32, device=device)
+        if idx.numel() > 0:
+            rb = RolloutBatch(
+                rewards=rewards[idx].float(),
+                group_ids=group_ids[idx],
+                response_mask=mask_g[idx],
+                old_logp=None if old_logp_g is None else old_logp_g[idx],
+                old_entropy=None if old_ent_g is None else old_ent_g[idx],
+            )
+            adv[idx] = self.steer_method.compute_advantages(rb).to(adv.dtype)
+        lo = acc.process_index * b_local
+        return adv[lo : lo + b_local, :t_local].contiguous()
+
+    # ------------------------------------------------------------------------------------------
+    # loss
+
+    def _steer_lr(self) -> float:
+        opt = getattr(self, "optimizer", None)
+        if opt is not None and opt.param_groups:
+            return float(opt.param_groups[0]["lr"])
+        return float(self.args.learning_rate)
+
+    def _steer_loss_batch(self, inputs: dict, per_token_logps: Tensor, entropies: Tensor, mask: Tensor) -> LossBatch:
+        advantages = inputs["advantages"]
+        if advantages.dim() == 1:
+            advantages = advantages.unsqueeze(1)
+        advantages = advantages.expand_as(per_token_logps)
+        old = inputs.get("old_per_token_logps")
+        old = per_token_logps.detach() if old is None else old
+        old_entropy = None
+        if "old_entropy" in self._steer_requires:
+            old_entropy = inputs.get(_OLD_ENTROPY)
+            if old_entropy is None:  # on-policy: the rollout policy is the current one
+                old_entropy = entropies.detach()
+        return LossBatch(
+            logp=per_token_logps,
+            old_logp=old,
+            advantages=advantages,
+            response_mask=mask.bool(),
+            entropy=entropies,
+            old_entropy=old_entropy,
+            lr=self._steer_lr(),
+        )
+
+    def _steer_scope_stats(self, inputs: dict, lb: LossBatch) -> dict[str, Tensor] | None:
+        """The MAX-reduced ``Method.scope_stats`` of the method's scope, or None for 'microbatch'."""
+        scope = getattr(self.steer_method.config, "scope", "microbatch")
+        if scope == "microbatch":
+            return None
+        mode = "train" if self.model.training else "eval"
+        if mode == "eval" or self._buffered_inputs is None:
+            stats = self.steer_method.scope_stats(lb)
+        else:
+            ga = self.current_gradient_accumulation_steps
+            start = self._step - self._step % ga
+            if self._steer_scope_cache is not None and self._steer_scope_cache[0] == start:
+                return self._steer_scope_cache[1]
+            stats = {}
+            spg = self.args.steps_per_generation
+            bs = self.args.per_device_train_batch_size
+            for s in range(start, start + ga):
+                mb = self._buffered_inputs[s % spg]
+                logps, ents = self._steer_no_grad_forward(mb, batch_size=bs)
+                m = mb["completion_mask"] if "tool_mask" not in mb else mb["completion_mask"] * mb["tool_mask"]
+                for k, v in self.steer_method.scope_stats(self._steer_loss_batch(mb, logps, ents, m)).items():
+                    stats[k] = v if k not in stats else torch.maximum(stats[k], v)
+        if scope == "global" and self.accelerator.num_processes > 1:
+            keys = sorted(stats)
+            vec = torch.stack([stats[k].detach().float().reshape(()) for k in keys]).to(self.accelerator.device)
+            vec = self.accelerator.gather(vec.unsqueeze(0)).amax(dim=0)
+            stats = {k: vec[i] for i, k in enumerate(keys)}
+        if mode == "train" and self._buffered_inputs is not None:
+            self._steer_scope_cache = (self._step - self._step % self.current_gradient_accumulation_steps, stats)
+        return stats
+
+    def _steer_record(self, mode: str, metrics: dict[str, float], n_tokens: float) -> None:
+        """Reduce one micro-batch's metrics over ranks (by their declared reductions) and keep them."""
+        keys = tuple(sorted(metrics))
+        acc = self.accelerator
+        if acc.num_processes == 1:
+            self._steer_acc[mode].add(dict(metrics), n_tokens)
+            return
+        kinds = [reduction_of(k) for k in keys]
+        if keys not in self._steer_keys_checked:
+            digest = int.from_bytes(hashlib.sha256("\n".join(keys).encode()).digest()[:6], "big")
+            seen = acc.gather(torch.tensor([float(digest)], dtype=torch.float64, device=acc.device))
+            if bool((seen != seen[0]).any()):
+                raise RuntimeError(
+                    f"SteerGRPOTrainer: the ranks emit different metric keys (this rank: {list(keys)}); "
+                    "the cross-rank reduction would misattribute them"
+                )
+            self._steer_keys_checked.add(keys)
+        n = float(n_tokens)
+        row = [n]
+        for k, kind in zip(keys, kinds):
+            v = float(metrics[k])
+            row.append(v * n if kind == "token_mean" else v)
+        table = acc.gather(torch.tensor([row], dtype=torch.float64, device=acc.device))  # (ranks, 1 + K)
+        n_all = float(table[:, 0].sum())
+        out: dict[str, float] = {}
+        for j, (k, kind) in enumerate(zip(keys, kinds), start=1):
+            col = table[:, j]
+            if kind == "sum":
+                out[k] = float(col.sum())
+            elif kind == "token_mean":
+                if n_all > 0:
+                    out[k] = float(col.sum()) / n_all
+            elif kind == "min":
+                out[k] = float(nanmin(col))
+            elif kind == "max":
+                out[k] = float(nanmax(col))
+            else:  # mean
+                out[k] = float(col.mean())
+        self._steer_acc[mode].add(out, n_all)
+
+    def _compute_loss(self, model, inputs):
+        if self.loss_type not in SUPPORTED_LOSS_TYPES:
+            raise ValueError(f"SteerGRPOTrainer supports loss_type in {list(SUPPORTED_LOSS_TYPES)}, got {self.loss_type!r}")
+        if self.importance_sampling_level != "token":
+            raise ValueError("SteerGRPOTrainer supports importance_sampling_level='token' only")
+        mask = inputs["completion_mask"] if "tool_mask" not in inputs else inputs["completion_mask"] * inputs["tool_mask"]
+        per_token_logps, entropies, aux_loss = self._steer_forward(model, inputs)
+
+        if self.top_entropy_quantile < 1.0:
+            entropy_mask = self.get_high_entropy_mask(entropies, mask, 1 - self.top_entropy_quantile)
+        else:
+            entropy_mask = None
+
+        advantages = inputs["advantages"]
+        if advantages.dim() == 1:
+            advantages = advantages.unsqueeze(1)
+        old_per_token_logps = inputs.get("old_per_token_logps")
+        old_per_token_logps = per_token_logps.detach() if old_per_token_logps is None else old_per_token_logps
+
+        if self.off_policy_mask_threshold is not None:
+            sampling_per_token_logps = inputs.get("sampling_per_token_logps", old_per_token_logps)
+            off_policy_mask = self.get_off_policy_mask(
+                advantages=advantages,
+                per_token_logps=per_token_logps,
+                sampling_per_token_logps=sampling_per_token_logps,
+                mask=mask,
+                off_policy_threshold=self.off_policy_mask_threshold,
+            )
+
+        # TRL's token-level ratio: its KL bias correction and its clip metrics use it
+        log_ratio = per_token_logps - old_per_token_logps
+        coef_1 = torch.exp(log_ratio)
+
+        if self.beta != 0.0:
+            ref_per_token_logps = inputs["ref_per_token_logps"]
+            per_token_kl = (
+                torch.exp(ref_per_token_logps - per_token_logps) - (ref_per_token_logps - per_token_logps) - 1
+            )
+            if self.args.use_bias_correction_kl:
+                per_token_kl = per_token_kl * coef_1
+
+        # The method's per-token clipped objective with its token weights (the core computes it)
+        lb = self._steer_loss_batch(inputs, per_token_logps, entropies, mask)
+        lb.scope_stats = self._steer_scope_stats(inputs, lb)
+        try:
+            tl = self.steer_method.token_loss(lb)
+        except NonFiniteError as e:
+            raise NonFiniteError(
+                f"SteerGRPOTrainer (global step {self.state.global_step}): {e}; no update was applied from this "
+                "batch; resume from the last checkpoint (TRL's resume_from_checkpoint)",
+                name=e.name,
+                count=e.count,
+            ) from e
+        per_token_loss = tl.loss_mat
+        # the tokens the aggregation counts: the method's selection (forking tokens) or every valid token
+        pol_mask = mask if tl.loss_mask is None else tl.loss_mask.to(mask.dtype)
+        tokens_scale = float(tl.num_tokens_scale) if tl.loss_mask is not None else 1.0
+
+        if self.off_policy_mask_threshold is not None:
+            per_token_loss = per_token_loss * off_policy_mask
+
+        if entropy_mask is not None:
+            per_token_loss = per_token_loss * entropy_mask
+
+        if self.use_vllm and self.vllm_importance_sampling_correction:
+            per_token_loss = per_token_loss * inputs["importance_sampling_ratio"]
+
+        mode = "train" if self.model.training else "eval"
+        if tl.loss_mask is None:
+            if self.beta != 0.0:
+                per_token_loss = per_token_loss + self.beta * per_token_kl
+            loss, policy_loss = self._steer_aggregate(per_token_loss, mask, inputs, mode)
+        else:  # the policy term over the selected tokens, the KL term over every valid token
+            loss, policy_loss = self._steer_aggregate(per_token_loss, pol_mask, inputs, mode, tokens_scale)
+            if self.beta != 0.0:
+                kl_loss, kl_policy = self._steer_aggregate(self.beta * per_token_kl, mask, inputs, mode)
+                loss, policy_loss = loss + kl_loss, policy_loss + kl_policy
+
+        # Entropy bonus and adaptive entropy: TRL 1.16's code, on TRL's mask (never the method's weights)
+        if self._entropy_bonus_enabled:
+            effective_mask = mask if entropy_mask is None else mask * entropy_mask
+            accumulation_factor = self.current_gradient_accumulation_steps if mode == "train" else 1.0
+            entropy_loss = (
+                (entropies * effective_mask).sum() / effective_mask.sum().clamp(min=1.0) / accumulation_factor
+            )
+            if self.use_adaptive_entropy:
+                apply_coef = self.entropy_coef if self._last_world_entropy <= self.args.entropy_target else 0.0
+            else:
+                apply_coef = self.entropy_coef
+            loss = loss - apply_coef * entropy_loss
+            self._metrics[mode]["policy_loss"].append(self.accelerator.gather(policy_loss).nanmean().item())
+            if self.use_adaptive_entropy and mode == "train":
+                stats = torch.stack([(entropies * effective_mask).sum(), effective_mask.sum()]).detach()
+                if self._entropy_window_stats is None:
+                    self._entropy_window_stats = stats
+                else:
+                    self._entropy_window_stats = self._entropy_window_stats + stats
+                if self.accelerator.sync_gradients:
+                    window_stats = self.accelerator.reduce(self._entropy_window_stats, reduction="sum")
+                    world_entropy = (window_stats[0] / window_stats[1].clamp(min=1.0)).item()
+                    if world_entropy <= self.args.entropy_target:
+                        self.entropy_coef = min(
+                            self.entropy_coef + self.args.entropy_coef_delta, self.args.entropy_coef_max
+                        )
+                    else:
+                        self.entropy_coef = max(
+                            self.entropy_coef - self.args.entropy_coef_delta, self.args.entropy_coef_min
+                        )
+                    self._last_world_entropy = world_entropy
+                    self._entropy_window_stats = None
+            if mode == "train" and self.accelerator.sync_gradients:
+                self._metrics[mode]["entropy_coef"].append(self.entropy_coef)
+
+        if self.aux_loss_enabled:
+            normalizer = self.current_gradient_accumulation_steps if mode == "train" else 1.0
+            loss = loss + self.router_aux_loss_coef * aux_loss / normalizer
+            self._metrics[mode]["aux_loss"].append(self.accelerator.gather_for_metrics(aux_loss).mean().item())
+
+        # TRL's metrics, unchanged
+        def masked_seq_mean(x):
+            return (x * mask).sum(-1) / mask.sum(-1)
+
+        def global_masked_mean(x):
+            local_sum, local_count = (x * mask).sum(), mask.sum().float()
+            totals = self.accelerator.reduce(torch.stack([local_sum, local_count]), reduction="sum")
+            return (totals[0] / totals[1].clamp(min=1.0)).item()
+
+        if self.beta != 0.0:
+            self._metrics[mode]["kl"].append(global_masked_mean(per_token_kl))
+        self._metrics[mode]["entropy"].append(global_masked_mean(entropies))
+        is_low_clipped = (coef_1 < 1 - self.epsilon_low) & (advantages < 0)
+        is_high_clipped = (coef_1 > 1 + self.epsilon_high) & (advantages > 0)
+        is_region_clipped = is_low_clipped | is_high_clipped
+        self._metrics[mode]["clip_ratio/low_mean"].append(global_masked_mean(is_low_clipped.float()))
+        self._metrics[mode]["clip_ratio/high_mean"].append(global_masked_mean(is_high_clipped.float()))
+        self._metrics[mode]["clip_ratio/region_mean"].append(global_masked_mean(is_region_clipped.float()))
+        gathered_low_clip = self.accelerator.gather(masked_seq_mean(is_low_clipped.float()))
+        self._metrics[mode]["clip_ratio/low_min"].append(nanmin(gathered_low_clip).item())
+        gathered_high_clip = self.accelerator.gather(masked_seq_mean(is_high_clipped.float()))
+        self._metrics[mode]["clip_ratio/high_max"].append(nanmax(gathered_high_clip).item())
+
+        if self.args.steer_log_metrics:
+            self._steer_record(mode, tl.metrics, float(mask.sum()))
+        return loss
+
+    def _steer_aggregate(
+        self, per_token_loss: Tensor, mask: Tensor, inputs: dict, mode: str, tokens_scale: float = 1.0
+    ) -> tuple[Tensor, Tensor]:
+        """TRL 1.16's normaliser of ``loss_type``: ``(loss for backward, detached policy_loss)``, the
+        first already divided for gradient accumulation, the second as TRL logs it."""
+        if self.loss_type == "dapo":
+            # num_items_in_batch spans the generation batch; rescale it to one accumulation window
+            normalizer = inputs["num_items_in_batch"].clamp(min=1.0) / self.accelerator.num_processes
+            if mode == "train":
+                normalizer = normalizer * self.current_gradient_accumulation_steps / self.args.steps_per_generation
+            if tokens_scale != 1.0:
+                normalizer = normalizer * tokens_scale
+            loss = (per_token_loss * mask).sum() / normalizer
+            return loss, loss.detach()
+        if self.loss_type == "grpo":
+            loss = ((per_token_loss * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).mean()
+        elif self.loss_type == "bnpo":
+            loss = (per_token_loss * mask).sum() / mask.sum().clamp(min=1.0)
+        else:  # dr_grpo
+            loss = (per_token_loss * mask).sum() / (per_token_loss.size(0) * self.max_completion_length)
+        normalizer = self.current_gradient_accumulation_steps if mode == "train" else 1.0
+        return loss / normalizer, loss.detach()
+
+    # ------------------------------------------------------------------------------------------
+    # logging
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        mode = "train" if self.model.training else "eval"
+        acc = self._steer_acc[mode]
+        reduced = acc.result()
+        if reduced:
+            prefix = "eval_" if mode == "eval" else ""
+            for k, v in reduced.items():
+                if isinstance(v, float) and not math.isfinite(v):
+                    continue
+                logs[prefix + _metric_key(k)] = v
+        self._steer_acc[mode] = MetricReducer()
+        super().log(logs, start_time)
