@@ -13,6 +13,7 @@ SUBCOMMAND_MODULES = (
     "steer.train.cli",
     "steer.evaluation.cli",
     "steer.analysis.reproduce_cli",
+    "steer.analysis.cli",
 )
 
 

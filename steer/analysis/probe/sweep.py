@@ -66,7 +66,7 @@ def run_sweep(
     vocabs=SWEEP_VOCABS,
     warm_start_steps: int = 150,
     warm_start_problems: int = 300,
-    optimizers: Sequence = ("sgd:3", "adamw:1e-4"),
+    optimizers: Sequence = ("sgd:0.01", "adamw:1e-4"),
     num_prompts: int | None = 12,
     n: int | None = 8,
     seed: int = 0,
