@@ -24,7 +24,10 @@ import re
 import threading
 from functools import lru_cache
 
+from latex2sympy2_extended.math_normalization import normalize_latex
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+
+from steer.rewards import quick
 
 from steer.rewards.extract import (
     canonical_answer,
@@ -101,6 +104,103 @@ def parse_gold(gold: str) -> list:
 
 def _parse_pred(text: str) -> list:
     return parse(text, extraction_config=_PRED_CONFIG, parsing_timeout=_alarm_timeout())
+
+
+_NORM = _GOLD_CONFIG[0].normalization_config
+
+
+@lru_cache(maxsize=8192)
+def _mv_normal_form(s: str) -> str:
+    """``s`` after math-verify's own LaTeX normalisation (the one its parser applies first)."""
+    try:
+        return normalize_latex(s, _NORM)
+    except Exception:
+        return s
+
+
+_ASSIGN_RE = re.compile(r"\s*([A-Za-z](?:_\{?\w{1,3}\}?)?(?:\([a-z](?:,\s*[a-z])*\))?)\s*=\s*([^=]+)")
+
+
+def _split_items(s: str) -> list[str] | None:
+    """Top-level comma-separated items of a tuple/interval/list (outer brackets dropped), or
+    None when ``s`` is not one (sets written with ``\\{``, thousands separators)."""
+    if "\\{" in s or "\\}" in s or re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", s.strip()):
+        return None
+    t = s.strip()
+    if len(t) >= 2 and t[0] in "([" and t[-1] in ")]":
+        depth = 0
+        for i, ch in enumerate(t):
+            depth += ch in "([{"
+            depth -= ch in ")]}"
+            if depth == 0 and i < len(t) - 1:
+                break
+        else:
+            t = t[1:-1]
+    items, depth, cur = [], 0, []
+    for ch in t:
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        if ch == "," and depth == 0:
+            items.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    items.append("".join(cur))
+    return items if len(items) > 1 else None
+
+
+_INF = {"\\infty": 1, "+\\infty": 1, "-\\infty": -1}
+
+
+def _quick(gold: str, pred: str, depth: int = 0) -> bool | None:
+    ge, pe = _ASSIGN_RE.fullmatch(gold), _ASSIGN_RE.fullmatch(pred)
+    for m in (ge, pe):
+        # latex2sympy reads N as n: "N = n" is a degenerate relation there, left to math-verify
+        if m and set(m.group(1).split("(")[0].lower()) & set(m.group(2).lower()) & set("abcdefghijklmnopqrstuvwxyz"):
+            return None
+    if (ge or pe) and depth == 0:
+        if ge and pe:
+            if "".join(ge.group(1).split()) != "".join(pe.group(1).split()):
+                return None
+            return _quick(ge.group(2), pe.group(2), 1)
+        if ge:  # math-verify compares an assignment gold's right side with a plain answer
+            return _quick(ge.group(2), pred, 1)
+        return _quick(gold, pe.group(2), 1)  # and the last right side of an equation answer
+    gi, pi = _split_items(gold), _split_items(pred)
+    if gi is not None or pi is not None:
+        if gi is None or pi is None or len(gi) != len(pi):
+            return None
+        # wrong when an answer item differs from every gold item (order-free, so it also
+        # holds for sets of tuples); anything else is left to math-verify
+        for a in pi:
+            if all(_quick(b.strip(), a.strip(), depth + 1) is False for b in gi):
+                return False
+        return None
+    if depth > 2:
+        return None
+    inf_g, inf_p = _INF.get("".join(gold.split())), _INF.get("".join(pred.split()))
+    if inf_g or inf_p:
+        if inf_g and inf_p:
+            return inf_g == inf_p
+        other = pred if inf_g else gold
+        return False if quick.values(other) is not None else None
+    return quick.compare(pred, gold)
+
+
+def quick_verdict(gold: str, answer: str) -> bool | None:
+    """math-verify's verdict for plain arithmetic answers without sympy, or None (undecided).
+
+    Both strings get math-verify's normalisation, then :func:`steer.rewards.quick.compare`:
+    values that differ beyond 1e-6 (relative to ``max(1, |x|)``) are wrong (math-verify needs
+    equality to six decimals or a zero ``simplify``), constants equal to 20 digits are right;
+    everything else (variables with equal values, anything outside the subset) is undecided.
+    An assignment ``f(x) = ...`` is compared by its right side (the same left side on both
+    sides, or a plain answer); a tuple or list is wrong when one of its items differs from
+    every item of the gold.
+    """
+    return _quick(_mv_normal_form(gold), _mv_normal_form(answer))
 
 
 def _pred_str(parsed: list) -> str:
@@ -203,6 +303,9 @@ def score_math_verify(response: str, gold: str) -> tuple[bool, str | None, str]:
             return True, boxed, "ok"
         if shapes_differ(cg, cb):
             return False, boxed, "mismatch"
+        q = quick_verdict(gold, boxed)
+        if q is not None:
+            return q, boxed, "ok" if q else "mismatch"
         answer_text = cb
         candidates.append("\\boxed{" + boxed + "}")
     else:
@@ -214,6 +317,9 @@ def score_math_verify(response: str, gold: str) -> tuple[bool, str | None, str]:
                 return True, ans, "ok"
             if shapes_differ(cg, ca):
                 return False, ans, "mismatch"
+            q = quick_verdict(gold, ans)
+            if q is not None:
+                return q, ans, "ok" if q else "mismatch"
             answer_text = ca
             candidates.append("\\boxed{" + ans + "}")
     candidates.append(response)
