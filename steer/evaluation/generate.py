@@ -12,9 +12,10 @@ response's end is decided:
   is True, it counts in ``n_tokens``); what follows it is padding. A response that never stops
   ran to ``max_new_tokens`` (``finish="length"``);
 - the text is the decoded valid tokens without the stop token and without special tokens;
-- sampling uses only the arguments given (a fresh ``GenerationConfig``: a model's own
-  generation defaults such as a repetition penalty never change the sampling distribution), so
-  a rollout is drawn from exactly the policy the trainer scores; ``temperature=0`` is greedy.
+- sampling uses only the arguments given: a fresh ``GenerationConfig``, and the model's own
+  ``generation_config`` is set aside during the call, because transformers would otherwise fill
+  every setting left unset from it (a checkpoint's repetition penalty, say). A rollout is thus
+  drawn from exactly the distribution the trainer scores; ``temperature=0`` is greedy.
 
 Backends turn prompt strings (chat template already applied) into completions:
 ``generate(prompts, *, temperature, top_p, max_tokens, seed) -> list[Completion]`` (one per
@@ -131,18 +132,35 @@ def response_mask_from_ids(response_ids: Tensor, stops: list[int]) -> Tensor:
     return before == 0
 
 
-def _sampling_kwargs(tokenizer, stops, pad, *, temperature, top_p, top_k, max_new_tokens) -> dict:
+def _generation_config(tokenizer, stops, pad, *, temperature, top_p, top_k, max_new_tokens):
+    """A fresh ``GenerationConfig`` with exactly these settings: the model's own generation
+    defaults (a repetition penalty, top-k 50, ...) never change the sampling distribution."""
     from transformers import GenerationConfig
 
-    kw: dict = dict(max_new_tokens=int(max_new_tokens), pad_token_id=pad, eos_token_id=stops)
+    kw: dict = dict(max_new_tokens=int(max_new_tokens), pad_token_id=pad, eos_token_id=list(stops))
     if temperature and temperature > 0:
         kw.update(do_sample=True, temperature=float(temperature), top_p=float(top_p), top_k=int(top_k))
     else:
         kw.update(do_sample=False)
-    # a fresh config underneath the explicit arguments: the model's own generation defaults
-    # (repetition penalty, top-k 50, ...) never leak into the sampling distribution
-    kw["generation_config"] = GenerationConfig(bos_token_id=getattr(tokenizer, "bos_token_id", None), **kw)
-    return kw
+    return GenerationConfig(bos_token_id=getattr(tokenizer, "bos_token_id", None), **kw)
+
+
+def _generate(model, input_ids: Tensor, attention_mask: Tensor, gen_config):
+    """``model.generate`` with ``gen_config`` and nothing else: transformers fills every setting
+    a config leaves unset from ``model.generation_config`` (a checkpoint's repetition penalty,
+    say), so the model's own config is swapped for a copy of ``gen_config`` during the call."""
+    import copy
+
+    had = "generation_config" in vars(model)
+    saved = getattr(model, "generation_config", None)
+    model.generation_config = copy.deepcopy(gen_config)
+    try:
+        return model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=gen_config)
+    finally:
+        if had:
+            model.generation_config = saved
+        else:
+            del model.generation_config
 
 
 @torch.no_grad()
@@ -184,11 +202,13 @@ def sample(
     ids, mask = encode_prompts(tokenizer, prompts, max_prompt_tokens)
     P = len(prompts)
     per_call = max(1, (batch_size or P * n) // n)  # prompts per generate call
-    kw = _sampling_kwargs(
-        tokenizer, stops, pad, temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens
-    )
+    kw: dict = {
+        "generation_config": _generation_config(
+            tokenizer, stops, pad, temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens
+        )
+    }
     if with_entropy:
-        kw.update(output_logits=True, return_dict_in_generate=True)
+        kw["generation_config"].update(output_logits=True, return_dict_in_generate=True)
     was_training = getattr(model, "training", False)
     if was_training:
         model.eval()
@@ -202,7 +222,7 @@ def sample(
             for s in range(0, P, per_call):
                 c_ids = ids[s : s + per_call].repeat_interleave(n, dim=0)
                 c_mask = mask[s : s + per_call].repeat_interleave(n, dim=0)
-                out = model.generate(input_ids=c_ids.to(device), attention_mask=c_mask.long().to(device), **kw)
+                out = _generate(model, c_ids.to(device), c_mask.long().to(device), kw["generation_config"])
                 seq = out.sequences if with_entropy else out
                 new = seq[:, ids.shape[1] :].cpu()
                 outs.append(new)

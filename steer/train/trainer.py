@@ -10,10 +10,17 @@ One step:
 5. ``method.compute_advantages(RolloutBatch)`` (Eq. 1 for GRPO);
 6. ``ppo_epochs`` passes over ``num_mini_batches`` mini-batches of the same rollouts, each one
    AdamW step: forward -> ``token_stats_from_logits`` on the response positions (temperature
-   of the sampler) -> ``LossBatch`` (``global_num_tokens`` = valid tokens of the mini-batch) ->
+   of the sampler) -> ``LossBatch`` (``global_num_tokens`` = valid tokens of the mini-batch, and
+   the mini-batch's MAX-reduced ``method.scope_stats`` when the method has any) ->
    ``method.compute_loss`` -> backward (accumulated over micro-batches) -> gradient clipping ->
-   optimiser step. A non-finite loss or gradient norm never reaches the weights: the step is
-   skipped and counted (``trainer.nonfinite=skip``) or the run stops (``stop``).
+   optimiser step. The trainer knows no method by name: what a method reads comes from
+   ``method.requires``, its mini-batch statistics from ``method.scope_stats``. A non-finite
+   input (``steer.core.errors.NonFiniteError``, caught by type), loss or gradient norm never
+   reaches the weights: the step is skipped and counted (``trainer.nonfinite=skip``) or the run
+   stops (``stop``).
+7. metrics: every key of the method's per-micro-batch metrics is reduced over the step by its
+   declared reduction (``steer.core.metrics``: sum, token-weighted mean, min, max; shares and
+   clip fractions derived from the reduced sums).
 
 Randomness: every step re-seeds python, numpy and torch from ``(seed, step)``, and evaluation
 seeds from ``(seed, step, "eval")`` and restores the stream afterwards, so a run resumed from a
@@ -29,13 +36,15 @@ import os
 import random
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from steer.core.errors import NonFiniteError
+from steer.core.metrics import MetricReducer
 from steer.core.types import LossBatch, RolloutBatch
 from steer.train import checkpoint as ckpt
 from steer.train.config import Config, build_method_from_config, to_dict, to_yaml
@@ -44,9 +53,7 @@ from steer.train.metrics import JsonlLogger, TensorBoardLogger
 from steer.train.rollout import Rollouts, generate_rollouts, response_token_stats
 from steer.train.tasks import Task, build_task, format_prompt, score_batch
 
-
-class NonFiniteError(RuntimeError):
-    """A non-finite loss or gradient with ``trainer.nonfinite=stop`` (or too many skips)."""
+__all__ = ["NonFiniteError", "StepData", "Trainer", "derive_seed", "load_model_and_tokenizer"]
 
 
 def derive_seed(*parts) -> int:
@@ -96,50 +103,6 @@ def load_model_and_tokenizer(cfg: Config, *, log=print):
     if cfg.model.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     return model, tok
-
-
-# ---------------------------------------------------------------------------------------------
-# metric aggregation over micro-batches
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _MetricAcc:
-    """Token-weighted means, sums for counts, min/max for extremes."""
-
-    sums: dict = field(default_factory=dict)
-    weights: dict = field(default_factory=dict)
-    mins: dict = field(default_factory=dict)
-    maxs: dict = field(default_factory=dict)
-    totals: dict = field(default_factory=dict)
-
-    def add(self, metrics: dict, tokens: float) -> None:
-        for k, v in metrics.items():
-            try:
-                v = float(v)
-            except (TypeError, ValueError):
-                continue
-            if k.endswith("/count") or k.endswith("omega_sum") or k == "tokens":
-                self.totals[k] = self.totals.get(k, 0.0) + v
-            elif k.endswith("_min") or k.endswith("/min"):
-                self.mins[k] = min(self.mins.get(k, math.inf), v)
-            elif k.endswith("_max") or k.endswith("/max"):
-                self.maxs[k] = max(self.maxs.get(k, -math.inf), v)
-            else:
-                self.sums[k] = self.sums.get(k, 0.0) + v * tokens
-                self.weights[k] = self.weights.get(k, 0.0) + tokens
-
-    def result(self) -> dict:
-        out = {k: self.sums[k] / self.weights[k] for k in self.sums if self.weights[k] > 0}
-        out.update(self.mins)
-        out.update(self.maxs)
-        out.update(self.totals)
-        counts = {k: v for k, v in self.totals.items() if k.startswith("quadrant/") and k.endswith("/count")}
-        total = sum(counts.values())
-        if total > 0:
-            for k, v in counts.items():
-                out[k[: -len("count")] + "share"] = v / total
-        return out
 
 
 @dataclass
@@ -231,13 +194,14 @@ class Trainer:
         perm = np.random.default_rng(derive_seed(self.cfg.trainer.seed, "data", epoch)).permutation(len(pool))
         return [pool[i] for i in perm[idx * k : (idx + 1) * k]]
 
-    def _stats(self, model, ro: Rollouts, idx: Tensor | None, *, with_sums: bool):
-        if idx is None:
-            p_ids, p_mask, r_ids = ro.prompt_ids, ro.prompt_mask, ro.response_ids
-        else:
-            p_ids, p_mask, r_ids = ro.prompt_ids[idx], ro.prompt_mask[idx], ro.response_ids[idx]
+    def _stats(self, model, ro: Rollouts, idx: Tensor, *, with_sums: bool):
         return response_token_stats(
-            model, p_ids, p_mask, r_ids, temperature=self.cfg.rollout.temperature, with_sums=with_sums
+            model,
+            ro.prompt_ids[idx],
+            ro.prompt_mask[idx],
+            ro.response_ids[idx],
+            temperature=self.cfg.rollout.temperature,
+            with_sums=with_sums,
         )
 
     def _chunks(self, n: int) -> list[Tensor]:
@@ -261,45 +225,46 @@ class Trainer:
         ref = torch.cat(refs).masked_fill(~mask, 0.0) if refs else None
         return old_logp, old_ent, ref
 
-    def build_loss_batch(
+    def loss_batch(
         self,
-        stats,
+        data: StepData,
+        idx: Tensor,
         *,
-        old_logp: Tensor,
-        old_entropy: Tensor,
-        advantages: Tensor,
-        response_mask: Tensor,
-        ref_logp: Tensor | None,
         lr: float,
         global_num_tokens: float,
         global_num_seqs: float,
+        scope_stats: dict[str, Tensor] | None = None,
     ) -> LossBatch:
-        """The LossBatch of one micro-batch (its tensors on the model's device)."""
-        m = self.method
-        dev = stats.logp.device
+        """The :class:`LossBatch` of the responses ``idx`` of a step (one micro-batch): a forward
+        of the current policy on them (``token_stats_from_logits`` at the sampler's temperature),
+        plus what ``method.requires`` asks for, on the model's device. Gradients flow unless
+        called under ``torch.no_grad()``. The one place a loss batch is built."""
+        req = self.method.requires
+        st = self._stats(self.model, data.rollouts, idx, with_sums="sums" in req)
+        dev = st.logp.device
         return LossBatch(
-            logp=stats.logp,
-            old_logp=old_logp.to(dev),
-            advantages=advantages.to(dev),
-            response_mask=response_mask.to(dev),
+            logp=st.logp,
+            old_logp=data.old_logp[idx].to(dev),
+            advantages=data.advantages[idx].to(dev),
+            response_mask=data.rollouts.response_mask[idx].to(dev),
             # a method that needs no entropy still gets a detached copy: its quadrant metrics
             # (sign of A x sign of the entropy-change indicator) need it, its gradient does not
-            entropy=stats.entropy if m.needs_entropy else stats.entropy.detach(),
-            old_entropy=old_entropy.to(dev) if m.needs_old_entropy else None,
-            sum_p2=stats.sum_p2 if m.needs_sums else None,
-            sum_p2_logp=stats.sum_p2_logp if m.needs_sums else None,
-            ref_logp=ref_logp.to(dev) if ref_logp is not None else None,
+            entropy=st.entropy if "entropy" in req else st.entropy.detach(),
+            old_entropy=data.old_entropy[idx].to(dev) if "old_entropy" in req else None,
+            sum_p2=st.sum_p2 if "sums" in req else None,
+            sum_p2_logp=st.sum_p2_logp if "sums" in req else None,
+            ref_logp=data.ref_logp[idx].to(dev) if data.ref_logp is not None else None,
             lr=lr,
             global_num_tokens=float(global_num_tokens),
             global_num_seqs=float(global_num_seqs),
-            omega_max=None,
+            scope_stats=scope_stats,
         )
 
     def _handle_nonfinite(self, what: str, step: int, mb: int) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         if self.cfg.trainer.nonfinite == "stop":
             raise NonFiniteError(
-                f"non-finite {what} at step {step}, mini-batch {mb} (trainer.nonfinite=stop)"
+                f"non-finite {what} at step {step}, mini-batch {mb} (trainer.nonfinite=stop)", name=what
             )
         self.nonfinite_skips += 1
         self.consecutive_skips += 1
@@ -307,7 +272,9 @@ class Trainer:
         limit = self.cfg.trainer.max_nonfinite_skips
         if limit and self.consecutive_skips > limit:
             raise NonFiniteError(
-                f"{self.consecutive_skips} consecutive non-finite optimiser steps (trainer.max_nonfinite_skips={limit})"
+                f"{self.consecutive_skips} consecutive non-finite optimiser steps "
+                f"(trainer.max_nonfinite_skips={limit})",
+                name=what,
             )
 
     # ------------------------------------------------------------------ one step
@@ -373,80 +340,48 @@ class Trainer:
         """Zero the gradients, then forward + ``method.compute_loss`` + backward over the
         micro-batches of one mini-batch (``mb_idx``: row indices), the loss normalised by the
         mini-batch's valid tokens. Returns ``(loss, [(metrics, tokens)], problem)`` where
-        ``problem`` is None, ``"loss"`` or ``"logits"`` (non-finite)."""
+        ``problem`` is None, or the name of what was non-finite (``"loss"``, or the input the
+        core rejected: ``"logits"``, ``"omega"``, ...); nothing is stepped.
+
+        Methods with scope statistics (``method.scope_stats``, e.g. STEER's max|Omega| with
+        ``scope=minibatch``) need them over the whole mini-batch before any loss: the first
+        micro-batch's own forward is probed, and when it returns statistics and there are
+        several micro-batches, the others get a no-grad forward first and every key is
+        MAX-reduced over them (``LossBatch.scope_stats``). Otherwise there is no extra pass."""
         mask = data.rollouts.response_mask
-        mb_tokens = float(mask[mb_idx].sum())
+        norm = dict(
+            lr=lr,
+            global_num_tokens=max(float(mask[mb_idx].sum()), 1.0),
+            global_num_seqs=float(mask[mb_idx].any(1).sum()),
+        )
         self.optimizer.zero_grad(set_to_none=True)
         total = 0.0
-        out = []
-        chunks = self._chunks(len(mb_idx))
-        omega_max = None
-        scope = getattr(self.method.config, "scope", "microbatch")
-        if (
-            getattr(self.method.config, "weighting", None) == "steer"
-            and scope != "microbatch"
-            and len(chunks) > 1
-        ):
-            try:
-                omega_max = self._scope_omega_max(data, mb_idx, chunks, lr, mb_tokens)
-            except ValueError as exc:
-                if "non-finite" in str(exc) or "NaN" in str(exc):
-                    return total, out, "logits"
-                raise
-        for rel in chunks:
-            idx = mb_idx[rel]
-            try:
-                stats = self._stats(self.model, data.rollouts, idx, with_sums=self.method.needs_sums)
-            except ValueError as exc:
-                if "non-finite" in str(exc):
-                    return total, out, "logits"
-                raise
-            lb = self.build_loss_batch(
-                stats,
-                old_logp=data.old_logp[idx],
-                old_entropy=data.old_entropy[idx],
-                advantages=data.advantages[idx],
-                response_mask=mask[idx],
-                ref_logp=data.ref_logp[idx] if data.ref_logp is not None else None,
-                lr=lr,
-                global_num_tokens=max(mb_tokens, 1.0),
-                global_num_seqs=float(len(mb_idx)),
-            )
-            lb.omega_max = omega_max
-            loss, metrics = self.method.compute_loss(lb)
-            if not bool(torch.isfinite(loss).all()):
-                return total, out, "loss"
-            loss.backward()
-            total += float(loss.detach())
-            out.append((metrics, float(mask[idx].sum())))
+        out: list = []
+        chunks = [mb_idx[rel] for rel in self._chunks(len(mb_idx))]
+        try:
+            first = self.loss_batch(data, chunks[0], **norm)
+            if len(chunks) > 1:
+                stats = self.method.scope_stats(first)
+                if stats:
+                    with torch.no_grad():
+                        for idx in chunks[1:]:
+                            more = self.method.scope_stats(self.loss_batch(data, idx, **norm))
+                            stats = {k: torch.maximum(v, more[k]) for k, v in stats.items()}
+                    first.scope_stats = stats
+                    norm["scope_stats"] = stats
+            for i, idx in enumerate(chunks):
+                lb = first if i == 0 else self.loss_batch(data, idx, **norm)
+                loss, metrics = self.method.compute_loss(lb)
+                if not bool(torch.isfinite(loss).all()):
+                    return total, out, "loss"
+                loss.backward()
+                total += float(loss.detach())
+                out.append((metrics, float(mask[idx].sum())))
+                del lb
+                first = None
+        except NonFiniteError as exc:
+            return total, out, exc.name or "input"
         return total, out, None
-
-    @torch.no_grad()
-    def _scope_omega_max(
-        self, data: StepData, mb_idx: Tensor, chunks: list[Tensor], lr: float, mb_tokens: float
-    ):
-        """max|Omega| over the whole mini-batch (STEER ``scope`` minibatch/global; in one process
-        the two coincide): a no-grad pass over the micro-batches with the current weights."""
-        from steer.core.weights import scope_max_abs
-
-        best = None
-        for rel in chunks:
-            idx = mb_idx[rel]
-            stats = self._stats(self.model, data.rollouts, idx, with_sums=self.method.needs_sums)
-            lb = self.build_loss_batch(
-                stats,
-                old_logp=data.old_logp[idx],
-                old_entropy=data.old_entropy[idx],
-                advantages=data.advantages[idx],
-                response_mask=data.rollouts.response_mask[idx],
-                ref_logp=data.ref_logp[idx] if data.ref_logp is not None else None,
-                lr=lr,
-                global_num_tokens=max(mb_tokens, 1.0),
-                global_num_seqs=float(len(mb_idx)),
-            )
-            m = scope_max_abs(self.method.compute_omega(lb), lb.response_mask)
-            best = m if best is None else torch.maximum(best, m)
-        return best
 
     def train_step(self, step: int) -> dict:
         """One GRPO step (0-based ``step``); returns its metrics record (without held-out keys)."""
@@ -459,7 +394,7 @@ class Trainer:
         for g in self.optimizer.param_groups:
             g["lr"] = lr
         self.model.train()
-        acc = _MetricAcc()
+        reducer = MetricReducer()  # each key by its declared reduction (steer.core.metrics)
         grad_norms, losses = [], []
         B = ro.batch_size
         mb_size = B // cfg.trainer.num_mini_batches
@@ -491,7 +426,7 @@ class Trainer:
                 grad_norms.append(float(gn))
                 losses.append(mb_loss)
                 for m, tok in mb_metrics:
-                    acc.add(m, tok)
+                    reducer.add(m, tok)
         t_update = time.perf_counter() - t2
 
         valid = mask.sum()
@@ -512,7 +447,7 @@ class Trainer:
         rec["optimizer_steps"] = steps_taken
         rec["nonfinite_skips"] = skipped_here
         rec["nonfinite_skips_total"] = self.nonfinite_skips
-        agg = acc.result()
+        agg = reducer.result()
         for k, v in agg.items():
             rec[f"m/{k}"] = v
         extra = self.method.on_step_end({**rec, **agg}) or {}

@@ -257,9 +257,10 @@ def test_hf_backend_stops_on_any_eos_and_restores_padding_side():
         ("3", 2, "stop"),
         ("1 2 3 4 5", 5, "length"),
     ]
-    assert model.kw["eos_token_id"] == [8, 9] and model.kw["top_k"] == 0 and model.kw["top_p"] == 0.7
+    gen = model.kw["generation_config"]  # a fresh config carries every sampling setting
+    assert gen.eos_token_id == [8, 9] and gen.top_k == 0 and gen.top_p == 0.7
     assert tok.padding_side == "right"
     b.generate(["a"], temperature=0.0, top_p=0.7, max_tokens=5)
-    assert model.kw["do_sample"] is False
+    assert model.kw["generation_config"].do_sample is False
     with pytest.raises(ValueError):
         b.generate(["a"], temperature=1.0, top_p=0.7, max_tokens=0)
