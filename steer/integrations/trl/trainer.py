@@ -349,14 +349,6 @@ class SteerGRPOTrainer(GRPOTrainer):
         log_ratio = per_token_logps - old_per_token_logps
         coef_1 = torch.exp(log_ratio)
 
-        if self.beta != 0.0:
-            ref_per_token_logps = inputs["ref_per_token_logps"]
-            per_token_kl = (
-                torch.exp(ref_per_token_logps - per_token_logps) - (ref_per_token_logps - per_token_logps) - 1
-            )
-            if self.args.use_bias_correction_kl:
-                per_token_kl = per_token_kl * coef_1
-
         # The method's per-token clipped objective with its token weights (the core computes it)
         lb = self._steer_loss_batch(inputs, per_token_logps, entropies, mask)
         lb.scope_stats = self._steer_scope_stats(inputs, lb)
@@ -370,6 +362,16 @@ class SteerGRPOTrainer(GRPOTrainer):
                 count=e.count,
             ) from e
         per_token_loss = tl.loss_mat
+
+        # TRL's KL term, built after the policy term as in TRL (the same gradient accumulation order)
+        if self.beta != 0.0:
+            ref_per_token_logps = inputs["ref_per_token_logps"]
+            per_token_kl = (
+                torch.exp(ref_per_token_logps - per_token_logps) - (ref_per_token_logps - per_token_logps) - 1
+            )
+            if self.args.use_bias_correction_kl:
+                per_token_kl = per_token_kl * coef_1
+
         # the tokens the aggregation counts: the method's selection (forking tokens) or every valid token
         pol_mask = mask if tl.loss_mask is None else tl.loss_mask.to(mask.dtype)
         tokens_scale = float(tl.num_tokens_scale) if tl.loss_mask is not None else 1.0
