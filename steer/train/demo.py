@@ -21,6 +21,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from queue import Empty
 
 from steer.analysis.plots import plot_all
 from steer.analysis.summary import print_table, summarize_run, verdict, write_summary
@@ -53,13 +54,92 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+#: set in each worker process by :func:`_init_worker`: where it reports its steps
+_PROGRESS_QUEUE = None
+
+
+def _init_worker(queue) -> None:
+    global _PROGRESS_QUEUE
+    _PROGRESS_QUEUE = queue
+
+
+def _postfix(rec: dict) -> dict:
+    post = {}
+    if "reward" in rec:
+        post["reward"] = f"{rec['reward']:.3f}"
+    if "entropy" in rec:
+        post["H"] = f"{rec['entropy']:.3f}"
+    if "heldout/acc" in rec:
+        post["heldout"] = f"{rec['heldout/acc']:.3f}"
+    return post
+
+
 def _train_one(cfg) -> float:
-    """Train one method in a worker process (the policy comes from the warm-start cache)."""
+    """Train one method in a worker process (the policy comes from the warm-start cache); every
+    record goes to the parent's progress queue as ``(method, step, postfix)``."""
     from steer.train.trainer import Trainer
 
+    name = cfg.method["name"]
+    queue = _PROGRESS_QUEUE
+    on_step = None
+    if queue is not None:
+
+        def on_step(rec: dict) -> None:
+            queue.put((name, int(rec["step"]), _postfix(rec)))
+
     t0 = time.perf_counter()
-    Trainer(cfg, log=_log).fit()
+    Trainer(cfg, log=_log, on_step=on_step).fit()
     return time.perf_counter() - t0
+
+
+def _train_parallel(cfgs: dict, methods: tuple[str, ...], progress: bool) -> dict[str, float]:
+    """Every method in its own process at the same time; one progress bar per method in this
+    process (fed by the workers through a queue), or a line per finished method without."""
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    bars = {}
+    if progress:
+        from tqdm.auto import tqdm
+
+        for i, m in enumerate(methods):
+            bars[m] = tqdm(total=cfgs[m].trainer.steps, desc=m, position=i, dynamic_ncols=True)
+    times: dict[str, float] = {}
+
+    def drain(timeout: float) -> None:
+        try:
+            name, step, post = queue.get(timeout=timeout)
+        except Empty:
+            return
+        bar = bars.get(name)
+        if bar is not None:
+            bar.n = step
+            if post:
+                bar.set_postfix(post, refresh=False)
+            bar.refresh()
+
+    try:
+        with ProcessPoolExecutor(
+            max_workers=len(methods), mp_context=ctx, initializer=_init_worker, initargs=(queue,)
+        ) as pool:
+            futures = {m: pool.submit(_train_one, cfgs[m]) for m in methods}
+            pending = dict(futures)
+            while pending:
+                drain(0.2)
+                for m, fut in list(pending.items()):
+                    if fut.done():
+                        times[m] = fut.result()  # a worker's exception surfaces here
+                        del pending[m]
+                        if not bars:
+                            _log(f"demo: {m} done in {times[m]:.1f} s")
+            while not queue.empty():
+                drain(0.05)
+    finally:
+        for bar in bars.values():
+            bar.close()
+    if bars:
+        for m in methods:
+            _log(f"demo: {m} done in {times[m]:.1f} s")
+    return times
 
 
 def run_demo(
@@ -114,12 +194,7 @@ def run_demo(
         _log(
             f"demo: training {', '.join(methods)} in parallel ({cfgs[methods[0]].trainer.steps} steps each) ..."
         )
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=len(methods), mp_context=ctx) as pool:
-            futures = {m: pool.submit(_train_one, cfgs[m]) for m in methods}
-            for m, fut in futures.items():
-                times[m] = fut.result()
-                _log(f"demo: {m} done in {times[m]:.1f} s")
+        times = _train_parallel(cfgs, methods, progress)
     else:
         for m in methods:
             cfg = cfgs[m]

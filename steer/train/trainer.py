@@ -138,9 +138,13 @@ class Trainer:
         task: Task | None = None,
         method=None,
         log=None,
+        on_step=None,
     ):
+        """``on_step(record)``, when given, is called with every metrics record as it is written
+        (the step-0 evaluation included), e.g. to report progress from another process."""
         self.cfg = cfg
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
+        self.on_step = on_step
         threads = cfg.trainer.num_threads or (os.cpu_count() or 1)
         torch.set_num_threads(threads)
         self.device = resolve_device(cfg.model.device)
@@ -608,4 +612,6 @@ class Trainer:
         off = self._jsonl.log(rec)
         if self._tb is not None:
             self._tb.log(rec, int(rec["step"]))
+        if self.on_step is not None:
+            self.on_step(rec)
         return off

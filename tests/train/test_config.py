@@ -114,3 +114,57 @@ def test_cli_print_config(capsys):
     assert run_cli(["train", "--config", "extreme", "--print-config", "method.name=steer"]) == 0
     out = capsys.readouterr().out
     assert "eps_high: 5.0" in out and "name: steer" in out
+
+
+def test_extreme_uses_the_testbed_warm_start():
+    """extreme.yaml says it trains the same cached policy as testbed.yaml: the warm-start cache
+    key (every field of the warm-start config) must be the same."""
+    from steer.testbed import WarmStartConfig, cache_key
+
+    keys = {}
+    for name in ("testbed", "extreme"):
+        cfg = load_config(name)
+        keys[name] = cache_key(WarmStartConfig(**dict(cfg.warm_start.overrides)))
+        assert cfg.model.source == "testbed" and cfg.warm_start.cache_dir is None
+    assert keys["testbed"] == keys["extreme"]
+    assert cache_key(WarmStartConfig(threads=1)) != keys["testbed"]  # the old extreme.yaml's
+
+
+def test_reasoning_gym_task_by_name():
+    cfg = load_config(
+        "testbed", ["task.name=reasoning_gym", "task.options.dataset=chain_sum", "task.train_size=8", "task.heldout_size=4"]
+    )
+    # the file's countdown options belong to the file's task and are dropped
+    assert cfg.task.options == {"dataset": "chain_sum"}
+    from steer.train.tasks import build_task
+
+    task = build_task(cfg.task)
+    train, held = task.train_problems(), task.heldout_problems()
+    assert len(train) == 8 and len(held) == 4
+    assert not {p.prompt for p in train} & {p.prompt for p in held}
+    p = train[0]
+    assert task.correct(p, f"  {p.answer}\n") and not task.correct(p, f"{p.answer} or so")
+    assert not task.correct(p, f"The answer is {p.answer}")  # strict: no partial credit
+    assert task.canonical(p, f" {p.answer} ") == p.answer and task.canonical(p, "x") is None
+    assert task.solutions(p) == (p.answer,)
+    other = build_task(
+        load_config("testbed", ["task.name=reasoning_gym", "task.options.dataset=leg_counting", "task.train_size=3"]).task
+    )
+    assert len(other.train_problems()) == 3  # a dataset without a testbed preset: its own defaults
+    # a countdown override keeps the file's options
+    assert load_config("testbed", ["task.train_size=8"]).task.options == {"min_count": 3, "max_count": 3}
+
+
+@pytest.mark.parametrize(
+    "overrides, needle",
+    [
+        (["task.name=reasoning_gym"], "task.options.dataset"),
+        (["task.name=reasoning_gym", "task.options.dataset=no_such_dataset"], "no_such_dataset"),
+        (["task.name=reasoning_gym", "task.options.dataset=chain_sum", "task.options.colour=red"], "colour"),
+        (["task.name=reasoning_gym", "task.options.dataset=chain_sum", "task.options.config.min_terms=0"], "min_terms"),
+        (["task.name=nosuch"], "task.name"),
+    ],
+)
+def test_bad_task_options_fail_early(overrides, needle):
+    with pytest.raises(ConfigError, match=needle):
+        load_config("testbed", overrides)
