@@ -93,8 +93,9 @@ def _manual_loss_and_grads(model, method, data, idx, lr, temperature):
 def test_trainer_loss_and_grads_equal_core(small_cfg, method):
     """The trainer's mini-batch (accumulated over micro-batches of 3 responses) gives the same
     loss and gradients as the core functions applied to the whole mini-batch at once. For STEER
-    this holds with ``scope=minibatch`` (max|Omega| over the mini-batch, computed by the trainer
-    in a first pass); with the default micro-batch scope the weights legitimately differ."""
+    this holds with ``scope=minibatch`` (max|Omega| over the mini-batch, reduced by the trainer
+    from ``method.scope_stats`` of every micro-batch); with ``scope=microbatch`` the weights
+    legitimately differ."""
     extra = ["method.scope=minibatch"] if method == "steer" else []
     cfg = small_cfg(f"method.name={method}", "trainer.micro_batch_size=3", "rollout.temperature=0.9", *extra)
     tr = make_trainer(cfg)
