@@ -75,7 +75,7 @@ class SteerGRPOTrainer(GRPOTrainer):
     """
 
     def __init__(self, model, reward_funcs=None, args: SteerGRPOConfig | None = None, *posargs, **kwargs):
-        if any(c.__name__.startswith("Async") for c in type(self).__mro__):
+        if any(c.__module__.startswith("trl.experimental.async_grpo") for c in type(self).__mro__):
             raise TypeError(
                 "SteerGRPOTrainer cannot be combined with TRL's experimental async GRPO trainer: it computes its "
                 "own loss (trl.experimental.async_grpo ... compute_loss), which never applies the method's weights"
