@@ -25,12 +25,15 @@ The ``shape_*`` functions act on token advantages that were already computed (e.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from steer.core.errors import NonFiniteError
+from steer.core.parts import NoParams, check_choice, check_range, register_advantage
 from steer.core.types import as_bool_mask
 
 __all__ = [
@@ -629,3 +632,241 @@ def position_advantages(
     """GRPO advantage (Eq. 1) shaped by :func:`shape_position` (Deng et al.; unverified form)."""
     a = grpo_advantages(rewards, group_ids, response_mask, norm_adv_by_std=norm_adv_by_std, epsilon=epsilon)
     return shape_position(a, response_mask, gamma=gamma, sigma=sigma, sharpness=sharpness, center=center)
+
+
+# --------------------------------------------------------------------------------------------
+# the advantage table: one function per estimator, ``fn(batch: RolloutBatch, config) -> (B, T)``,
+# with its parameter dataclass (published defaults and checks) and what it reads.
+
+
+@dataclass(kw_only=True)
+class PSRNSRParams(NoParams):
+    """``mode`` positive (PSR) / negative (NSR) / weighted (W-REINFORCE, lambda = ``positive_weight``)."""
+
+    mode: str = "weighted"
+    positive_weight: float = 0.1
+    success_threshold: float = 0.0
+
+    def validate(self) -> None:
+        check_choice("mode", self.mode, ("positive", "negative", "weighted"))
+        check_range("positive_weight", self.positive_weight, 0.0)
+        super().validate()
+
+
+@dataclass(kw_only=True)
+class UnlikelinessParams(NoParams):
+    beta_rank: float = 0.25
+    success_threshold: float = 0.0
+
+    def validate(self) -> None:
+        check_range("beta_rank", self.beta_rank, 0.0)
+        super().validate()
+
+
+@dataclass(kw_only=True)
+class EntropyAdvParams(NoParams):
+    alpha: float = 0.4
+    kappa: float = 2.0
+
+    def validate(self) -> None:
+        check_range("alpha", self.alpha, 0.0)
+        check_range("kappa", self.kappa, 1.0, lo_open=True)
+        super().validate()
+
+
+@dataclass(kw_only=True)
+class GTPOParams(NoParams):
+    """``alpha1`` / ``alpha2`` have no verified published default (required)."""
+
+    alpha1: float = dataclasses.MISSING  # type: ignore[assignment]
+    alpha2: float = dataclasses.MISSING  # type: ignore[assignment]
+    success_threshold: float = 0.0
+
+    def validate(self) -> None:
+        check_range("alpha1", self.alpha1, 0.0)
+        check_range("alpha2", self.alpha2, 0.0)
+        super().validate()
+
+
+@dataclass(kw_only=True)
+class GRPOSParams(NoParams):
+    """``beta1`` / ``beta2`` have no verified published default (required)."""
+
+    beta1: float = dataclasses.MISSING  # type: ignore[assignment]
+    beta2: float = dataclasses.MISSING  # type: ignore[assignment]
+    success_threshold: float = 0.0
+
+    def validate(self) -> None:
+        check_range("beta1", self.beta1, 0.0)
+        check_range("beta2", self.beta2, 0.0)
+        super().validate()
+
+
+@dataclass(kw_only=True)
+class EdgeGRPOParams(NoParams):
+    padded_mean: bool = False
+
+
+@dataclass(kw_only=True)
+class PPLParams(NoParams):
+    """``alpha`` has no verified published default (required)."""
+
+    alpha: float = dataclasses.MISSING  # type: ignore[assignment]
+    standardize: bool = True
+
+    def validate(self) -> None:
+        check_range("alpha", self.alpha, 0.0)
+        super().validate()
+
+
+@dataclass(kw_only=True)
+class PositionParams(NoParams):
+    """``gamma`` and ``sigma`` (linear / sigmoid) have no verified published default (required)."""
+
+    gamma: float = dataclasses.MISSING  # type: ignore[assignment]
+    sigma: str = dataclasses.MISSING  # type: ignore[assignment]
+    sharpness: float = 10.0
+    center: float = 0.5
+
+    def validate(self) -> None:
+        check_range("gamma", self.gamma, 0.0)
+        check_choice("sigma", self.sigma, _SIGMAS)
+        super().validate()
+
+
+_OLD_ENTROPY = frozenset({"old_entropy"})
+_OLD_LOGP = frozenset({"old_logp"})
+
+
+@register_advantage("grpo")
+def grpo(batch, c) -> Tensor:
+    """GRPO (Eq. 1); ``norm_adv_by_std=False`` is Dr. GRPO's."""
+    return grpo_advantages(
+        batch.rewards,
+        batch.group_ids,
+        batch.response_mask,
+        norm_adv_by_std=c.norm_adv_by_std,
+        epsilon=c.adv_epsilon,
+    )
+
+
+@register_advantage("opo")
+def opo(batch, c) -> Tensor:
+    """OPO: length-weighted optimal baseline."""
+    return opo_advantages(batch.rewards, batch.group_ids, batch.response_mask)
+
+
+@register_advantage("psr_nsr", params=PSRNSRParams)
+def psr_nsr(batch, c) -> Tensor:
+    """PSR / NSR / W-REINFORCE."""
+    return psr_nsr_advantages(
+        batch.rewards,
+        batch.group_ids,
+        batch.response_mask,
+        mode=c.mode,
+        positive_weight=c.positive_weight,
+        success_threshold=c.success_threshold,
+    )
+
+
+@register_advantage("unlikeliness", params=UnlikelinessParams, requires=_OLD_LOGP)
+def unlikeliness(batch, c) -> Tensor:
+    """Unlikeliness reward R * (1 - beta * rank / G)."""
+    return unlikeliness_advantages(
+        batch.rewards,
+        batch.group_ids,
+        batch.response_mask,
+        batch.old_logp,
+        beta_rank=c.beta_rank,
+        epsilon=c.adv_epsilon,
+        success_threshold=c.success_threshold,
+    )
+
+
+@register_advantage("entropy_adv", params=EntropyAdvParams, requires=_OLD_ENTROPY)
+def entropy_adv(batch, c) -> Tensor:
+    """Entropy advantage A + min(alpha H, |A| / kappa)."""
+    return entropy_advantages(
+        batch.rewards,
+        batch.group_ids,
+        batch.response_mask,
+        batch.old_entropy,
+        alpha=c.alpha,
+        kappa=c.kappa,
+        norm_adv_by_std=c.norm_adv_by_std,
+        epsilon=c.adv_epsilon,
+    )
+
+
+@register_advantage("gtpo", params=GTPOParams, requires=_OLD_ENTROPY)
+def gtpo(batch, c) -> Tensor:
+    """GTPO token-level entropy-shaped rewards."""
+    return gtpo_advantages(
+        batch.rewards,
+        batch.group_ids,
+        batch.response_mask,
+        batch.old_entropy,
+        alpha1=c.alpha1,
+        alpha2=c.alpha2,
+        success_threshold=c.success_threshold,
+        epsilon=c.adv_epsilon,
+    )
+
+
+@register_advantage("grpo_s", params=GRPOSParams, requires=_OLD_ENTROPY)
+def grpo_s(batch, c) -> Tensor:
+    """GRPO-S sequence-level entropy-shaped rewards."""
+    return grpo_s_advantages(
+        batch.rewards,
+        batch.group_ids,
+        batch.response_mask,
+        batch.old_entropy,
+        beta1=c.beta1,
+        beta2=c.beta2,
+        success_threshold=c.success_threshold,
+        epsilon=c.adv_epsilon,
+    )
+
+
+@register_advantage("edge_grpo", params=EdgeGRPOParams, requires=_OLD_ENTROPY)
+def edge_grpo(batch, c) -> Tensor:
+    """EDGE-GRPO's entropy-driven advantage A / (P_i / mean P)."""
+    return edge_grpo_advantages(
+        batch.rewards,
+        batch.group_ids,
+        batch.response_mask,
+        batch.old_entropy,
+        epsilon=c.adv_epsilon,
+        padded_mean=c.padded_mean,
+    )
+
+
+@register_advantage("ppl", params=PPLParams, requires=_OLD_LOGP)
+def ppl(batch, c) -> Tensor:
+    """PPL-based shaping A (1 - alpha z(log PPL))."""
+    return ppl_advantages(
+        batch.rewards,
+        batch.group_ids,
+        batch.response_mask,
+        batch.old_logp,
+        alpha=c.alpha,
+        standardize=c.standardize,
+        norm_adv_by_std=c.norm_adv_by_std,
+        epsilon=c.adv_epsilon,
+    )
+
+
+@register_advantage("position", params=PositionParams)
+def position(batch, c) -> Tensor:
+    """Position-based shaping A + gamma sign(A) sigma(t / |o|)."""
+    return position_advantages(
+        batch.rewards,
+        batch.group_ids,
+        batch.response_mask,
+        gamma=c.gamma,
+        sigma=c.sigma,
+        sharpness=c.sharpness,
+        center=c.center,
+        norm_adv_by_std=c.norm_adv_by_std,
+        epsilon=c.adv_epsilon,
+    )

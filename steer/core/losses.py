@@ -16,6 +16,7 @@ of Python floats with the standard keys (see :func:`standard_metrics` and docs/m
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -25,6 +26,14 @@ from torch import Tensor
 from steer.core.aggregation import AGG_MODES, aggregate, aggregate_token_loss
 from steer.core.errors import NonFiniteError
 from steer.core.estimators import delta_indicator, omega_cov
+from steer.core.parts import (
+    NoParams,
+    Weighting,
+    check_choice,
+    check_range,
+    register_policy_loss,
+    register_weighting,
+)
 from steer.core.types import Normalisers, TokenLoss, as_bool_mask, check_same_shape
 
 __all__ = [
@@ -112,7 +121,6 @@ def clipped_surrogate(
     eps_low: float = 0.2,
     eps_high: float = 0.2,
     clip_c: float | None = None,
-    weight: Tensor | None = None,
     log_ratio_clamp: float = 20.0,
     check_finite: bool = True,
 ) -> SurrogateResult:
@@ -120,19 +128,18 @@ def clipped_surrogate(
 
     ``L = max(-A r, -A clip(r, 1 - eps_low, 1 + eps_high))`` (decoupled clip, DAPO's clip-higher
     when eps_high > eps_low); for A < 0 and ``clip_c`` set, ``L = min(L, -clip_c A)`` (dual clip,
-    Ye et al.). The log-ratio is clamped to [-20, 20] before exp. ``weight`` (detached) multiplies
-    the per-token loss (STEER's lambda, quadrant/Clip-Cov masks, ...). Computation runs in the dtype
-    of ``logp`` promoted to at least float32 (bfloat16/float16 log-probs are upcast).
+    Ye et al.). The log-ratio is clamped to [-log_ratio_clamp, log_ratio_clamp] (20) before exp.
+    Token weights (STEER's lambda, quadrant/Clip-Cov masks, ...) multiply ``loss_mat`` afterwards
+    (:func:`apply_weighting`). Computation runs in the dtype of ``logp`` promoted to at least
+    float32 (bfloat16/float16 log-probs are upcast).
     NaN/inf on valid tokens raise ValueError (``check_finite=False`` skips the check for callers
     that validated already, e.g. ``Method.compute_loss``); on padding they are ignored.
     """
     _check_clip(eps_low, eps_high, clip_c)
-    check_same_shape(
-        logp=logp, old_logp=old_logp, advantages=advantages, response_mask=response_mask, weight=weight
-    )
+    check_same_shape(logp=logp, old_logp=old_logp, advantages=advantages, response_mask=response_mask)
     m = as_bool_mask(response_mask)
     if check_finite:
-        _check_finite_on_valid(m, logp=logp, old_logp=old_logp, advantages=advantages, weight=weight)
+        _check_finite_on_valid(m, logp=logp, old_logp=old_logp, advantages=advantages)
     dt = torch.promote_types(logp.dtype, torch.float32)
     lp = logp.to(dt)
     adv = advantages.detach().to(dt)
@@ -155,8 +162,6 @@ def clipped_surrogate(
     else:
         out = clip1
         clipped_dual = torch.zeros_like(m)
-    if weight is not None:
-        out = out * weight.detach().to(dt)
     out = torch.where(m, out, zero)
     return SurrogateResult(out, ratio.detach(), clipped_low, clipped_high, clipped_dual)
 
@@ -202,18 +207,26 @@ def standard_metrics(
         out["ratio_mean"] = _masked_mean_float(surrogate.ratio, m, 1.0)
     if entropy is not None:
         out["entropy_mean"] = _masked_mean_float(entropy.detach(), m, 0.0)
+    out.update(weight_metrics(m, weight, n))
+    return out
+
+
+def weight_metrics(response_mask: Tensor, weight: Tensor | None, n: int | None = None) -> dict[str, float]:
+    """``weight_mean`` / ``weight_min`` of the (detached) token weights over valid tokens; 1.0
+    without weights or valid tokens."""
+    m = as_bool_mask(response_mask)
+    n = int(m.sum()) if n is None else n
     if weight is None:
-        out["weight_mean"] = 1.0
-        out["weight_min"] = 1.0
-    else:
-        w = weight.detach()
-        out["weight_mean"] = _masked_mean_float(w, m, 1.0)
-        out["weight_min"] = (
+        return {"weight_mean": 1.0, "weight_min": 1.0}
+    w = weight.detach()
+    return {
+        "weight_mean": _masked_mean_float(w, m, 1.0),
+        "weight_min": (
             float(torch.where(m, w.double(), torch.full((), math.inf, dtype=torch.float64)).min())
             if n
             else 1.0
-        )
-    return out
+        ),
+    }
 
 
 def _agg_kwargs(global_num_tokens, global_num_seqs, loss_scale_factor) -> dict:
@@ -252,13 +265,12 @@ def vanilla_token_loss(
     eps_low: float = 0.2,
     eps_high: float = 0.2,
     clip_c: float | None = None,
-    weight: Tensor | None = None,
     log_ratio_clamp: float = 20.0,
     entropy: Tensor | None = None,
     check_finite: bool = True,
 ) -> tuple[TokenLoss, SurrogateResult]:
-    """The clipped surrogate (:func:`clipped_surrogate`) as a :class:`TokenLoss` (times ``weight``
-    when given), and the surrogate itself (its ratio and clip masks)."""
+    """The clipped surrogate (:func:`clipped_surrogate`) as a :class:`TokenLoss` (no weights), and
+    the surrogate itself (its ratio and clip masks)."""
     s = clipped_surrogate(
         logp,
         old_logp,
@@ -267,13 +279,11 @@ def vanilla_token_loss(
         eps_low=eps_low,
         eps_high=eps_high,
         clip_c=clip_c,
-        weight=weight,
         log_ratio_clamp=log_ratio_clamp,
         check_finite=check_finite,
     )
-    metrics = standard_metrics(response_mask, surrogate=s, entropy=entropy, weight=weight)
-    w = None if weight is None else weight.detach()
-    return TokenLoss(s.loss_mat, w, metrics), s
+    metrics = standard_metrics(response_mask, surrogate=s, entropy=entropy)
+    return TokenLoss(s.loss_mat, None, metrics), s
 
 
 def vanilla_policy_loss(
@@ -285,7 +295,6 @@ def vanilla_policy_loss(
     eps_low: float = 0.2,
     eps_high: float = 0.2,
     clip_c: float | None = None,
-    weight: Tensor | None = None,
     loss_agg_mode: str = "token-mean",
     global_num_tokens: float | Tensor | None = None,
     global_num_seqs: float | Tensor | None = None,
@@ -301,7 +310,6 @@ def vanilla_policy_loss(
         eps_low=eps_low,
         eps_high=eps_high,
         clip_c=clip_c,
-        weight=weight,
         entropy=entropy,
     )
     return finish_policy_loss(
@@ -365,17 +373,25 @@ def clip_cov_token_loss(
     clip_cov_lb: float = 1.0,
     clip_cov_ub: float = 5.0,
     generator: torch.Generator | None = None,
-    weight: Tensor | None = None,
+    log_ratio_clamp: float = 20.0,
     entropy: Tensor | None = None,
 ) -> tuple[TokenLoss, SurrogateResult]:
     """Clip-Cov (Cui et al. 2025; spec methods.md §1.2; paper Table 1 baseline "Clip-Cov") per token.
 
     The PPO-clipped loss ``max(-A r, -A clip(r))`` (no dual clip) with the selected tokens' loss
-    multiplied by 0 (:func:`clip_cov_select`); ``weight`` (when given) multiplies the kept tokens'
-    loss. Defaults: ratio 2e-4, bounds (1, 5), PPO clip 1/1 (the reference scripts). The token
-    weight reported is the 0/1 keep mask (times ``weight``). Extra metric: ``clip_cov/selected_frac``.
+    multiplied by 0 (:func:`clip_cov_select`). Defaults: ratio 2e-4, bounds (1, 5), PPO clip 1/1
+    (the reference scripts). The token weight reported is the 0/1 keep mask. Extra metric:
+    ``clip_cov/selected_frac``.
     """
-    s = clipped_surrogate(logp, old_logp, advantages, response_mask, eps_low=eps_low, eps_high=eps_high)
+    s = clipped_surrogate(
+        logp,
+        old_logp,
+        advantages,
+        response_mask,
+        eps_low=eps_low,
+        eps_high=eps_high,
+        log_ratio_clamp=log_ratio_clamp,
+    )
     sel = clip_cov_select(
         logp,
         advantages,
@@ -387,8 +403,6 @@ def clip_cov_token_loss(
         generator=generator,
     )
     keep = (~sel).to(s.loss_mat.dtype)
-    if weight is not None:
-        keep = keep * weight.detach().to(keep.dtype)
     loss_mat = s.loss_mat * keep
     metrics = standard_metrics(response_mask, surrogate=s, entropy=entropy, weight=keep)
     metrics["clip_cov/selected_frac"] = float(sel.sum()) / max(int(as_bool_mask(response_mask).sum()), 1)
@@ -407,7 +421,6 @@ def clip_cov_policy_loss(
     clip_cov_lb: float = 1.0,
     clip_cov_ub: float = 5.0,
     generator: torch.Generator | None = None,
-    weight: Tensor | None = None,
     loss_agg_mode: str = "token-mean",
     global_num_tokens: float | Tensor | None = None,
     global_num_seqs: float | Tensor | None = None,
@@ -426,7 +439,6 @@ def clip_cov_policy_loss(
         clip_cov_lb=clip_cov_lb,
         clip_cov_ub=clip_cov_ub,
         generator=generator,
-        weight=weight,
         entropy=entropy,
     )
     return finish_policy_loss(
@@ -461,7 +473,6 @@ def kl_cov_token_loss(
     *,
     kl_cov_ratio: float = 2e-3,
     kl_cov_coef: float = 1.0,
-    weight: Tensor | None = None,
     log_ratio_clamp: float = 20.0,
     entropy: Tensor | None = None,
 ) -> tuple[TokenLoss, SurrogateResult]:
@@ -472,11 +483,9 @@ def kl_cov_token_loss(
     (Qwen2.5-7B; 2e-4 for 32B), beta = 1. Extra metric ``kl_cov/selected_frac``. The returned
     surrogate has all clip masks False (nothing is clipped).
     """
-    check_same_shape(
-        logp=logp, old_logp=old_logp, advantages=advantages, response_mask=response_mask, weight=weight
-    )
+    check_same_shape(logp=logp, old_logp=old_logp, advantages=advantages, response_mask=response_mask)
     m = as_bool_mask(response_mask)
-    _check_finite_on_valid(m, logp=logp, old_logp=old_logp, advantages=advantages, weight=weight)
+    _check_finite_on_valid(m, logp=logp, old_logp=old_logp, advantages=advantages)
     dt = torch.promote_types(logp.dtype, torch.float32)
     zero = torch.zeros((), dtype=dt, device=logp.device)
     adv = torch.where(m, advantages.detach().to(dt), zero)
@@ -484,15 +493,12 @@ def kl_cov_token_loss(
     ratio = torch.exp(lr_)
     sel = kl_cov_select(logp, advantages, m, kl_cov_ratio=kl_cov_ratio)
     loss_mat = -adv * ratio + torch.where(sel, kl_cov_coef * lr_.abs(), zero)
-    if weight is not None:
-        loss_mat = loss_mat * weight.detach().to(dt)
     loss_mat = torch.where(m, loss_mat, zero)
     none = torch.zeros_like(m)
     s = SurrogateResult(loss_mat, ratio.detach(), none, none, none)
-    metrics = standard_metrics(m, surrogate=s, entropy=entropy, weight=weight)
+    metrics = standard_metrics(m, surrogate=s, entropy=entropy)
     metrics["kl_cov/selected_frac"] = float(sel.sum()) / max(int(m.sum()), 1)
-    w = None if weight is None else weight.detach()
-    return TokenLoss(loss_mat, w, metrics), s
+    return TokenLoss(loss_mat, None, metrics), s
 
 
 def kl_cov_policy_loss(
@@ -503,7 +509,6 @@ def kl_cov_policy_loss(
     *,
     kl_cov_ratio: float = 2e-3,
     kl_cov_coef: float = 1.0,
-    weight: Tensor | None = None,
     log_ratio_clamp: float = 20.0,
     loss_agg_mode: str = "token-mean",
     global_num_tokens: float | Tensor | None = None,
@@ -519,7 +524,6 @@ def kl_cov_policy_loss(
         response_mask,
         kl_cov_ratio=kl_cov_ratio,
         kl_cov_coef=kl_cov_coef,
-        weight=weight,
         log_ratio_clamp=log_ratio_clamp,
         entropy=entropy,
     )
@@ -553,6 +557,30 @@ def forking_token_mask(entropy: Tensor, response_mask: Tensor, *, rho: float = 0
     return out & m
 
 
+def forking_weighting(entropy: Tensor, response_mask: Tensor, *, rho: float, dtype: torch.dtype) -> Weighting:
+    """Forking tokens' selection as a :class:`Weighting`: weight 1 on the top-``rho`` entropy
+    tokens (:func:`forking_token_mask`), 0 elsewhere; the aggregation counts the selected tokens
+    only (``loss_mask``) and scales a global token count by ``rho``."""
+    top = forking_token_mask(entropy, response_mask, rho=rho)
+    frac = float(top.sum()) / max(int(as_bool_mask(response_mask).sum()), 1)
+    return Weighting(
+        top.to(dtype), {"forking/selected_frac": frac}, loss_mask=top, num_tokens_scale=float(rho)
+    )
+
+
+def apply_weighting(token_loss: TokenLoss, weighting: Weighting, response_mask: Tensor) -> TokenLoss:
+    """A token weighting on top of a policy loss: ``loss_mat * weight``; the reported weight is
+    the product of both (``weight_mean`` / ``weight_min`` recomputed), the weighting's metrics
+    and token selection added."""
+    lm = token_loss.loss_mat
+    w = weighting.weight.detach()
+    total = w if token_loss.weight is None else token_loss.weight * w.to(token_loss.weight.dtype)
+    metrics = dict(token_loss.metrics)
+    metrics.update(weight_metrics(response_mask, total))
+    metrics.update(weighting.metrics)
+    return TokenLoss(lm * w.to(lm.dtype), total, metrics, weighting.loss_mask, weighting.num_tokens_scale)
+
+
 def forking_token_loss(
     logp: Tensor,
     old_logp: Tensor,
@@ -564,7 +592,6 @@ def forking_token_loss(
     eps_low: float = 0.2,
     eps_high: float = 0.28,
     clip_c: float | None = 10.0,
-    weight: Tensor | None = None,
     log_ratio_clamp: float = 20.0,
     check_finite: bool = True,
 ) -> tuple[TokenLoss, SurrogateResult]:
@@ -576,8 +603,7 @@ def forking_token_loss(
     ``num_tokens`` is scaled by ``rho`` (``num_tokens_scale``; exact up to the ceil rounding of
     each micro-batch's selection). Extra metric ``forking/selected_frac``.
     """
-    top = forking_token_mask(entropy, response_mask, rho=rho)
-    s = clipped_surrogate(
+    tl, s = vanilla_token_loss(
         logp,
         old_logp,
         advantages,
@@ -585,16 +611,12 @@ def forking_token_loss(
         eps_low=eps_low,
         eps_high=eps_high,
         clip_c=clip_c,
-        weight=weight,
         log_ratio_clamp=log_ratio_clamp,
+        entropy=entropy,
         check_finite=check_finite,
     )
-    zero = torch.zeros((), dtype=s.loss_mat.dtype, device=s.loss_mat.device)
-    loss_mat = torch.where(top, s.loss_mat, zero)
-    w = top.to(s.loss_mat.dtype) if weight is None else top.to(s.loss_mat.dtype) * weight.detach()
-    metrics = standard_metrics(response_mask, surrogate=s, entropy=entropy, weight=w)
-    metrics["forking/selected_frac"] = float(top.sum()) / max(int(as_bool_mask(response_mask).sum()), 1)
-    return TokenLoss(loss_mat, w, metrics, loss_mask=top, num_tokens_scale=float(rho)), s
+    wt = forking_weighting(entropy, response_mask, rho=rho, dtype=s.loss_mat.dtype)
+    return apply_weighting(tl, wt, response_mask), s
 
 
 def forking_policy_loss(
@@ -608,7 +630,6 @@ def forking_policy_loss(
     eps_low: float = 0.2,
     eps_high: float = 0.28,
     clip_c: float | None = 10.0,
-    weight: Tensor | None = None,
     loss_agg_mode: str = "token-mean",
     global_num_tokens: float | Tensor | None = None,
     global_num_seqs: float | Tensor | None = None,
@@ -625,7 +646,6 @@ def forking_policy_loss(
         eps_low=eps_low,
         eps_high=eps_high,
         clip_c=clip_c,
-        weight=weight,
     )
     return finish_policy_loss(
         tl, response_mask, loss_agg_mode, global_num_tokens, global_num_seqs, loss_scale_factor
@@ -902,12 +922,6 @@ def quadrant_token_loss(
     under the intervention's own criterion ``by`` (the standard ``quadrant/{q}/count`` keys always
     use sign(A) and sign(delta); ``Method`` adds them when an entropy is available).
     """
-    q = assign_quadrants(
-        advantages, response_mask, logp=logp, entropy=entropy, by=by, high_prob=high_prob, low_prob=low_prob
-    )
-    w, sel = quadrant_weights(
-        q, target=target, action=action, fraction=fraction, factor=factor, generator=generator
-    )
     tl, s = vanilla_token_loss(
         logp,
         old_logp,
@@ -916,14 +930,53 @@ def quadrant_token_loss(
         eps_low=eps_low,
         eps_high=eps_high,
         clip_c=clip_c,
-        weight=w,
         log_ratio_clamp=log_ratio_clamp,
         entropy=entropy,
         check_finite=check_finite,
     )
-    tl.metrics["quadrant/selected"] = float(sel.sum())
-    tl.metrics.update({k.replace("quadrant/", "intervention/", 1): v for k, v in quadrant_metrics(q).items()})
-    return tl, s
+    wt = quadrant_weighting(
+        advantages,
+        response_mask,
+        logp=logp,
+        entropy=entropy,
+        target=target,
+        action=action,
+        fraction=fraction,
+        factor=factor,
+        by=by,
+        high_prob=high_prob,
+        low_prob=low_prob,
+        generator=generator,
+    )
+    return apply_weighting(tl, wt, response_mask), s
+
+
+def quadrant_weighting(
+    advantages: Tensor,
+    response_mask: Tensor,
+    *,
+    logp: Tensor,
+    entropy: Tensor | None,
+    target: str,
+    action: str = "mask",
+    fraction: float = 0.1,
+    factor: float = 2.0,
+    by: str = "prob",
+    high_prob: float = 0.8,
+    low_prob: float = 0.2,
+    generator: torch.Generator | None = None,
+) -> Weighting:
+    """The quadrant intervention's weights (:func:`quadrant_weights` on :func:`assign_quadrants`)
+    as a :class:`Weighting`, with ``quadrant/selected`` (a count) and ``intervention/{q}/count``."""
+    q = assign_quadrants(
+        advantages, response_mask, logp=logp, entropy=entropy, by=by, high_prob=high_prob, low_prob=low_prob
+    )
+    w, sel = quadrant_weights(
+        q, target=target, action=action, fraction=fraction, factor=factor, generator=generator
+    )
+    metrics = {"quadrant/selected": float(sel.sum())}
+    metrics.update({k.replace("quadrant/", "intervention/", 1): v for k, v in quadrant_metrics(q).items()})
+    return Weighting(w, metrics)
 
 
 def quadrant_policy_loss(
@@ -970,4 +1023,212 @@ def quadrant_policy_loss(
     )
     return finish_policy_loss(
         tl, response_mask, loss_agg_mode, global_num_tokens, global_num_seqs, loss_scale_factor
+    )
+
+
+def clip_by_prob_metrics(
+    surrogate: SurrogateResult, old_logp: Tensor, response_mask: Tensor
+) -> dict[str, float]:
+    """How often each clip fires per probability decile of the rollout policy (paper Fig. 9).
+
+    Bucket ``p{k}`` holds the valid tokens with ``pi_old(o|s) = exp(old_logp)`` in
+    ``[k/10, (k+1)/10)`` (p9 includes 1). Keys ``clip_by_prob/p{k}/tokens`` and
+    ``clip_by_prob/p{k}/{low,high,dual}``: counts (reduced by sum; the fractions
+    ``.../{low,high,dual}_frac`` are derived after the reduction, :mod:`steer.core.metrics`).
+    """
+    m = as_bool_mask(response_mask)
+    with torch.no_grad():
+        p = old_logp.detach().double().exp()
+        bucket = (p * 10).floor().clamp(0, 9).long().reshape(-1)
+        rows = torch.stack([m, surrogate.clipped_low, surrogate.clipped_high, surrogate.clipped_dual])
+        rows = (rows & m).reshape(4, -1).double()
+        counts = torch.zeros(4, 10, dtype=torch.float64, device=rows.device).index_add_(1, bucket, rows)
+    vals = counts.tolist()
+    out: dict[str, float] = {}
+    for k in range(10):
+        b = f"clip_by_prob/p{k}"
+        out[f"{b}/tokens"] = vals[0][k]
+        out[f"{b}/low"] = vals[1][k]
+        out[f"{b}/high"] = vals[2][k]
+        out[f"{b}/dual"] = vals[3][k]
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# the policy-loss and weighting tables: ``fn(batch, mask, config, generator) -> (TokenLoss,
+# SurrogateResult)`` and ``fn(batch, mask, config, surrogate, generator) -> Weighting``.
+
+
+@dataclass(kw_only=True)
+class ClipCovParams(NoParams):
+    clip_cov_ratio: float = 2e-4
+    clip_cov_lb: float = 1.0
+    clip_cov_ub: float = 5.0
+
+    def validate(self) -> None:
+        check_range("clip_cov_ratio", self.clip_cov_ratio, 0.0, 1.0)
+        if not self.clip_cov_lb < self.clip_cov_ub:
+            raise ValueError("clip_cov_lb must be < clip_cov_ub")
+        if getattr(self, "clip_c", None) is not None:
+            raise ValueError("clip_cov applies no dual clip; clip_c must be None")
+        super().validate()
+
+
+@dataclass(kw_only=True)
+class KLCovParams(NoParams):
+    kl_cov_ratio: float = 2e-3
+    kl_cov_coef: float = 1.0
+
+    def validate(self) -> None:
+        check_range("kl_cov_ratio", self.kl_cov_ratio, 0.0, 1.0)
+        check_range("kl_cov_coef", self.kl_cov_coef, 0.0)
+        super().validate()
+
+
+@dataclass(kw_only=True)
+class ForkingParams(NoParams):
+    rho: float = 0.2
+
+    def validate(self) -> None:
+        check_range("rho", self.rho, 0.0, 1.0, lo_open=True)
+        super().validate()
+
+
+@dataclass(kw_only=True)
+class QuadrantParams(NoParams):
+    """``target`` quadrant (required), ``action`` mask / upweight (``factor``) of ``fraction`` of
+    its tokens, selected ``by`` prob (pi > ``high_prob`` / < ``low_prob``) or delta (Eq. 8)."""
+
+    target: str = dataclasses.MISSING  # type: ignore[assignment]
+    action: str = "mask"
+    fraction: float = 0.1
+    factor: float = 2.0
+    by: str = "prob"
+    high_prob: float = 0.8
+    low_prob: float = 0.2
+
+    def validate(self) -> None:
+        check_choice("target", self.target, QUADRANTS)
+        check_choice("action", self.action, ("mask", "upweight"))
+        check_choice("by", self.by, ("prob", "delta"))
+        check_range("fraction", self.fraction, 0.0, 1.0)
+        check_range("factor", self.factor, 0.0)
+        if not 0.0 <= self.low_prob <= self.high_prob <= 1.0:
+            raise ValueError("need 0 <= low_prob <= high_prob <= 1")
+        super().validate()
+
+
+def _vanilla_surrogate(batch, mask, c) -> SurrogateResult:
+    return clipped_surrogate(
+        batch.logp,
+        batch.old_logp,
+        batch.advantages,
+        mask,
+        eps_low=c.eps_low,
+        eps_high=c.eps_high,
+        clip_c=c.clip_c,
+        log_ratio_clamp=c.log_ratio_clamp,
+        check_finite=False,
+    )
+
+
+def _clip_cov_surrogate(batch, mask, c) -> SurrogateResult:
+    return clipped_surrogate(
+        batch.logp,
+        batch.old_logp,
+        batch.advantages,
+        mask,
+        eps_low=c.eps_low,
+        eps_high=c.eps_high,
+        log_ratio_clamp=c.log_ratio_clamp,
+        check_finite=False,
+    )
+
+
+def _kl_cov_surrogate(batch, mask, c) -> SurrogateResult:
+    dt = torch.promote_types(batch.logp.dtype, torch.float32)
+    ratio = torch.exp(log_ratio(batch.logp.detach().to(dt), batch.old_logp.to(dt), mask, c.log_ratio_clamp))
+    none = torch.zeros_like(mask)
+    return SurrogateResult(torch.zeros_like(ratio), ratio, none, none, none)
+
+
+@register_policy_loss("vanilla", surrogate=_vanilla_surrogate)
+def vanilla(batch, mask, c, generator):
+    """Clipped surrogate (Eq. 2): decoupled clip eps_low/eps_high, optional dual clip c."""
+    return vanilla_token_loss(
+        batch.logp,
+        batch.old_logp,
+        batch.advantages,
+        mask,
+        eps_low=c.eps_low,
+        eps_high=c.eps_high,
+        clip_c=c.clip_c,
+        log_ratio_clamp=c.log_ratio_clamp,
+        entropy=batch.entropy,
+        check_finite=False,  # the Method validated the batch
+    )
+
+
+@register_policy_loss(
+    "clip_cov", surrogate=_clip_cov_surrogate, params=ClipCovParams, requires=frozenset({"generator"})
+)
+def clip_cov(batch, mask, c, generator):
+    """Clip-Cov: PPO clip, a random share of the high-covariance tokens gets no gradient."""
+    return clip_cov_token_loss(
+        batch.logp,
+        batch.old_logp,
+        batch.advantages,
+        mask,
+        eps_low=c.eps_low,
+        eps_high=c.eps_high,
+        clip_cov_ratio=c.clip_cov_ratio,
+        clip_cov_lb=c.clip_cov_lb,
+        clip_cov_ub=c.clip_cov_ub,
+        generator=generator,
+        log_ratio_clamp=c.log_ratio_clamp,
+        entropy=batch.entropy,
+    )
+
+
+@register_policy_loss("kl_cov", surrogate=_kl_cov_surrogate, params=KLCovParams)
+def kl_cov(batch, mask, c, generator):
+    """KL-Cov: no clip, |log r| penalty on the top-covariance tokens."""
+    return kl_cov_token_loss(
+        batch.logp,
+        batch.old_logp,
+        batch.advantages,
+        mask,
+        kl_cov_ratio=c.kl_cov_ratio,
+        kl_cov_coef=c.kl_cov_coef,
+        log_ratio_clamp=c.log_ratio_clamp,
+        entropy=batch.entropy,
+    )
+
+
+@register_weighting("forking", params=ForkingParams, requires=frozenset({"entropy"}))
+def forking(batch, mask, c, surrogate, generator) -> Weighting:
+    """Forking tokens: only the top-rho entropy tokens are trained."""
+    return forking_weighting(batch.entropy, mask, rho=c.rho, dtype=surrogate.loss_mat.dtype)
+
+
+def _quadrant_requires(c) -> frozenset:
+    return frozenset({"generator", "entropy"}) if c.by == "delta" else frozenset({"generator"})
+
+
+@register_weighting("quadrant", params=QuadrantParams, requires=_quadrant_requires)
+def quadrant(batch, mask, c, surrogate, generator) -> Weighting:
+    """Quadrant intervention: mask or up-weight a share of one quadrant's tokens."""
+    return quadrant_weighting(
+        batch.advantages,
+        mask,
+        logp=batch.logp,
+        entropy=batch.entropy,
+        target=c.target,
+        action=c.action,
+        fraction=c.fraction,
+        factor=c.factor,
+        by=c.by,
+        high_prob=c.high_prob,
+        low_prob=c.low_prob,
+        generator=generator,
     )

@@ -69,6 +69,9 @@ class LossBatch:
     - ``global_num_tokens``: the number of valid tokens in the whole mini-batch over every
       micro-batch and rank, used as the token-mean normaliser. None means "this batch's own".
     - ``global_num_seqs``: likewise for sequence-mean modes.
+    - ``max_response_length``: the configured maximum response length (generation limit); the
+      constant of ``seq-mean-token-sum-norm`` (Dr. GRPO) unless the method sets
+      ``loss_scale_factor``. None: the padded length T of this batch.
     - ``scope_stats``: the MAX-reduced :meth:`steer.core.registry.Method.scope_stats` of every
       micro-batch of the mini-batch (and every rank), e.g. STEER's ``{"omega_max": ...}``. None
       means "this batch is the whole scope" (the method uses its own statistics).
@@ -88,6 +91,7 @@ class LossBatch:
     lr: float = 1e-6
     global_num_tokens: float | None = None
     global_num_seqs: float | None = None
+    max_response_length: int | None = None
     omega_max: Tensor | float | None = None
     scope_stats: dict[str, Tensor] | None = None
 

@@ -93,17 +93,20 @@ def steer_weights(
       get exactly ``lambda_min``.
     - ``"linear"`` (section 5 ablation / released ``linear=True``):
       ``lambda = lambda_max - (lambda_max - lambda_min) (a - min a) / (max a - min a)``, clamped to
-      ``[lambda_min, lambda_max]`` (``omega_max`` replaces ``max a`` when given). When
-      ``max a == min a`` no token can be told apart and all weights are 1.
+      ``[lambda_min, lambda_max]`` (``omega_max`` replaces ``max a`` when given). As in the released
+      code there is no floor, and when ``max a == min a`` no token can be told apart: every valid
+      token gets the midpoint ``(lambda_min + lambda_max) / 2``.
     - ``"binary"`` (section 5 ablation): ``lambda_min`` for tokens with ``a`` strictly above the
       ``quantile``-quantile ``Q_xi`` of ``a`` over valid tokens (linear interpolation), else 1.
 
-    Defined results: masked tokens get exactly 1; no valid token, or ``M == 0``, gives all ones;
-    ``lambda_min == 1`` gives exactly ones for every mapping (STEER degenerates to GRPO, so
-    ``loss * weights`` equals the vanilla loss bit for bit). ``lambda_min`` outside ``(0, 1]``,
+    Defined results: masked tokens get exactly 1; no valid token gives all ones; ``M == 0`` gives
+    all ones for ``exp`` and ``binary``; ``lambda_min == 1`` gives exactly ones for ``exp`` and
+    ``binary`` (and for ``linear`` when ``lambda_max == 1`` too), so STEER degenerates to GRPO and
+    ``loss * weights`` equals the vanilla loss bit for bit. ``lambda_min`` outside ``(0, 1]``,
     an unknown mapping, ``lambda_max < lambda_min`` (linear), ``quantile`` outside ``[0, 1]``,
-    a negative or non-finite ``omega_max``/``max_floor``, mismatched shapes, or non-finite
-    ``omega`` on a valid token raise ValueError.
+    a negative or non-finite ``omega_max``/``max_floor``, ``max_floor > 0`` with a mapping other
+    than ``exp``, mismatched shapes, or non-finite ``omega`` on a valid token raise ValueError
+    (:class:`steer.core.errors.NonFiniteError` for the last).
     """
     if mapping not in MAPPINGS:
         raise ValueError(f"unknown STEER weight mapping {mapping!r}; valid: {list(MAPPINGS)}")
@@ -115,12 +118,19 @@ def steer_weights(
         raise ValueError(f"quantile must lie in [0, 1], got {quantile!r}")
     if not (math.isfinite(max_floor) and max_floor >= 0.0):
         raise ValueError(f"max_floor must be finite and >= 0, got {max_floor!r}")
+    if max_floor > 0.0 and mapping != "exp":
+        raise ValueError(
+            f"max_floor applies to the exp mapping only (the released code's {mapping} mapping has no "
+            f"floor); got mapping={mapping!r}, max_floor={max_floor!r}"
+        )
 
     valid = _valid_mask(omega, mask)
     a = _abs_omega(omega, valid)
     dtype = a.dtype
     ones = torch.ones_like(a)
-    if lambda_min == 1.0 or not bool(valid.any()):
+    if not bool(valid.any()):
+        return ones
+    if lambda_min == 1.0 and (mapping != "linear" or lambda_max == 1.0):
         return ones
 
     if omega_max is not None:
@@ -142,10 +152,11 @@ def steer_weights(
     elif mapping == "linear":
         m_min = torch.where(valid, a, torch.full_like(a, float("inf"))).min()
         span = m_max - m_min
-        if float(span) <= 0.0:
-            return ones
         lam_max = torch.tensor(lambda_max, dtype=dtype, device=a.device)
-        w = lam_max - (lam_max - lam_min) * (a - m_min) / span
+        if float(span) <= 0.0:
+            w = torch.full_like(a, (lambda_min + lambda_max) / 2)
+        else:
+            w = lam_max - (lam_max - lam_min) * (a - m_min) / span
         w = torch.minimum(torch.maximum(w, lam_min), lam_max)
     else:  # binary
         q = _quantile_sorted(a[valid], quantile)

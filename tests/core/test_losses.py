@@ -48,21 +48,23 @@ def test_clipped_surrogate_matches_reference(dtype, clip):
     logp, old, adv, mask, _ = make(1, dtype=dtype, spread=0.6)
     weight = torch.rand(mask.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     x = logp.clone().requires_grad_()
-    s = L.clipped_surrogate(x, old, adv, mask, eps_low=el, eps_high=eh, clip_c=c, weight=weight)
-    s.loss_mat.sum().backward()
+    s = L.clipped_surrogate(x, old, adv, mask, eps_low=el, eps_high=eh, clip_c=c)
+    # token weights multiply the loss matrix afterwards (as Method applies a weighting)
+    weighted = s.loss_mat * weight.to(s.loss_mat.dtype)
+    weighted.sum().backward()
     lpd = logp.double()
     b, t = mask.shape
     for i in range(b):
         for j in range(t):
             if not mask[i, j]:
-                assert s.loss_mat[i, j] == 0 and x.grad[i, j] == 0
+                assert s.loss_mat[i, j] == 0 and weighted[i, j] == 0 and x.grad[i, j] == 0
                 assert not (s.clipped_low[i, j] or s.clipped_high[i, j] or s.clipped_dual[i, j])
                 continue
             loss, grad, lo, hi, du = ref_token_loss(
                 float(lpd[i, j]), float(old[i, j]), float(adv[i, j]), el, eh, c
             )
             w = float(weight[i, j])
-            assert float(s.loss_mat.detach()[i, j]) == pytest.approx(loss * w, rel=1e-5, abs=1e-6)
+            assert float(weighted.detach()[i, j]) == pytest.approx(loss * w, rel=1e-5, abs=1e-6)
             tol = 1e-2 if dtype == torch.bfloat16 else 1e-5
             assert float(x.grad[i, j]) == pytest.approx(grad * w, rel=tol, abs=1e-6)
             assert bool(s.clipped_low[i, j]) == lo

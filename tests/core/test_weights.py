@@ -90,7 +90,8 @@ def test_lambda_min_one_is_bitwise_vanilla():
     g = torch.Generator().manual_seed(99)
     loss_mat = torch.randn(omega.shape, generator=g, requires_grad=True)
     for mapping in ("exp", "linear", "binary"):
-        w = steer_weights(omega, mask, lambda_min=1.0, mapping=mapping)
+        # linear maps onto [lambda_min, lambda_max]: it is GRPO only when both are 1
+        w = steer_weights(omega, mask, lambda_min=1.0, mapping=mapping, lambda_max=1.0)
         assert torch.equal(w, torch.ones_like(w))
         vanilla = (loss_mat * mask).sum() / mask.sum()
         steer = (loss_mat * w * mask).sum() / mask.sum()
@@ -105,13 +106,18 @@ def test_defined_results_on_degenerate_input():
     # all masked -> ones, even with NaN padding
     w = steer_weights(torch.full_like(omega, float("nan")), torch.zeros_like(mask))
     assert torch.equal(w, torch.ones_like(w))
-    # max |Omega| == 0 -> ones in every mapping
-    for mapping in ("exp", "linear", "binary"):
+    # max |Omega| == 0 -> ones for exp and binary
+    for mapping in ("exp", "binary"):
         w = steer_weights(torch.zeros_like(omega), mask, mapping=mapping)
         assert torch.equal(w, torch.ones_like(w))
-    # linear with all-equal |Omega| -> ones
-    w = steer_weights(torch.full_like(omega, -0.3), mask, mapping="linear")
-    assert torch.equal(w, torch.ones_like(w))
+    # linear with all-equal |Omega| (zero or not): the released code's midpoint
+    # (lambda_min + lambda_max) / 2 on valid tokens, 1 on padding
+    for value in (0.0, -0.3):
+        w = steer_weights(
+            torch.full_like(omega, value), mask, mapping="linear", lambda_min=0.7, lambda_max=1.2
+        )
+        assert torch.equal(w[mask], torch.full_like(w[mask], 0.95))
+        assert torch.equal(w[~mask], torch.ones_like(w[~mask]))
     # NaN only on padding is ignored
     pad_nan = omega.masked_fill(~mask, float("nan"))
     assert torch.equal(steer_weights(pad_nan, mask), steer_weights(omega, mask))
@@ -162,6 +168,19 @@ def test_scope_override_and_floor():
     ref = _ref(small.double(), mask, "exp", 0.8, floor=0.02)
     assert torch.allclose(w.double(), ref, atol=2e-6)
     assert w.min() > 0.99
+
+
+def test_linear_follows_the_released_code():
+    """The released ``compute_token_weights(linear=True)``: no floor, lambda_min = 1 still maps
+    onto [1, lambda_max], and a floor with a non-exp mapping is refused."""
+    omega, mask = _batch(9)
+    w = steer_weights(omega, mask, lambda_min=1.0, mapping="linear", lambda_max=1.2)
+    ref = _ref(omega.double(), mask, "linear", 1.0, lmax=1.2)
+    assert torch.allclose(w.double(), ref, atol=2e-6)
+    assert float(w[mask].max()) == pytest.approx(1.2) and float(w[mask].min()) == pytest.approx(1.0)
+    for mapping in ("linear", "binary"):
+        with pytest.raises(ValueError, match="max_floor applies to the exp mapping only"):
+            steer_weights(omega, mask, mapping=mapping, max_floor=0.02)
 
 
 def test_binary_fraction_and_detached():

@@ -21,7 +21,23 @@ FIXTURE = json.loads((HERE / "metrics.json").read_text())
 DEMO_FIXTURE = json.loads((HERE / "demo_quick.json").read_text())
 
 #: method -> {key prefix: reason}. A key matches when it starts with the prefix; "*" = every key.
-INTENDED: dict[str, dict[str, str]] = {}
+INTENDED: dict[str, dict[str, str]] = {
+    "steer_linear": {
+        "m/weight_mean": "linear mapping follows the released code: when every |Omega| of the scope is "
+        "equal (here all 0: no non-zero advantage) each valid token gets (lambda_min + lambda_max) / 2, "
+        "not 1; those tokens have zero loss, so the update is unchanged",
+        "m/weight_min": "as m/weight_mean",
+    },
+    "dr_grpo": {
+        "*": "seq-mean-token-sum-norm divides by the configured maximum response length "
+        "(LossBatch.max_response_length = rollout.max_new_tokens) instead of the step's padded length, "
+        "once the trainer passes it: the update, and so every later metric, changes",
+    },
+    "quadrant": {
+        "m/quadrant/selected": "a count: summed over micro-batches and mini-batches (declared reduction "
+        "in steer.core.metrics) instead of token-averaged by the old key-suffix rule",
+    },
+}
 
 
 def _intended(method: str, key: str) -> bool:

@@ -1,0 +1,306 @@
+"""STEER (paper section 4) as one pure function, and as a token weighting on top of any
+surrogate it composes with.
+
+The chain, per token (Theorem 1, Eq. 7 and Eq. 10):
+
+1. the clipped surrogate (Eq. 2) gives the ratio r and the masks of the tokens whose gradient it
+   blocks (lower clip, upper clip, dual clip);
+2. ``w = I_clip * r * A`` from those masks (:func:`gradient_weight`): 0 where the surrogate
+   passes no gradient;
+3. ``Omega`` from the estimator table (:data:`ESTIMATOR_CHOICES`: ``paper`` = Eq. 7 with the
+   current entropy, ``exact`` = the first-order softmax value, ``reference`` = the released code's
+   form with the old entropy);
+4. ``lambda = exp(-k |Omega|)``, ``k = -ln(lambda_min) / max|Omega|`` (Eq. 10; or the ablation's
+   linear / binary mappings, :func:`steer.core.weights.steer_weights`), the max taken over the
+   scope: the mini-batch by default (Eq. 10), the micro-batch in the released code;
+5. the weighted loss matrix ``lambda * L``.
+
+:func:`steer_token_loss` is that chain for a caller that has the tensors; the registered
+weighting :func:`steer` is steps 2-4 given a policy loss's surrogate (``Method`` composes it with
+the vanilla clipped loss or Clip-Cov).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from steer.core.estimators import omega_exact, omega_paper, omega_reference
+from steer.core.losses import SurrogateResult, apply_weighting, vanilla_token_loss
+from steer.core.parts import NoParams, Weighting, check_choice, check_range, register_weighting
+from steer.core.types import TokenLoss, as_bool_mask
+from steer.core.weights import MAPPINGS, scope_max_abs, steer_weights
+
+__all__ = [
+    "ESTIMATOR_CHOICES",
+    "SCOPES",
+    "SteerFloorWarning",
+    "SteerParams",
+    "gradient_weight",
+    "steer",
+    "steer_omega",
+    "steer_token_loss",
+]
+
+ESTIMATOR_CHOICES = ("paper", "reference", "exact")
+SCOPES = ("microbatch", "minibatch", "global")
+
+
+class SteerFloorWarning(UserWarning):
+    """The floor ``max_floor`` dominates max|Omega|, so the STEER weights are (nearly) constant."""
+
+
+def _warn_floor(message: str) -> None:
+    warnings.warn(message, SteerFloorWarning, stacklevel=3)
+
+
+@dataclass(kw_only=True)
+class SteerParams(NoParams):
+    """STEER's parameters (paper section 4, Eq. 10).
+
+    - ``estimator``: 'paper' (Eq. 7 with w = I_clip r A and the current entropy), 'reference'
+      (the released code's form with the old entropy, spec §13.3), 'exact' (first-order softmax
+      value, spec §13.1; needs the sums).
+    - ``lambda_min`` in (0, 1] (1 = exactly GRPO); ``mapping`` exp / linear / binary with
+      ``lambda_max`` (linear) and ``quantile`` (binary).
+    - ``scope``: where max|Omega| is taken. 'minibatch' (Eq. 10; the default) and 'global': the
+      caller MAX-reduces ``Method.scope_stats`` over the mini-batch's micro-batches (and ranks) and
+      passes it back as ``LossBatch.scope_stats``; 'microbatch': each micro-batch's own max (the
+      released code).
+    - ``max_floor``: M = max(max|Omega|, max_floor), exp mapping only (0.02 in the released code).
+    - ``omega_lr``: learning rate used inside Omega; None = ``LossBatch.lr``. It cancels in the
+      weights unless ``max_floor`` > 0, where it must be 1 as in the released code: with the
+      optimiser's lr (~1e-6) |Omega| is ~1e-6 |w| and a 0.02 floor makes every weight ~1.
+    """
+
+    estimator: str = "paper"
+    lambda_min: float = 0.7
+    mapping: str = "exp"
+    lambda_max: float = 1.2
+    quantile: float = 0.8
+    scope: str = "minibatch"
+    max_floor: float = 0.0
+    omega_lr: float | None = None
+
+    def validate(self) -> None:
+        check_choice("estimator", self.estimator, ESTIMATOR_CHOICES)
+        check_range("lambda_min", self.lambda_min, 0.0, 1.0, lo_open=True)
+        check_choice("mapping", self.mapping, MAPPINGS)
+        if self.mapping == "linear" and self.lambda_max < self.lambda_min:
+            raise ValueError("lambda_max must be >= lambda_min")
+        check_range("quantile", self.quantile, 0.0, 1.0)
+        check_choice("scope", self.scope, SCOPES)
+        check_range("max_floor", self.max_floor, 0.0)
+        if self.max_floor > 0 and self.mapping != "exp":
+            raise ValueError(
+                f"max_floor applies to the exp mapping only (the released code's linear mapping has no "
+                f"floor); got mapping={self.mapping!r}, max_floor={self.max_floor!r}"
+            )
+        if self.omega_lr is not None:
+            check_range("omega_lr", self.omega_lr, 0.0, lo_open=True)
+        if self.max_floor > 0 and self.omega_lr is None:
+            _warn_floor(
+                f"max_floor={self.max_floor} with omega_lr=None: Omega is computed with the optimiser's "
+                "learning rate (|Omega| ~ lr |w|, ~1e-6), so the floor dominates max|Omega| and every "
+                "STEER weight is ~1 (STEER does nothing). Set omega_lr=1 as the released code does, or "
+                "max_floor=0."
+            )
+        super().validate()
+
+
+def gradient_weight(surrogate: SurrogateResult, advantages: Tensor) -> Tensor:
+    """Theorem 1's ``w = I_clip * r * A`` from the surrogate's own masks (detached, float32 or
+    float64): 0 where the lower, upper or dual clip blocks the gradient, ``r * A`` elsewhere."""
+    blocked = surrogate.clipped_low | surrogate.clipped_high | surrogate.clipped_dual
+    r = surrogate.ratio.detach()
+    r = r if r.dtype == torch.float64 else r.float()
+    a = advantages.detach()
+    a = a if a.dtype == torch.float64 else a.float()
+    return (~blocked).to(r.dtype) * r * a
+
+
+def steer_omega(
+    estimator: str,
+    *,
+    w: Tensor | None,
+    logp: Tensor,
+    advantages: Tensor,
+    old_logp: Tensor,
+    lr: float,
+    entropy: Tensor | None = None,
+    old_entropy: Tensor | None = None,
+    sum_p2: Tensor | None = None,
+    sum_p2_logp: Tensor | None = None,
+) -> Tensor:
+    """Per-token Omega of the chosen estimator (detached; see the module docstring)."""
+    logp = logp.detach()
+    if estimator == "paper":
+        return omega_paper(w, logp, entropy, lr)
+    if estimator == "exact":
+        return omega_exact(w, logp, entropy, sum_p2, sum_p2_logp, lr)
+    if estimator == "reference":
+        return omega_reference(advantages, logp, old_logp, old_entropy, lr=lr)
+    raise ValueError(f"unknown STEER estimator {estimator!r}; valid: {list(ESTIMATOR_CHOICES)}")
+
+
+def _omega_of_batch(batch, c, surrogate: SurrogateResult) -> Tensor:
+    lr = float(batch.lr) if c.omega_lr is None else float(c.omega_lr)
+    w = None if c.estimator == "reference" else gradient_weight(surrogate, batch.advantages)
+    return steer_omega(
+        c.estimator,
+        w=w,
+        logp=batch.logp,
+        advantages=batch.advantages,
+        old_logp=batch.old_logp,
+        lr=lr,
+        entropy=batch.entropy,
+        old_entropy=batch.old_entropy,
+        sum_p2=batch.sum_p2,
+        sum_p2_logp=batch.sum_p2_logp,
+    )
+
+
+def _lambda(omega: Tensor, mask: Tensor, c, omega_max) -> tuple[Tensor, dict[str, float]]:
+    """Eq. 10 (or the ablation mappings) and STEER's metrics."""
+    lam = steer_weights(
+        omega,
+        mask,
+        lambda_min=c.lambda_min,
+        mapping=c.mapping,
+        lambda_max=c.lambda_max,
+        quantile=c.quantile,
+        omega_max=omega_max,
+        max_floor=c.max_floor,
+    )
+    with torch.no_grad():
+        a = torch.where(mask, omega.abs(), torch.zeros((), dtype=omega.dtype))
+        used_max = a.max() if omega_max is None else torch.as_tensor(omega_max)
+        m_used = float(used_max)
+        metrics = {
+            "steer/omega_max": float(max(m_used, c.max_floor)),
+            "steer/omega_abs_mean": float(a.sum()) / max(int(mask.sum()), 1),
+        }
+    if c.max_floor > 0 and bool(mask.any()) and m_used < 0.01 * c.max_floor:
+        _warn_floor(
+            f"STEER: max|Omega| = {m_used:.3g} is below 1% of max_floor = {c.max_floor}: the floor makes "
+            f"the weights constant (min weight {float(lam[mask].min()):.6f}); check omega_lr "
+            f"({c.omega_lr}) against the scale of Omega"
+        )
+    return lam, metrics
+
+
+def _scope_omega_max(batch, mask: Tensor, c, surrogate: SurrogateResult) -> dict[str, Tensor]:
+    if c.scope == "microbatch":
+        return {}
+    with torch.no_grad():
+        return {"omega_max": scope_max_abs(_omega_of_batch(batch, c, surrogate), mask)}
+
+
+def _steer_requires(c) -> frozenset:
+    if c.estimator == "reference":
+        return frozenset({"old_entropy"})
+    if c.estimator == "exact":
+        return frozenset({"entropy", "sums"})
+    return frozenset({"entropy"})
+
+
+def _scope_value(batch):
+    stats = getattr(batch, "scope_stats", None)
+    if stats is not None and "omega_max" in stats:
+        return stats["omega_max"]
+    return getattr(batch, "omega_max", None)
+
+
+@register_weighting(
+    "steer",
+    params=SteerParams,
+    requires=_steer_requires,
+    surrogates=("vanilla", "clip_cov"),
+    scope_stats=_scope_omega_max,
+)
+def steer(batch, mask, c, surrogate, generator) -> Weighting:
+    """STEER: lambda = exp(-k |Omega|) (Eq. 10) from the surrogate's w = I_clip r A."""
+    omega = _omega_of_batch(batch, c, surrogate)
+    lam, metrics = _lambda(omega, mask, c, _scope_value(batch))
+    return Weighting(lam, metrics, omega=omega)
+
+
+def steer_token_loss(
+    logp: Tensor,
+    old_logp: Tensor,
+    advantages: Tensor,
+    response_mask: Tensor,
+    *,
+    lr: float,
+    entropy: Tensor | None = None,
+    old_entropy: Tensor | None = None,
+    sum_p2: Tensor | None = None,
+    sum_p2_logp: Tensor | None = None,
+    estimator: str = "paper",
+    lambda_min: float = 0.7,
+    mapping: str = "exp",
+    lambda_max: float = 1.2,
+    quantile: float = 0.8,
+    omega_max: Tensor | float | None = None,
+    max_floor: float = 0.0,
+    omega_lr: float | None = None,
+    eps_low: float = 0.2,
+    eps_high: float = 0.28,
+    clip_c: float | None = 10.0,
+    log_ratio_clamp: float = 20.0,
+) -> TokenLoss:
+    """STEER's per-token loss in one call: surrogate -> w = I_clip r A -> Omega -> lambda -> lambda L.
+
+    Defaults are the paper's recipe (clip 0.2/0.28, dual clip 10, Eq. 7 estimator, exp mapping,
+    lambda_min 0.7). ``omega_max``: the max|Omega| of the wider scope (mini-batch, ranks); None =
+    this batch's. Returns the :class:`TokenLoss` (weights in ``.weight``, metrics with the standard
+    keys and ``steer/omega_max``, ``steer/omega_abs_mean``); aggregate it with
+    :func:`steer.core.aggregation.aggregate_token_loss`. Inputs are checked like every core loss
+    (:class:`steer.core.errors.NonFiniteError` for NaN/inf on valid tokens).
+    """
+    from steer.core.losses import _check_finite_on_valid
+
+    m = as_bool_mask(response_mask)
+    _check_finite_on_valid(
+        m, entropy=entropy, old_entropy=old_entropy, sum_p2=sum_p2, sum_p2_logp=sum_p2_logp
+    )
+    c = SteerParams(
+        estimator=estimator,
+        lambda_min=lambda_min,
+        mapping=mapping,
+        lambda_max=lambda_max,
+        quantile=quantile,
+        max_floor=max_floor,
+        omega_lr=omega_lr,
+    )
+    c.validate()
+    tl, s = vanilla_token_loss(
+        logp,
+        old_logp,
+        advantages,
+        m,
+        eps_low=eps_low,
+        eps_high=eps_high,
+        clip_c=clip_c,
+        log_ratio_clamp=log_ratio_clamp,
+        entropy=entropy,
+    )
+    lr_ = float(lr) if omega_lr is None else float(omega_lr)
+    w = None if estimator == "reference" else gradient_weight(s, advantages)
+    omega = steer_omega(
+        estimator,
+        w=w,
+        logp=logp,
+        advantages=advantages,
+        old_logp=old_logp,
+        lr=lr_,
+        entropy=entropy,
+        old_entropy=old_entropy,
+        sum_p2=sum_p2,
+        sum_p2_logp=sum_p2_logp,
+    )
+    lam, metrics = _lambda(omega, m, c, omega_max)
+    return apply_weighting(tl, Weighting(lam, metrics, omega=omega), m)
