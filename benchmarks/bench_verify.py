@@ -8,13 +8,22 @@ response is distinct (no cache hits). Batches of 500 go through ``VerifierPool.s
 (warm pool), per-item worker time p50/p99/max, batch latency, timeouts, and the same for the
 AIME-style integer answers and for the DAPO and Qwen scorers.
 
-Run: ``python -m benchmarks.bench_verify [--quick] [--workers 2] [--batches 4]``.
+Olympiad-style expression answers (``--expr``, the hard case): the golds of olympiadbench and
+MATH-500 that are not plain integers (intervals, tuples, radicals, polynomials, equations), 64
+problems x 8 responses per batch of 512 (as in a GRPO step; also each problem once per batch, the
+harder case for the per-worker gold cache), each response about 500 characters
+ending in ``\\boxed{}``: half right (the gold string itself, the gold re-typeset with ``\\dfrac``
+and spaces, or its top-level terms reordered) and half wrong (another problem's gold, or the
+gold with one digit changed, a near miss).
+
+Run: ``python -m benchmarks.bench_verify [--quick] [--workers 2] [--batches 4] [--only-expr]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import re
 import statistics
 import sys
 import time
@@ -41,6 +50,83 @@ def _responses(probs, n: int, seed: int, style: str) -> list[tuple[str, str]]:
         else:
             out.append((body + f"Therefore, the final answer is $\\boxed{{{clean_gold(ans)}}}$.", p.gold))
     return out
+
+
+_INT_RE = re.compile(r"-?\\d+")
+
+
+def expression_golds():
+    """(problem, cleaned gold) for the olympiadbench and MATH-500 golds that are not integers."""
+    from steer.data import load_benchmark
+    from steer.rewards.extract import clean_gold
+
+    out = []
+    for name in ("olympiad", "math500"):
+        for p in load_benchmark(name):
+            g = clean_gold(p.gold)
+            if not _INT_RE.fullmatch(g.replace(",", "")):
+                out.append((p, g))
+    return out
+
+
+def _top_level_terms(g: str) -> list[str]:
+    depth, parts, cur = 0, [], ""
+    for i, ch in enumerate(g):
+        if ch in "{([":
+            depth += 1
+        elif ch in "})]":
+            depth -= 1
+        if ch == "+" and depth == 0 and i > 0:
+            parts.append(cur)
+            cur = ""
+            continue
+        cur += ch
+    parts.append(cur)
+    return parts
+
+
+def _equivalent(g: str, rng) -> str:
+    kind = rng.randrange(3)
+    if kind == 0:
+        return g
+    if kind == 1:
+        t = _top_level_terms(g)
+        if len(t) >= 2 and not any(c in g for c in "=,<>\\{"):
+            return "+".join(t[1:] + t[:1])
+    return g.replace("\\frac", "\\dfrac").replace("+", " + ")
+
+
+def _near_miss(g: str, rng) -> str:
+    ds = [m.start() for m in re.finditer(r"\\d", g)]
+    if not ds:
+        return g + "+1"
+    i = rng.choice(ds)
+    return g[:i] + str((int(g[i]) + rng.randint(1, 8)) % 10) + g[i + 1 :]
+
+
+def expression_mix(n: int, seed: int = 0, per_problem: int = 8) -> list[tuple[str, str]]:
+    """``n`` (response, gold) items: ``per_problem`` responses to each problem in turn."""
+    rng = random.Random(seed)
+    golds = expression_golds()
+    order = list(range(len(golds)))
+    rng.shuffle(order)
+    items = []
+    for i in range(n):
+        p, g = golds[order[(i // per_problem) % len(order)]]
+        if i % 2 == 0:
+            ans = _equivalent(g, rng)
+        elif i % 4 == 1:
+            ans = golds[rng.randrange(len(golds))][1]
+        else:
+            ans = _near_miss(g, rng)
+        a, b = rng.randint(2, 99), rng.randint(2, 99)
+        body = (
+            f"Let's solve this step by step (attempt {i}).\n\n{p.problem[:300]}\n\n"
+            f"First, note that $x = {a}$ and $y = \\frac{{{b}}}{{{a}}}$, so $x y = {b}$. "
+            f"Substituting, we get $$ {a} + {b} = {a + b}. $$ "
+        )
+        items.append((body + f"Therefore, the final answer is $\\boxed{{{ans}}}$.", p.gold))
+    return items
 
 
 def _pct(xs, q):
@@ -87,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--timeout", type=float, default=5.0)
     ap.add_argument("--quick", action="store_true", help="one batch per case")
+    ap.add_argument("--only-expr", action="store_true", help="only the olympiad-style expression cases")
+    ap.add_argument("--name", default="verify", help="results file stem under benchmarks/results")
     args = ap.parse_args(argv)
     from benchmarks.common import write_results
     from steer.data import load_benchmark
@@ -100,7 +188,19 @@ def main(argv: list[str] | None = None) -> int:
     pool = VerifierPool(args.workers, timeout=args.timeout)
     pool.score(r"\boxed{1}", "1")  # start + warm the workers
     start_s = time.perf_counter() - t
+    expr_n = nb * 512
     cases = {
+        "olympiad+math500 expressions, each problem once / math_verify": (
+            expression_mix(expr_n, 13, per_problem=1),
+            "math_verify",
+        ),
+        "olympiad+math500 expressions, each problem once / qwen": (expression_mix(expr_n, 14, per_problem=1), "qwen"),
+        "olympiad+math500 expressions, 8 per problem / math_verify": (expression_mix(expr_n, 10), "math_verify"),
+        "olympiad+math500 expressions, 8 per problem / qwen": (expression_mix(expr_n, 11), "qwen"),
+        "olympiad+math500 expressions, 8 per problem / dapo": (expression_mix(expr_n, 12), "dapo"),
+    }
+    if not args.only_expr:
+        cases.update({
         "math500 / math_verify": (_responses(math500, n, 0, "boxed"), "math_verify"),
         "aime+amc integers (Answer: line) / math_verify": (
             _responses(aime, n, 1, "answer_line"),
@@ -108,11 +208,11 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "math500 / qwen": (_responses(math500, n, 2, "boxed"), "qwen"),
         "math500 / dapo": (_responses(math500, n, 3, "boxed"), "dapo"),
-    }
+        })
     res = {}
     try:
         for name, (items, scorer) in cases.items():
-            res[name] = run_case(pool, items, scorer, args.batch)
+            res[name] = run_case(pool, items, scorer, 512 if "expressions" in name else args.batch)
             r = res[name]
             print(
                 f"{name:48s} {r['per_s']:8.0f}/s cpu-bound {r['two_core_per_s']:6.0f}/s p50 {r['p50_ms']:.1f} ms p99 {r['p99_ms']:.1f} ms "
@@ -142,10 +242,11 @@ def main(argv: list[str] | None = None) -> int:
         f"end: {load:.1f} (other jobs on the machine lower the wall-clock rate; the CPU-bound rate, "
         f"2 cores / (worker + parent CPU time per item), is what the pool's own work allows on 2 free cores). "
         f"The {nb} batches cycle over the 500 problems, so from the second batch on the golds repeat (as with "
-        f"k samples per problem); each response is new.\n\n" + "\n".join(rows)
+        f"k samples per problem); each response is new. The olympiad-style expression cases run in batches of "
+        f"512 (64 problems x 8 responses; the batch column is then per 512).\n\n" + "\n".join(rows)
     )
     write_results(
-        "verify", "Reward verification throughput (VerifierPool)", body, {"cases": res, "args": vars(args)}
+        args.name, "Reward verification throughput (VerifierPool)", body, {"cases": res, "args": vars(args)}
     )
     print(body)
     worst = max(r["max_ms"] for r in res.values())

@@ -17,6 +17,9 @@ Design
   ``"timeout"``; the unfinished rest of the chunk goes back to the queue.
 * A worker that dies (segfault, OOM kill) gives its current item ``"error: worker died ..."``; the
   rest of its chunk is requeued and the worker replaced. Scorer exceptions give ``"error: ..."``.
+* Items are grouped by (scorer, gold) before they are cut into chunks, so the k responses to
+  one problem usually reach one worker, which parses that gold once (the scorers cache parsed
+  golds).
 * Responses are cut to their last ``max_chars`` characters before they are sent (answers are at
   the end). Workers run with an address-space limit (``mem_limit_mb``).
 * Verdicts are cached in the parent by ``(scorer, cut response, gold)`` (LRU, ``cache_size``), and
@@ -290,7 +293,9 @@ class VerifierPool:
         n = len(tasks)
         # small chunks (about 8 per worker, at most 32 items) keep stragglers short
         csize = self.chunk_size or max(1, min(32, math.ceil(n / (8 * self.num_workers))))
-        queue: deque = deque(tasks[i : i + csize] for i in range(0, n, csize))
+        # items of one gold go to the same chunk, so a worker parses that gold once (its cache)
+        ordered = sorted(tasks, key=lambda t: (t[1], t[3]))
+        queue: deque = deque(ordered[i : i + csize] for i in range(0, n, csize))
         results: dict[int, Verdict] = {}
         scorer_of = {t[0]: t[1] for t in tasks}
 

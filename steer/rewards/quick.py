@@ -11,13 +11,14 @@ algebra: an implicit product binds tighter than ``/`` (``1/2x`` is ``1/(2x)``) a
 
 It never builds code: a recursive-descent parser over a token list evaluates with mpmath at
 :data:`DPS` digits (no float overflow: ``10^{400}`` is finite here), at fixed values of the
-variables (two assignments). Sizes are bounded (length, depth, exponent magnitude), so a power
+variables (three assignments, one negative). Sizes are bounded (length, depth, exponent magnitude), so a power
 tower is refused, not computed.
 """
 
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 from functools import lru_cache
 
 import mpmath
@@ -37,11 +38,15 @@ _GREEK = {
 _SPACES = {"\\,", "\\;", "\\:", "\\!", "\\ ", "\\quad", "\\qquad", "\\left", "\\right"}
 _TIMES = {"\\cdot", "\\times"}
 #: Two assignments of the variables (by name, so both sides of a comparison use the same).
-_POINTS = (0.7390851332151607, 1.3247179572447460)
+_POINTS = (0.7390851332151607, 1.3247179572447460, -0.5671432904097838)
 
 
 class _GiveUp(Exception):
     pass
+
+
+class _Inexact(Exception):
+    """Raised in exact mode by a constant or an operation without an exact rational value."""
 
 
 def _tokens(s: str) -> list[tuple[str, str]]:
@@ -76,12 +81,16 @@ def _tokens(s: str) -> list[tuple[str, str]]:
 
 
 class _Parser:
-    def __init__(self, toks, env):
+    def __init__(self, toks, env, exact: bool = False):
         self.t = toks
         self.i = 0
         self.env = env
+        self.exact = exact
         self.depth = 0
         self.symbols: set[str] = set()
+
+    def number(self, text: str):
+        return Fraction(text) if self.exact else mpmath.mpf(text)
 
     def peek(self):
         return self.t[self.i] if self.i < len(self.t) else (None, None)
@@ -169,14 +178,14 @@ class _Parser:
             self.take()
             k, tv = self.peek()
             if k == "num":
-                e = mpmath.mpf(self.take())
+                e = self.number(self.take())
             elif k == "var":
                 e = self.atom()[0]
             elif (k, tv) == ("op", "{"):
                 e = self.group()
             else:
                 raise _GiveUp
-            v = _pow(v, e)
+            v = _pow_exact(v, e) if self.exact else _pow(v, e)
             lit = False
         return v, lit
 
@@ -190,16 +199,20 @@ class _Parser:
         k, v = self.peek()
         if k == "num":
             self.take()
-            return mpmath.mpf(v), True
+            return self.number(v), True
         if k == "var":
             self.take()
             if v == "e":
+                if self.exact:
+                    raise _Inexact
                 return mpmath.e, False
             self.symbols.add(v)
             return self.env(v), False
         if k == "cmd":
             self.take()
             if v == "\\pi":
+                if self.exact:
+                    raise _Inexact
                 return mpmath.pi, False
             if v in ("\\frac", "\\dfrac", "\\tfrac"):
                 a, b = self.group(), self.group()
@@ -215,7 +228,7 @@ class _Parser:
                     if not n or n > 100:
                         raise _GiveUp
                 a = self.group()
-                return _root(a, n), False
+                return (_root_exact(a, n) if self.exact else _root(a, n)), False
             self.symbols.add(v)
             return self.env(v), False
         if (k, v) == ("op", "("):
@@ -244,6 +257,42 @@ def _pow(base, e):
     return mpmath.power(base, e)
 
 
+def _pow_exact(base, e):
+    if not isinstance(e, Fraction) or e.denominator != 1:
+        raise _Inexact
+    k = e.numerator
+    if base == 0:
+        if k <= 0:
+            raise _GiveUp
+        return Fraction(0)
+    bits = max(abs(base.numerator).bit_length(), base.denominator.bit_length())
+    if abs(k) * bits > MAX_BITS or abs(k) > MAX_BITS:
+        raise _GiveUp
+    return base**k
+
+
+def _root_exact(a, n):
+    if a < 0:
+        raise _Inexact
+    num, den = _iroot(a.numerator, n), _iroot(a.denominator, n)
+    if num is None or den is None:
+        raise _Inexact
+    return Fraction(num, den)
+
+
+def _iroot(x: int, n: int) -> int | None:
+    """The integer n-th root of ``x`` when ``x`` is a perfect n-th power, else None."""
+    if x < 2:
+        return x
+    r = int(round(x ** (1.0 / n))) if x.bit_length() < 1000 else None
+    if r is None:
+        return None
+    for c in (r - 1, r, r + 1):
+        if c >= 0 and c**n == x:
+            return c
+    return None
+
+
 def _root(a, n):
     if isinstance(a, mpmath.mpc) or a < 0:
         if n % 2 == 1 and not isinstance(a, mpmath.mpc):
@@ -252,39 +301,79 @@ def _root(a, n):
     return mpmath.root(a, n)
 
 
+def _value_at(name: str, x0: float):
+    """The value of variable ``name`` at assignment ``x0``: a distinct value per name, with the
+    sign of ``x0`` (one assignment is negative, so sqrt(x^2) and x differ)."""
+    h = sum((j + 1) * ord(c) for j, c in enumerate(name)) % 97
+    mag = mpmath.mpf(abs(x0)) + mpmath.mpf(h) / 61 + mpmath.mpf(1) / 7
+    return mag if x0 > 0 else -mag
+
+
+_ERRORS = (_GiveUp, ValueError, ZeroDivisionError, OverflowError, RecursionError, TypeError)
+
+
+def _evaluate(toks, exact: bool):
+    out, names = [], frozenset()
+    ctx = mpmath.workdps(DPS)
+    with ctx:
+        for k, x0 in enumerate(_POINTS):
+            cache: dict = {}
+
+            def env(name, cache=cache, x0=x0):
+                if name not in cache:
+                    v = _value_at(name, x0)
+                    cache[name] = Fraction(mpmath.nstr(v, 25)) if exact else v
+                return cache[name]
+
+            p = _Parser(toks, env, exact)
+            try:
+                v = p.parse()
+                if not exact:
+                    v = mpmath.mpmathify(v)
+                    if not mpmath.isfinite(v):
+                        v = None
+            except _Inexact:
+                raise
+            except _ERRORS:
+                v = None
+            if k == 0:
+                if v is None:
+                    return None
+                names = frozenset(p.symbols)
+            out.append(v)
+            if not names:
+                break  # a constant: one evaluation is enough
+    return tuple(out), names
+
+
 @lru_cache(maxsize=8192)
-def values(s: str) -> tuple[tuple, frozenset] | None:
-    """``(values at the fixed assignments, variable names)`` of a plain LaTeX expression, or
-    None when it is outside the subset, not finite, or too large."""
+def values(s: str) -> tuple[tuple, frozenset, bool] | None:
+    """``(values at the fixed assignments, variable names, exact)`` of a plain LaTeX expression,
+    or None when it is outside the subset or undefined at the first assignment. Rational
+    arithmetic is exact (``Fraction`` values, ``exact`` True); with ``\\pi``, ``e`` or an
+    irrational root the values are mpmath numbers at :data:`DPS` digits. A constant has one
+    value; for an expression in variables, an assignment where it is undefined (a root of a
+    negative number, a division by zero) gives None in its place."""
     if not s or len(s) > MAX_CHARS:
         return None
     try:
         toks = _tokens(s)
-        if not toks:
-            return None
-        out, names = [], frozenset()
-        with mpmath.workdps(DPS):
-            for k, x0 in enumerate(_POINTS):
-                base = {}
-
-                def env(name, base=base, x0=x0):
-                    if name not in base:
-                        # a distinct value per name: x0 plus a name-dependent offset
-                        h = sum((j + 1) * ord(c) for j, c in enumerate(name)) % 97
-                        base[name] = mpmath.mpf(x0) + mpmath.mpf(h) / 61 + mpmath.mpf(1) / 7
-                    return base[name]
-
-                p = _Parser(toks, env)
-                v = mpmath.mpmathify(p.parse())
-                if not mpmath.isfinite(v):
-                    return None
-                out.append(v)
-                names = frozenset(p.symbols)
-                if not names:
-                    break  # a constant: one evaluation is enough
-        return tuple(out), names
-    except (_GiveUp, ValueError, ZeroDivisionError, OverflowError, RecursionError, TypeError):
+    except _GiveUp:
         return None
+    if not toks:
+        return None
+    try:
+        r = _evaluate(toks, True)
+        return None if r is None else (*r, True)
+    except _Inexact:
+        pass
+    except _ERRORS:
+        return None
+    try:
+        r = _evaluate(toks, False)
+    except (_Inexact, *_ERRORS):
+        return None
+    return None if r is None else (*r, False)
 
 
 def _scale(a, b):
@@ -292,22 +381,40 @@ def _scale(a, b):
 
 
 def compare(a: str, b: str, *, tol_differ: float = 1e-6, tol_equal: float = 1e-20) -> bool | None:
-    """``False`` when both strings evaluate and differ by more than ``tol_differ`` (relative to
-    ``max(1, |a|, |b|)``) at some assignment of the variables (each name has its own value, so
-    different variables, or a constant against a non-constant, differ); ``True`` when both are
-    constants that agree to ``tol_equal``; None otherwise (undecided: outside the subset, or
-    equal values with variables)."""
+    """Compare two plain LaTeX expressions by value, or None (undecided).
+
+    ``False`` when they differ by more than ``tol_differ`` (relative to ``max(1, |a|, |b|)``) at
+    some assignment of the variables (each name has its own value, so different variables, or a
+    constant against a non-constant, differ). ``True`` when they are equal at every assignment
+    (one constant value; or all three assignments, one of them negative, with the same
+    variables on both sides): exactly when both are rational, else to ``tol_equal``. None
+    otherwise: outside the subset, undefined somewhere, or close but not equal.
+    """
     va, vb = values(a), values(b)
     if va is None or vb is None:
         return None
-    (xa, na), (xb, nb) = va, vb
+    (xa, na, ea), (xb, nb, eb) = va, vb
     if len(xa) != len(xb):  # a constant (one value) against an expression in variables
         xa = xa * len(xb) if len(xa) == 1 else xa
         xb = xb * len(xa) if len(xb) == 1 else xb
+    exact = ea and eb
+    equal_everywhere = na == nb
     with mpmath.workdps(DPS):
         for x, y in zip(xa, xb):
-            if abs(x - y) > tol_differ * _scale(x, y):
+            if x is None or y is None:
+                equal_everywhere = False
+                continue
+            if exact:
+                if x == y:
+                    continue
+                equal_everywhere = False
+                if abs(x - y) > Fraction(tol_differ) * max(1, abs(x), abs(y)):
+                    return False
+                continue
+            x, y = mpmath.mpmathify(x), mpmath.mpmathify(y)
+            d = abs(x - y)
+            if d > tol_differ * _scale(x, y):
                 return False
-        if not na and not nb and abs(xa[0] - xb[0]) <= tol_equal * _scale(xa[0], xb[0]):
-            return True
-    return None
+            if d > tol_equal * _scale(x, y):
+                equal_everywhere = False
+    return True if equal_everywhere else None

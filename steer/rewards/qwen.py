@@ -27,6 +27,11 @@ from __future__ import annotations
 
 import re
 from fractions import Fraction
+from functools import lru_cache
+
+import mpmath
+
+from steer.rewards import quick
 
 from steer.rewards.extract import clean_gold, last_answer_line, last_boxed, strip_math_delims
 
@@ -198,6 +203,7 @@ def _matrix_rows(s: str) -> list[list[str]] | None:
     return [[c.strip() for c in r.split("&")] for r in rows]
 
 
+@lru_cache(maxsize=4096)
 def parse_latex(s: str):
     """sympy object for a normalised answer through the LaTeX grammar (latex2sympy) only, else None.
 
@@ -236,6 +242,29 @@ def _constant_value(e):
         return None
 
 
+def _quick_equal(a: str, b: str, rel_tol: float) -> bool | None:
+    """The comparison below for plain arithmetic, without sympy (:mod:`steer.rewards.quick`):
+    constants by value (an integer reference exactly: rational arithmetic is exact there),
+    expressions in variables by their values at three assignments; None when undecided."""
+    va, vb = quick.values(a), quick.values(b)
+    if va is None or vb is None:
+        return None
+    (xa, na, ea), (xb, nb, eb) = va, vb
+    if not na and not nb:
+        x, y = xa[0], xb[0]
+        if ea and eb:
+            if y.denominator == 1 or x == y:
+                return x == y
+            return abs(x - y) <= Fraction(rel_tol) * max(abs(x), abs(y))
+        with mpmath.workdps(quick.DPS):
+            x, y = mpmath.mpmathify(x), mpmath.mpmathify(y)
+            d, scale = abs(x - y), max(abs(x), abs(y))
+            if mpmath.im(y) == 0 and abs(mpmath.re(y) - mpmath.nint(mpmath.re(y))) <= mpmath.mpf(10) ** (5 - quick.DPS):
+                return bool(d <= mpmath.mpf(10) ** (5 - quick.DPS) * max(1, scale))
+            return bool(d <= rel_tol * scale) if scale else bool(d == 0)
+    return quick.compare(a, b)
+
+
 def _symbolic_equal(a: str, b: str, *, rel_tol: float = REL_TOL) -> bool:
     """``a`` (prediction) equals ``b`` (reference) after parsing both with the LaTeX grammar.
 
@@ -246,6 +275,9 @@ def _symbolic_equal(a: str, b: str, *, rel_tol: float = REL_TOL) -> bool:
     """
     import sympy
 
+    q = _quick_equal(a, b, rel_tol)
+    if q is not None:
+        return q
     x, y = parse_latex(a), parse_latex(b)
     if x is None or y is None:
         return False
