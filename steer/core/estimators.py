@@ -27,16 +27,12 @@ from steer.core.types import as_bool_mask, check_same_shape
 __all__ = [
     "ESTIMATORS",
     "clip_indicator",
-    "agreement",
     "delta_indicator",
     "estimate_entropy_change",
     "omega_cov",
     "omega_exact",
     "omega_paper",
     "omega_reference",
-    "pearson",
-    "rank",
-    "spearman",
     "token_weight_w",
 ]
 
@@ -192,59 +188,3 @@ def estimate_entropy_change(name: str, **kwargs) -> Tensor:
     except KeyError:
         raise ValueError(f"unknown entropy-change estimator {name!r}; valid: {sorted(ESTIMATORS)}") from None
     return fn(**kwargs)
-
-
-def pearson(x: Tensor, y: Tensor) -> float:
-    """Pearson correlation of two equal-size tensors (flattened, float64). NaN if either is constant."""
-    check_same_shape(x=x, y=y)
-    a = x.detach().double().flatten()
-    b = y.detach().double().flatten()
-    if a.numel() < 2:
-        return float("nan")
-    a = a - a.mean()
-    b = b - b.mean()
-    den = a.norm() * b.norm()
-    if float(den) == 0.0:
-        return float("nan")
-    return float((a @ b) / den)
-
-
-def rank(x: Tensor) -> Tensor:
-    """1-based ranks of a 1-D tensor, ties get the average of their ranks (float64)."""
-    v = x.detach().double().flatten()
-    n = v.numel()
-    order = torch.argsort(v, stable=True)
-    sorted_v = v[order]
-    ranks = torch.empty(n, dtype=torch.float64)
-    if n == 0:
-        return ranks
-    # group equal values: start index of each run in sorted order
-    new_run = torch.ones(n, dtype=torch.bool)
-    new_run[1:] = sorted_v[1:] != sorted_v[:-1]
-    run_id = torch.cumsum(new_run.long(), 0) - 1
-    starts = torch.nonzero(new_run).flatten().double()
-    ends = torch.cat([starts[1:], torch.tensor([float(n)], dtype=torch.float64)])
-    avg = (starts + ends - 1) / 2 + 1  # mean of 1-based positions start+1 .. end
-    ranks[order] = avg[run_id]
-    return ranks
-
-
-def spearman(x: Tensor, y: Tensor) -> float:
-    """Spearman rank correlation = Pearson correlation of the (tie-averaged) ranks."""
-    check_same_shape(x=x, y=y)
-    return pearson(rank(x), rank(y))
-
-
-def agreement(estimate: Tensor, measured: Tensor) -> dict[str, float]:
-    """MSE, Pearson, Spearman and sign agreement of an estimate against a measured change (paper Fig. 2)."""
-    check_same_shape(estimate=estimate, measured=measured)
-    e = estimate.detach().double().flatten()
-    m = measured.detach().double().flatten()
-    return {
-        "mse": float(((e - m) ** 2).mean()) if e.numel() else float("nan"),
-        "pearson": pearson(e, m),
-        "spearman": spearman(e, m),
-        "sign_agreement": float((torch.sign(e) == torch.sign(m)).double().mean())
-        if e.numel()
-        else float("nan"),
-    }

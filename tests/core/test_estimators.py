@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
+from steer.analysis.correlation import agreement, pearson, rank, spearman
 from steer.core.estimators import (
     ESTIMATORS,
-    agreement,
     clip_indicator,
     delta_indicator,
     estimate_entropy_change,
@@ -17,9 +17,6 @@ from steer.core.estimators import (
     omega_exact,
     omega_paper,
     omega_reference,
-    pearson,
-    rank,
-    spearman,
     token_weight_w,
 )
 from steer.core.stats import token_stats_from_logits
