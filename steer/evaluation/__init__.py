@@ -1,7 +1,11 @@
-"""Benchmark evaluation: pass@k / avg@k, generation backends, ``steer eval``.
+"""Benchmark evaluation: pass@k / avg@k, the generation path, the held-out evaluator, ``steer eval``.
 
 Python API: :func:`evaluate` (benchmarks by name, resumable JSONL), :func:`evaluate_problems`
-(the trainer's periodic validation on an in-memory model), :func:`pass_at_k`, :func:`avg_at_k`.
+(in-memory validation of math problems), :func:`pass_at_k`, :func:`avg_at_k`;
+``steer.evaluation.generate.sample`` (the one generation path: training rollouts, held-out
+evaluation, the HF backend of ``steer eval``) and ``steer.evaluation.heldout.evaluate_heldout``
+(the one held-out evaluator: the trainer's ``heldout/*`` metrics, the testbed's
+``evaluate_policy``, :func:`evaluate_problems`).
 """
 
 from steer.evaluation.evaluate import EvalReport, evaluate, evaluate_problems, summarize

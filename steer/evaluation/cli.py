@@ -1,4 +1,4 @@
-"""``steer eval``: sample, verify and report avg@k / pass@k on the math benchmarks (issue 4).
+"""``steer eval``: sample, verify and report avg@k / pass@k on the math benchmarks.
 
 Example (the paper's setting, section 5.1)::
 

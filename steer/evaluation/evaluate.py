@@ -1,13 +1,16 @@
 """Benchmark evaluation: sample k responses per problem, verify them, report avg@k and pass@k
-(issue 4 "steer eval"; spec evaluation.md §4; paper section 5.1 / Table 1).
+(spec evaluation.md §4; paper section 5.1 / Table 1).
 
 * :func:`evaluate` runs named benchmarks (or given problem lists) with a backend, writes every
   sample with its verdict to an append-only JSONL file (flushed and fsync'd after each batch),
   and resumes: samples whose key ``(benchmark, problem_id, sample)`` is already in the file are
   not generated again. The first line of the file records the settings; resuming with different
   settings is refused.
-* :func:`evaluate_problems` is the trainer's periodic validation: in-memory model + tokenizer +
-  a list of problems, no files.
+* :func:`evaluate_problems`: in-memory validation (model + tokenizer + a list of problems, no
+  files) through the one held-out evaluator, :mod:`steer.evaluation.heldout`.
+
+Both sample through :func:`steer.evaluation.generate.sample` (the HF backend), the generation
+path of the trainer and the testbed too.
 """
 
 from __future__ import annotations
@@ -399,33 +402,44 @@ def evaluate_problems(
     seed: int = 0,
     pool=None,
 ) -> dict[str, float]:
-    """Periodic validation for the trainer: in-memory model + tokenizer + problems -> metrics.
+    """In-memory validation: model + tokenizer + math problems -> metrics, no files.
 
-    Returns ``{"<name>/avg@k", "<name>/pass@j" ..., "<name>/truncated_frac"}`` (fractions). The
-    model's train/eval mode is restored afterwards.
+    The one held-out evaluator (:func:`steer.evaluation.heldout.evaluate_heldout`, the trainer's
+    and the testbed's as well) with the prompt template and a ``steer.rewards`` scorer in the
+    verification pool. Returns ``{"<name>/avg@k", "<name>/pass@j" ..., "<name>/truncated_frac"}``
+    (fractions; j = 1, 2, 4, ..., k). The model's train/eval mode is restored.
     """
-    was_training = getattr(model, "training", False)
-    model.eval()
-    try:
-        rep = evaluate(
-            model,
-            tokenizer,
-            {name: list(problems)},
-            k=k,
-            temperature=temperature,
-            top_p=top_p,
-            max_tokens=max_tokens,
-            template=template,
-            scorer=scorer,
-            batch_size=batch_size,
-            seed=seed,
-            pool=pool,
-            progress=False,
-        )
-    finally:
-        if was_training:
-            model.train()
-    r = rep.results[name]
-    out = {f"{name}/avg@{r.k}": r.avg_at_k, f"{name}/truncated_frac": r.truncated_frac}
-    out.update({f"{name}/pass@{j}": v for j, v in r.pass_at.items()})
+    from steer.data.templates import TEMPLATES
+    from steer.evaluation.heldout import evaluate_heldout
+    from steer.rewards.pool import ScoreItem, get_default_pool
+    from steer.rewards.registry import get_scorer
+
+    if template not in TEMPLATES:
+        raise ValueError(f"unknown prompt template {template!r}; valid: {', '.join(TEMPLATES)}")
+    get_scorer(scorer)  # unknown name -> ValueError listing the valid ones
+    if int(k) < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    problems = list(problems)
+    pool = pool or get_default_pool()
+
+    def score(idx: list[int], texts: list[str]) -> list[bool]:
+        verdicts = pool.score_batch([ScoreItem(t, problems[i].gold, scorer) for i, t in zip(idx, texts)])
+        return [bool(v.correct) for v in verdicts]
+
+    res = evaluate_heldout(
+        model,
+        tokenizer,
+        [render(apply_template(p, template), tokenizer) for p in problems],
+        score,
+        n=int(k),
+        temperature=temperature,
+        top_p=top_p,
+        max_new_tokens=max_tokens,
+        batch_size=batch_size,
+        seed=seed,
+    )
+    ks = _pass_ks(int(k))
+    m = res.metrics(ks)
+    out = {f"{name}/avg@{k}": m["acc"], f"{name}/truncated_frac": m["truncated_frac"]}
+    out.update({f"{name}/pass@{j}": m[f"pass@{j}"] for j in ks})
     return out

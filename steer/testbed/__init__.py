@@ -1,4 +1,4 @@
-"""The CPU testbed (issue 3, "Testbed"): a countdown task with several correct solutions per
+"""The CPU testbed: a countdown task with several correct solutions per
 problem, reasoning-gym as an external source, a character-level tokenizer, a tiny Qwen2 policy,
 a cached supervised warm-start and accuracy/entropy/diversity measurement.
 

@@ -1,6 +1,6 @@
 """A countdown-style arithmetic task with several correct solutions per problem.
 
-Issue 3 ("Testbed"): the main task of the CPU testbed must leave a policy diversity to lose, so
+The main task of the CPU testbed must leave a policy diversity to lose, so
 every problem has several distinct correct solutions.
 
 Rules (the verifier enforces them; the solver enumerates exactly what the verifier accepts):

@@ -2,7 +2,7 @@
 
 Trains (or reuses from the cache) the warm-started policy for the given config, then samples
 ``k`` responses per held-out problem and prints held-out accuracy, pass@k, mean per-token entropy
-and diversity (issue 3, "Testbed"; the numbers in docs/testbed.md come from this command).
+and diversity (the numbers in docs/testbed.md come from this command).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The tiny causal language model of the testbed: a real Qwen2 architecture built from a config.
 
-Issue 3 ("Testbed"): a few hundred thousand to a few million parameters, saved and loaded with
+A few hundred thousand to a few million parameters, saved and loaded with
 ``save_pretrained`` / ``from_pretrained`` through the same code path a real model uses
 (:func:`load_policy` calls ``AutoModelForCausalLM.from_pretrained`` and
 ``AutoTokenizer.from_pretrained``, so a hub name or any local checkpoint works the same way).

@@ -1,4 +1,4 @@
-"""reasoning-gym as a second, external source of testbed problems (issue 3, "Testbed").
+"""reasoning-gym as a second, external source of testbed problems.
 
 :class:`ReasoningGymTask` draws items from a reasoning-gym dataset (``basic_arithmetic`` and
 ``chain_sum`` have narrow, tiny-model-friendly presets; any other reasoning-gym task name works with

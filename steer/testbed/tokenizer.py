@@ -1,6 +1,6 @@
 """A character-level tokenizer for the testbed, built locally (a ``tokenizers`` BPE without merges).
 
-Issue 3 ("Testbed"): no download; a real ``transformers.PreTrainedTokenizerFast`` with a chat
+No download; a real ``transformers.PreTrainedTokenizerFast`` with a chat
 template, saved and loaded with ``save_pretrained`` / ``from_pretrained`` like any model's.
 
 Vocabulary: the special tokens (``<pad>``, ``<bos>``, ``<eos>``, ``<unk>``, ``<|system|>``,

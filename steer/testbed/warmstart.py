@@ -1,4 +1,4 @@
-"""Supervised warm-start of the tiny policy on uniformly drawn countdown solutions (issue 3).
+"""Supervised warm-start of the tiny policy on uniformly drawn countdown solutions.
 
 Each training example is a train-split problem with one of its canonical solutions drawn
 uniformly (:attr:`steer.testbed.countdown.Problem.solutions`), so the policy learns to spread its

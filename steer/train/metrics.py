@@ -49,9 +49,6 @@ class JsonlLogger:
         os.fsync(self._f.fileno())
         return self._f.tell()
 
-    def offset(self) -> int:
-        return self._f.tell()
-
     def close(self) -> None:
         self._f.close()
 
