@@ -54,10 +54,7 @@ from steer.core.estimators import (
 from steer.core.types import LossBatch, RolloutBatch
 from steer.core.weights import steer_weights
 
-try:  # the correlation helpers' home in the analysis package
-    from steer.analysis.correlation import agreement, spearman
-except ImportError:  # pragma: no cover - older core layout
-    from steer.core.estimators import agreement, spearman
+from steer.analysis.correlation import agreement, spearman
 
 __all__ = [
     "DEFAULT_OPTIMIZERS",
@@ -204,6 +201,7 @@ def _loss_step(
     temperature: float,
     mb: int,
     params: dict[str, Tensor],
+    max_len: int | None = None,
 ) -> tuple[dict[str, Tensor], Tensor, Tensor, dict]:
     """Forward + loss + backward of the configured loss at the current parameters (= theta_0).
 
@@ -218,24 +216,24 @@ def _loss_step(
     v = torch.zeros(mask.shape, dtype=torch.float64)
     metrics: dict = {}
     chunks = _chunks(batch.response_ids.shape[0], mb)
-    omega_max = None
-    scope = getattr(method.config, "scope", "microbatch")
-    if getattr(method.config, "weighting", None) == "steer" and scope != "microbatch" and len(chunks) > 1:
-        from steer.core.weights import scope_max_abs
-
+    scope_stats = None
+    if len(chunks) > 1:  # a method's batch statistics (STEER's max|Omega|) over the whole batch
         with torch.no_grad():
             for sl in chunks:
                 st = _stats(model, batch, sl, temperature, method.needs_sums)
-                lb = _loss_batch(st, batch, base, advantages, sl, lr, n_tok, n_seq, method)
-                mx = scope_max_abs(method.compute_omega(lb), lb.response_mask)
-                omega_max = mx if omega_max is None else torch.maximum(omega_max, mx)
+                part = method.scope_stats(_loss_batch(st, batch, base, advantages, sl, lr, n_tok, n_seq, method, max_len))
+                if scope_stats is None:
+                    scope_stats = dict(part)
+                else:
+                    scope_stats = {k: torch.maximum(scope_stats[k], v) for k, v in part.items()}
+        scope_stats = scope_stats or None
     was = model.training
     model.train()
     try:
         for sl in chunks:
             st = _stats(model, batch, sl, temperature, method.needs_sums)
-            lb = _loss_batch(st, batch, base, advantages, sl, lr, n_tok, n_seq, method)
-            lb.omega_max = omega_max
+            lb = _loss_batch(st, batch, base, advantages, sl, lr, n_tok, n_seq, method, max_len)
+            lb.scope_stats = scope_stats
             loss, met = method.compute_loss(lb)
             if not bool(torch.isfinite(loss).all()):
                 raise ValueError(f"the {method.name} loss is not finite ({float(loss)}); no step was taken")
@@ -258,7 +256,7 @@ def _loss_step(
     return grads, u.masked_fill(~mask, 0.0), v.masked_fill(~mask, 0.0), metrics
 
 
-def _loss_batch(st, batch, base, advantages, sl, lr, n_tok, n_seq, method) -> LossBatch:
+def _loss_batch(st, batch, base, advantages, sl, lr, n_tok, n_seq, method, max_len) -> LossBatch:
     m = batch.response_mask[sl]
     dev = st.logp.device
     return LossBatch(
@@ -274,6 +272,7 @@ def _loss_batch(st, batch, base, advantages, sl, lr, n_tok, n_seq, method) -> Lo
         lr=lr,
         global_num_tokens=max(n_tok, 1.0),
         global_num_seqs=max(n_seq, 1.0),
+        max_response_length=max_len,
     )
 
 
@@ -413,12 +412,13 @@ def _probe_setting(
     mb: int,
     bins: int,
     log: Callable[[str], None],
-) -> tuple[dict, dict[str, Tensor]]:
+    max_len: int | None = None,
+) -> tuple[dict, dict[str, Tensor], dict[str, Tensor]]:
     t0 = time.perf_counter()
     _restore(params, theta0)
     mask = batch.response_mask
     grads, u, v, loss_metrics = _loss_step(
-        model, method, batch, base, advantages, setting.lr, temperature, mb, params
+        model, method, batch, base, advantages, setting.lr, temperature, mb, params, max_len
     )
     gnorm = float(torch.sqrt(sum((g.double() ** 2).sum() for g in grads.values())))
     clip_coef = 1.0
@@ -562,13 +562,15 @@ def _probe_setting(
         "coef_u": _flat_valid(u, mask),
         "w_theorem1": _flat_valid(w_theorem, mask),
         "clip_indicator": _flat_valid(clip_indicator(ratio, advantages.double(), cfg.eps_low, cfg.eps_high), mask),
+        "coef_v": _flat_valid(v, mask),
+        "advantage": _flat_valid(advantages, mask),
     }
     log(
         f"  {setting.tag}: |dH| mean {res['measured']['abs_mean']:.3g}; Spearman vs measured: "
         + ", ".join(f"{k} {ag[k]['spearman']:.3f}" for k in ESTIMATOR_NAMES)
         + f" ({res['time_s']['total']:.1f} s)"
     )
-    return res, tokens
+    return res, tokens, update
 
 
 def _steer_omega(method, base, advantages, mask, lr) -> Tensor:
@@ -618,6 +620,7 @@ def run_probe(
     bins: int = 20,
     out_dir: str | Path | None = None,
     plots: bool = True,
+    return_details: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> dict:
     """Run the probe; returns a dict of every number (see docs/probe.md, "Output").
@@ -636,6 +639,9 @@ def run_probe(
     (None = no clipping). ``micro_batch_size``: rows per forward (default
     ``trainer.micro_batch_size``, 0 = all). Writes ``probe.json``, ``probe.md``, ``tokens.npz`` and
     PNGs into ``out_dir`` when given. The model's parameters are restored to theta_0 at the end.
+    ``return_details`` adds ``out["details"]``: the batch, rewards, advantages, the theta_0
+    statistics, the per-token arrays of every setting and each setting's parameter update (tensors;
+    not written to the JSON; memory-hungry on a large model).
     """
     from steer.train.config import Config, build_method_from_config, load_config, to_dict
     from steer.train.rollout import generate_rollouts
@@ -723,9 +729,10 @@ def run_probe(
         grad_h = entropy_gradient(model, batch, params=theta0, temperature=temperature, micro_batch_size=mb)
         results: dict[str, dict] = {}
         tokens: dict[str, dict[str, Tensor]] = {}
+        updates: dict[str, dict[str, Tensor]] = {}
         log(f"{len(settings)} optimiser setting(s), one real step each from the same parameters")
         for s in settings:
-            r, tok = _probe_setting(
+            r, tok, upd = _probe_setting(
                 s,
                 model=model,
                 method=method,
@@ -741,9 +748,12 @@ def run_probe(
                 mb=mb,
                 bins=bins,
                 log=log,
+                max_len=int(cfg.rollout.max_new_tokens),
             )
             results[s.tag] = r
             tokens[s.tag] = tok
+            if return_details:
+                updates[s.tag] = upd
     finally:
         _restore(params, theta0)
     groups = correct.view(-1, n_roll).float().mean(1)
@@ -783,6 +793,15 @@ def run_probe(
     }
     if out_dir is not None:
         write_outputs(out, tokens, out_dir, plots=plots, log=log)
+    if return_details:
+        out["details"] = {
+            "batch": batch,
+            "rewards": rewards,
+            "advantages": advantages,
+            "base": base,
+            "tokens": tokens,
+            "updates": updates,
+        }
     return out
 
 

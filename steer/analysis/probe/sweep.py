@@ -73,6 +73,7 @@ def run_sweep(
     out_dir: str | Path | None = None,
     cache_dir: str | Path | None = None,
     plots: bool = True,
+    task=None,
     log: Callable[[str], None] | None = None,
 ) -> dict:
     """The probe over testbed policies of several widths, depths and vocabulary sizes.
@@ -80,7 +81,9 @@ def run_sweep(
     Each variant is a testbed model (the micro preset with ``hidden_size``/``num_hidden_layers``/
     ``vocab_size`` overridden; MLP width 3 x hidden) warm-started for ``warm_start_steps`` supervised
     steps (cached by the testbed), then probed with :func:`run_probe` (``config``/``overrides`` as
-    there; the model keys are set by the sweep). Returns ``{"variants": [...], "rows": [...]}`` with
+    there; the model keys are set by the sweep; ``task`` replaces the config's task). A variant whose
+    probe fails (e.g. every group equal-reward) is recorded with its error and the sweep goes on.
+    Returns ``{"variants": [...], "rows": [...]}`` with
     the Spearman/sign agreement of every estimator per variant and setting; writes ``sweep.json``,
     ``sweep.md`` and ``sweep.png`` (plus one probe folder per variant) into ``out_dir``.
     """
@@ -89,6 +92,7 @@ def run_sweep(
     log = log or _log_default
     variants = sweep_variants(widths, depths, vocabs)
     rows = []
+    errors: list[dict] = []
     t0 = time.perf_counter()
     d = Path(out_dir) if out_dir is not None else None
     for i, var in enumerate(variants):
@@ -113,17 +117,23 @@ def run_sweep(
             cache_dir,
             progress=False,
         )
-        res = run_probe(
-            config,
-            [*overrides, "model.source=testbed", f"model.name_or_path={path}"],
-            optimizers=optimizers,
-            num_prompts=num_prompts,
-            n=n,
-            seed=seed,
-            out_dir=(d / name) if d is not None else None,
-            plots=plots,
-            log=log,
-        )
+        try:
+            res = run_probe(
+                config,
+                [*overrides, "model.source=testbed", f"model.name_or_path={path}"],
+                task=task,
+                optimizers=optimizers,
+                num_prompts=num_prompts,
+                n=n,
+                seed=seed,
+                out_dir=(d / name) if d is not None else None,
+                plots=plots,
+                log=log,
+            )
+        except ValueError as exc:
+            log(f"  {name}: probe failed: {exc}")
+            errors.append({"variant": name, **var, "error": str(exc)})
+            continue
         for tag, r in res["settings"].items():
             row = {
                 "variant": name,
@@ -143,6 +153,7 @@ def run_sweep(
     out = {
         "variants": variants,
         "rows": rows,
+        "errors": errors,
         "warm_start_steps": warm_start_steps,
         "optimizers": [s.tag for s in parse_optimizers(optimizers)],
         "time_s": time.perf_counter() - t0,
@@ -199,5 +210,7 @@ def sweep_markdown(out: dict) -> str:
             + " | ".join(_fmt(r[f"{k}_spearman"]) for k in ESTIMATOR_NAMES)
             + f" | {_fmt(r['cause_vs_jvp_spearman'])} | {_fmt(r['paper_sign'])} |"
         )
+    for e in out.get("errors", []):
+        lines.append(f"\n{e['variant']}: no result ({e['error']})")
     return "\n".join(lines) + "\n"
 
