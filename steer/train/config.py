@@ -117,7 +117,10 @@ class TrainerConfig:
     Per step: ``prompts_per_step`` prompts x ``rollout.n`` rollouts, split into
     ``num_mini_batches`` mini-batches, each one optimiser step, for ``ppo_epochs`` passes.
     ``micro_batch_size`` (responses; 0 = whole mini-batch) only bounds memory: gradients are
-    accumulated and the loss is normalised over the whole mini-batch.
+    accumulated, the loss is normalised over the whole mini-batch, and a method's mini-batch
+    statistics (``Method.scope_stats``, e.g. STEER's max|Omega| with its default
+    ``scope=minibatch``) are MAX-reduced over every micro-batch before the loss, so the update
+    does not depend on it (up to float rounding).
     ``nonfinite``: ``skip`` (drop that optimiser step and log it) or ``stop`` (raise).
     """
 

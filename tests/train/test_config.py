@@ -168,3 +168,8 @@ def test_reasoning_gym_task_by_name():
 def test_bad_task_options_fail_early(overrides, needle):
     with pytest.raises(ConfigError, match=needle):
         load_config("testbed", overrides)
+
+
+def test_real_recipe_keeps_no_eval_logits():
+    assert load_config("qwen_math_7b_dapo").eval.entropy is False
+    assert load_config("testbed").eval.entropy is True
