@@ -120,7 +120,9 @@ def register(subparsers) -> None:
         "JVP-linearised change and each token's own-gradient cause. Dotted overrides set the trainer "
         "config (model.*, task.*, rollout.*, method.*, optim.*). See docs/probe.md.",
     )
-    p.add_argument("--config", default="testbed", help="trainer config: YAML file or shipped name (default testbed)")
+    p.add_argument(
+        "--config", default="testbed", help="trainer config: YAML file or shipped name (default testbed)"
+    )
     p.add_argument("--model", help="any HF causal LM by path or name (sets model.source=hf)")
     p.add_argument("--data", help="prompts from a parquet/JSONL file in verl's schema (sets task.name=math)")
     p.add_argument("--method", help="method name from the registry (default: the config's, grpo)")
@@ -131,18 +133,38 @@ def register(subparsers) -> None:
         help="comma-separated optimiser settings name:lr (sgd or adamw), e.g. sgd:0.01,adamw:1e-4 "
         "(default sgd:0.01,sgd:0.1,adamw:1e-5,adamw:1e-4; sweep: sgd:0.01,adamw:1e-4)",
     )
-    p.add_argument("--prompts", type=int, help="number of prompts (default trainer.prompts_per_step; sweep 12)")
+    p.add_argument(
+        "--prompts", type=int, help="number of prompts (default trainer.prompts_per_step; sweep 12)"
+    )
     p.add_argument("--n", type=int, help="rollouts per prompt (default rollout.n)")
-    p.add_argument("--grad-clip", type=float, default=None, help="clip the gradient norm (default: no clipping)")
-    p.add_argument("--micro-batch", type=int, default=None, help="rows per forward pass (default trainer.micro_batch_size; 0 = all)")
+    p.add_argument(
+        "--grad-clip", type=float, default=None, help="clip the gradient norm (default: no clipping)"
+    )
+    p.add_argument(
+        "--micro-batch",
+        type=int,
+        default=None,
+        help="rows per forward pass (default trainer.micro_batch_size; 0 = all)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bins", type=int, default=20, help="bins of the binned curves (default 20)")
     p.add_argument("--out", help="output folder (default runs/probe, or runs/probe_sweep with --sweep)")
     p.add_argument("--no-plots", action="store_true", help="write the tables and JSON only")
-    p.add_argument("--sweep", action="store_true", help="probe testbed models of several widths, depths and vocabularies")
+    p.add_argument(
+        "--sweep", action="store_true", help="probe testbed models of several widths, depths and vocabularies"
+    )
     p.add_argument("--widths", type=_csv(int), help="sweep: hidden sizes (default 32,64,128)")
     p.add_argument("--depths", type=_csv(int), help="sweep: numbers of layers (default 1,2,4)")
-    p.add_argument("--vocabs", type=_csv(int), help="sweep: vocabulary sizes, 'tok' = the tokenizer's own (default tok,2048)")
-    p.add_argument("--warm-start-steps", type=int, default=150, help="sweep: supervised warm-start steps per variant (default 150)")
+    p.add_argument(
+        "--vocabs",
+        type=_csv(int),
+        help="sweep: vocabulary sizes, 'tok' = the tokenizer's own (default tok,2048)",
+    )
+    p.add_argument(
+        "--warm-start-steps",
+        type=int,
+        default=150,
+        help="sweep: supervised warm-start steps per variant (default 150)",
+    )
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted trainer-config overrides")
     p.set_defaults(func=_probe)

@@ -81,7 +81,9 @@ def require_eager_attention(model) -> None:
     try:
         setter("eager")
     except Exception as exc:  # transformers raises several types here
-        raise ValueError(f"could not switch the model to eager attention ({exc}); forward-mode AD needs it") from exc
+        raise ValueError(
+            f"could not switch the model to eager attention ({exc}); forward-mode AD needs it"
+        ) from exc
 
 
 class _Bound:
@@ -244,7 +246,9 @@ def entropy_gradient(
             m = mask[sl]
             if not bool(m.any()):
                 continue
-            logits = response_logits(bound, batch.prompt_ids[sl], batch.prompt_mask[sl], batch.response_ids[sl])
+            logits = response_logits(
+                bound, batch.prompt_ids[sl], batch.prompt_mask[sl], batch.response_ids[sl]
+            )
             st = token_stats_from_logits(
                 logits, batch.response_ids[sl].to(logits.device), temperature=temperature, with_sums=False
             )
@@ -275,7 +279,9 @@ def _precondition(grad: dict[str, Tensor], preconditioner) -> dict[str, Tensor]:
         p = preconditioner[k]
         p = torch.as_tensor(p, dtype=g.dtype, device=g.device)
         if p.numel() != 1 and tuple(p.shape) != tuple(g.shape):
-            raise ValueError(f"preconditioner[{k!r}] has shape {tuple(p.shape)}, the parameter {tuple(g.shape)}")
+            raise ValueError(
+                f"preconditioner[{k!r}] has shape {tuple(p.shape)}, the parameter {tuple(g.shape)}"
+            )
         out[k] = g * p
     return out
 

@@ -120,7 +120,9 @@ def test_primal_stats_match_core_and_reference(tok):
     b = _batch()
     d = _random_direction(m, 1e-2)
     lp, h, _, _ = jvp_response_stats(m, b, d, temperature=0.7, micro_batch_size=3)
-    st = token_stats_from_logits(response_logits(m, b.prompt_ids, b.prompt_mask, b.response_ids), b.response_ids, temperature=0.7)
+    st = token_stats_from_logits(
+        response_logits(m, b.prompt_ids, b.prompt_mask, b.response_ids), b.response_ids, temperature=0.7
+    )
     mk = b.response_mask
     torch.testing.assert_close(lp[mk], st.logp.double()[mk], rtol=0, atol=1e-10)
     torch.testing.assert_close(h[mk], st.entropy.double()[mk], rtol=0, atol=1e-10)
@@ -157,7 +159,9 @@ def test_linearised_change_float32_left_padded(tok):
     b = _batch(seed=5, left_pad=True)
     d = _random_direction(m32, 1e-2, seed=6)
     lin = linearised_entropy_change(m32, b, d).double()
-    ref = linearised_entropy_change(m64, _batch(seed=5, left_pad=False), {k: v.double() for k, v in d.items()})
+    ref = linearised_entropy_change(
+        m64, _batch(seed=5, left_pad=False), {k: v.double() for k, v in d.items()}
+    )
     rows = [1, 2, 3]  # rows without left padding are identical in both batches
     scale = float(ref[rows].abs().max())
     assert float((lin[rows] - ref[rows]).abs().max()) < 1e-3 * scale
@@ -193,7 +197,11 @@ def test_cause_sums_to_total_jvp_along_sgd_update(tok, with_entropy_term):
     b = _batch(seed=8)
     g = torch.Generator().manual_seed(9)
     u = torch.randn(b.response_mask.shape, generator=g, dtype=torch.float64) * b.response_mask
-    v = (torch.randn(b.response_mask.shape, generator=g, dtype=torch.float64) * 0.3 * b.response_mask) if with_entropy_term else None
+    v = (
+        (torch.randn(b.response_mask.shape, generator=g, dtype=torch.float64) * 0.3 * b.response_mask)
+        if with_entropy_term
+        else None
+    )
     lr = 0.05
     update = _sgd_update(m, b, u, v, lr)
     c = per_token_cause(m, b, u, v, preconditioner=lr, micro_batch_size=3)
@@ -262,7 +270,9 @@ def test_tabular_model_both_decompositions_equal_omega_exact():
     update = _sgd_update(m, b, u, None, lr)
     lin = linearised_entropy_change(m, b, update)
     c = per_token_cause(m, b, u, preconditioner=lr)
-    st = token_stats_from_logits(response_logits(m, b.prompt_ids, b.prompt_mask, b.response_ids), b.response_ids)
+    st = token_stats_from_logits(
+        response_logits(m, b.prompt_ids, b.prompt_mask, b.response_ids), b.response_ids
+    )
     om = omega_exact(u, st.logp, st.entropy, st.sum_p2, st.sum_p2_logp, lr) * b.response_mask
     torch.testing.assert_close(lin, om, rtol=1e-9, atol=1e-15)
     torch.testing.assert_close(c, om, rtol=1e-9, atol=1e-15)

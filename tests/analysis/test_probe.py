@@ -10,9 +10,9 @@ import zlib
 import pytest
 import torch
 
+from steer.analysis.correlation import agreement
 from steer.analysis.jvp import trainable_parameters
 from steer.analysis.probe import ESTIMATOR_NAMES, parse_optimizers, run_probe
-from steer.analysis.correlation import agreement
 from steer.core.estimators import omega_cov, omega_exact, omega_paper, omega_reference
 
 SMALL = [
@@ -55,8 +55,15 @@ def policy_dir(tmp_path_factory):
 
     tok = build_tokenizer()
     model = build_model(
-        tok, "micro", seed=0, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-        num_key_value_heads=2, intermediate_size=64, initializer_range=0.3,
+        tok,
+        "micro",
+        seed=0,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        intermediate_size=64,
+        initializer_range=0.3,
     )  # a wide init: peaked next-token distributions (a near-uniform one barely changes its entropy)
     return save_policy(model, tok, tmp_path_factory.mktemp("probe_policy") / "policy")
 
@@ -210,7 +217,9 @@ def test_totals_cause_jvp_and_preconditioner(probe_run):
     for r in out["settings"].values():
         for k in ESTIMATOR_NAMES:
             assert set(r["agreement"][k]) >= {"mse", "pearson", "spearman", "sign_agreement", "tokens"}
-        assert sum(b["jvp"]["tokens"] for b in r["per_prob_bucket"].values()) == r["agreement"]["jvp"]["tokens"]
+        assert (
+            sum(b["jvp"]["tokens"] for b in r["per_prob_bucket"].values()) == r["agreement"]["jvp"]["tokens"]
+        )
         assert sum(r["fig1_binned"]["count"]) + r["fig1_binned"]["outside"] == r["agreement"]["jvp"]["tokens"]
         assert isinstance(r["verdict"], str) and r["verdict"]
 
@@ -241,7 +250,7 @@ def test_outputs_written_and_model_restored(probe_run):
     assert data["settings"]["sgd_lr1"]["agreement"]["jvp"]["tokens"] == out["data"]["valid_tokens"]
     md = (out_dir / "probe.md").read_text()
     assert "## sgd_lr1" in md and "**Verdict:**" in md
-    for tag, files in data["files"]["plots"].items():
+    for files in data["files"]["plots"].values():
         assert len(files) == 4
         for name in files.values():
             assert (out_dir / name).stat().st_size > 1000
@@ -280,8 +289,14 @@ def test_steer_method_coefficient_includes_its_weights(policy_dir):
 def test_parse_optimizers_and_bad_arguments(policy_dir):
     assert [s.tag for s in parse_optimizers("sgd:0.1, adamw:1e-4")] == ["sgd_lr0.1", "adamw_lr0.0001"]
     assert parse_optimizers([("SGD", 1)])[0].name == "sgd"
-    for bad, msg in [("rmsprop:1", "unknown optimiser"), ("sgd", "must look like"), ("sgd:x", "not a number"),
-                     ("sgd:-1", "finite number > 0"), ("sgd:nan", "finite number > 0"), ("", "at least one")]:
+    for bad, msg in [
+        ("rmsprop:1", "unknown optimiser"),
+        ("sgd", "must look like"),
+        ("sgd:x", "not a number"),
+        ("sgd:-1", "finite number > 0"),
+        ("sgd:nan", "finite number > 0"),
+        ("", "at least one"),
+    ]:
         with pytest.raises(ValueError, match=msg):
             parse_optimizers(bad)
     cfg = _cfg(policy_dir)
@@ -303,7 +318,19 @@ def test_cli_errors(policy_dir, tmp_path, capsys):
     assert main(["probe", "--optim", "adam:1", f"model.name_or_path={policy_dir}", *SMALL]) == 1
     assert "unknown optimiser" in capsys.readouterr().err
     # a random policy never solves countdown: every group is equal-reward, nothing would move
-    rc = main(["probe", "--prompts", "2", "--n", "2", "--no-plots", "--out", str(tmp_path / "o"),
-               f"model.name_or_path={policy_dir}", *SMALL])
+    rc = main(
+        [
+            "probe",
+            "--prompts",
+            "2",
+            "--n",
+            "2",
+            "--no-plots",
+            "--out",
+            str(tmp_path / "o"),
+            f"model.name_or_path={policy_dir}",
+            *SMALL,
+        ]
+    )
     assert rc == 1
     assert "advantage 0" in capsys.readouterr().err

@@ -48,7 +48,9 @@ def _centres(edges: list[float]) -> list[float]:
     return [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]
 
 
-def _binned_axes(ax, b: dict, series: dict[str, list[float]], xlabel: str, ylabel: str, labels=None, colors=None):
+def _binned_axes(
+    ax, b: dict, series: dict[str, list[float]], xlabel: str, ylabel: str, labels=None, colors=None
+):
     if not b.get("edges"):
         ax.text(0.5, 0.5, "no tokens", ha="center", transform=ax.transAxes)
         return
@@ -60,8 +62,14 @@ def _binned_axes(ax, b: dict, series: dict[str, list[float]], xlabel: str, ylabe
     ax.set_zorder(ax2.get_zorder() + 1)
     ax.patch.set_visible(False)
     for k, y in series.items():
-        ax.plot(x, [v if v is not None else math.nan for v in y], marker="o", ms=3,
-                label=(labels or {}).get(k, k), color=(colors or {}).get(k))
+        ax.plot(
+            x,
+            [v if v is not None else math.nan for v in y],
+            marker="o",
+            ms=3,
+            label=(labels or {}).get(k, k),
+            color=(colors or {}).get(k),
+        )
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
 
@@ -79,7 +87,15 @@ def plot_setting(res: dict, tokens: dict, out_dir: Path, tag: str) -> dict[str, 
     series = {"measured": b["x_mean"], **b["series"]}
     labels = {"measured": "measured (identity)", **_LABELS}
     colors = {"measured": "black", **_COLORS}
-    _binned_axes(ax, b, series, "measured entropy change per token (bin)", "mean estimate in bin (scaled to measured std)", labels, colors)
+    _binned_axes(
+        ax,
+        b,
+        series,
+        "measured entropy change per token (bin)",
+        "mean estimate in bin (scaled to measured std)",
+        labels,
+        colors,
+    )
     ax.legend(fontsize=7, loc="upper left")
     ax.set_title(f"{title}: estimated vs measured (Fig. 1)")
     files["fig1_binned"] = _save(fig, out_dir / f"{tag}_fig1_binned.png")
@@ -106,8 +122,15 @@ def plot_setting(res: dict, tokens: dict, out_dir: Path, tag: str) -> dict[str, 
     # Fig. 10: entropy vs |measured change|
     b = res["fig10_entropy_vs_abs_change"]
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    _binned_axes(ax, b, {"abs_measured": b["series"].get("abs_measured", [])}, "token entropy H (bin)",
-                 "mean |measured dH|", {"abs_measured": "|measured dH|"}, {"abs_measured": "tab:red"})
+    _binned_axes(
+        ax,
+        b,
+        {"abs_measured": b["series"].get("abs_measured", [])},
+        "token entropy H (bin)",
+        "mean |measured dH|",
+        {"abs_measured": "|measured dH|"},
+        {"abs_measured": "tab:red"},
+    )
     ax.set_title(f"{title}: entropy vs |entropy change| (Fig. 10), Spearman {b['spearman']:.3f}", fontsize=9)
     files["fig10_entropy"] = _save(fig, out_dir / f"{tag}_fig10_entropy.png")
     plt.close(fig)
@@ -115,8 +138,15 @@ def plot_setting(res: dict, tokens: dict, out_dir: Path, tag: str) -> dict[str, 
     # Fig. 15: mean STEER weight vs |measured change|
     b = res["fig15_weight_vs_abs_change"]
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    _binned_axes(ax, b, {"steer_weight": b["series"].get("steer_weight", [])}, "|measured dH| (bin)",
-                 "mean STEER weight", {"steer_weight": "STEER weight"}, {"steer_weight": "tab:blue"})
+    _binned_axes(
+        ax,
+        b,
+        {"steer_weight": b["series"].get("steer_weight", [])},
+        "|measured dH| (bin)",
+        "mean STEER weight",
+        {"steer_weight": "STEER weight"},
+        {"steer_weight": "tab:blue"},
+    )
     ax.set_title(f"{title}: STEER weight vs |entropy change| (Fig. 15)", fontsize=9)
     files["fig15_weight"] = _save(fig, out_dir / f"{tag}_fig15_weight.png")
     plt.close(fig)
@@ -136,7 +166,9 @@ def plot_sweep(out: dict, path: Path) -> str:
             ys = [r[f"{k}_spearman"] if r[f"{k}_spearman"] is not None else math.nan for r in sub]
             ax.plot(x, ys, marker="o", label=_LABELS[k], color=_COLORS[k])
         ax.set_xticks(x)
-        ax.set_xticklabels([f"{r['variant']}\n{r['parameters'] / 1e3:.0f}k" for r in sub], fontsize=6, rotation=45)
+        ax.set_xticklabels(
+            [f"{r['variant']}\n{r['parameters'] / 1e3:.0f}k" for r in sub], fontsize=6, rotation=45
+        )
         ax.axhline(0, color="0.7", lw=0.5)
         ax.set_ylabel("Spearman vs measured dH")
         ax.set_title(s, fontsize=9)

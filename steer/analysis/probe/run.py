@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from steer.analysis.correlation import agreement, spearman
 from steer.analysis.jvp import (
     entropy_gradient,
     linearised_entropy_change,
@@ -53,8 +54,6 @@ from steer.core.estimators import (
 )
 from steer.core.types import LossBatch, RolloutBatch
 from steer.core.weights import steer_weights
-
-from steer.analysis.correlation import agreement, spearman
 
 __all__ = [
     "DEFAULT_OPTIMIZERS",
@@ -173,7 +172,9 @@ def _stats(model, batch: _Batch, sl: slice, temperature: float, with_sums: bool)
 
 
 @torch.no_grad()
-def _entropies(model, batch: _Batch, temperature: float, mb: int, with_sums: bool = False) -> dict[str, Tensor]:
+def _entropies(
+    model, batch: _Batch, temperature: float, mb: int, with_sums: bool = False
+) -> dict[str, Tensor]:
     was = model.training
     model.eval()
     parts: dict[str, list[Tensor]] = {"logp": [], "entropy": [], "sum_p2": [], "sum_p2_logp": []}
@@ -221,7 +222,9 @@ def _loss_step(
         with torch.no_grad():
             for sl in chunks:
                 st = _stats(model, batch, sl, temperature, method.needs_sums)
-                part = method.scope_stats(_loss_batch(st, batch, base, advantages, sl, lr, n_tok, n_seq, method, max_len))
+                part = method.scope_stats(
+                    _loss_batch(st, batch, base, advantages, sl, lr, n_tok, n_seq, method, max_len)
+                )
                 if scope_stats is None:
                     scope_stats = dict(part)
                 else:
@@ -315,8 +318,13 @@ def _flat_valid(x: Tensor, mask: Tensor) -> Tensor:
 
 def _agreement(est: Tensor, meas: Tensor) -> dict:
     if est.numel() < 2:
-        return {"mse": float("nan"), "pearson": float("nan"), "spearman": float("nan"),
-                "sign_agreement": float("nan"), "tokens": int(est.numel())}
+        return {
+            "mse": float("nan"),
+            "pearson": float("nan"),
+            "spearman": float("nan"),
+            "sign_agreement": float("nan"),
+            "tokens": int(est.numel()),
+        }
     out = dict(agreement(est, meas))
     out["tokens"] = int(est.numel())
     return out
@@ -353,9 +361,13 @@ def _verdict(res: dict) -> str:
     if best_name is None:
         parts.append("no per-token estimator gave a finite correlation (constant estimates)")
     elif best >= TRACKS:
-        parts.append(f"the per-token estimators track the measured change (best: {best_name}, Spearman {best:.2f})")
+        parts.append(
+            f"the per-token estimators track the measured change (best: {best_name}, Spearman {best:.2f})"
+        )
     elif best >= WEAK:
-        parts.append(f"the per-token estimators track the measured change only weakly (best: {best_name}, Spearman {best:.2f})")
+        parts.append(
+            f"the per-token estimators track the measured change only weakly (best: {best_name}, Spearman {best:.2f})"
+        )
     else:
         msg = f"the per-token estimators do not track the measured change (best: {best_name}, Spearman {best:.2f})"
         if lin == lin and lin >= LINEAR_OK:
@@ -449,20 +461,28 @@ def _probe_setting(
     measured = (after["entropy"].double() - base["entropy"].double()).masked_fill(~mask, 0.0)
     _restore(params, theta0)
     t1 = time.perf_counter()
-    lin = linearised_entropy_change(
-        model, batch, update, params=theta0, temperature=temperature, micro_batch_size=mb
-    ).double().cpu()
-    cause = per_token_cause(
-        model,
-        batch,
-        u,
-        v if bool((v != 0).any()) else None,
-        preconditioner=P,
-        params=theta0,
-        grad_entropy=grad_h,
-        temperature=temperature,
-        micro_batch_size=mb,
-    ).double().cpu()
+    lin = (
+        linearised_entropy_change(
+            model, batch, update, params=theta0, temperature=temperature, micro_batch_size=mb
+        )
+        .double()
+        .cpu()
+    )
+    cause = (
+        per_token_cause(
+            model,
+            batch,
+            u,
+            v if bool((v != 0).any()) else None,
+            preconditioner=P,
+            params=theta0,
+            grad_entropy=grad_h,
+            temperature=temperature,
+            micro_batch_size=mb,
+        )
+        .double()
+        .cpu()
+    )
     t_jvp = time.perf_counter() - t1
 
     # core estimators, fed with the loss's own per-token coefficient u (= I_clip r A lambda / N on-policy)
@@ -501,10 +521,14 @@ def _probe_setting(
     h_v = _flat_valid(h, mask)
     lam_v = _flat_valid(lam, mask)
     ag = {k: _agreement(flat[k], meas_v) for k in ESTIMATOR_NAMES}
+    nz = _flat_valid(advantages, mask) != 0  # tokens whose own gradient is in the update
+    ag_nz = {k: _agreement(flat[k][nz], meas_v[nz]) for k in ESTIMATOR_NAMES}
     per_bucket = {}
     for name, sel in _buckets(p_v):
         per_bucket[name] = {k: _agreement(flat[k][sel], meas_v[sel]) for k in ESTIMATOR_NAMES}
-        per_bucket[name]["measured_abs_mean"] = float(meas_v[sel].abs().mean()) if bool(sel.any()) else float("nan")
+        per_bucket[name]["measured_abs_mean"] = (
+            float(meas_v[sel].abs().mean()) if bool(sel.any()) else float("nan")
+        )
     std_m = float(meas_v.std()) if meas_v.numel() > 1 else float("nan")
 
     def _scaled(x: Tensor) -> Tensor:
@@ -515,12 +539,15 @@ def _probe_setting(
     res = {
         "setting": {"optimizer": setting.name, "lr": setting.lr, "tag": setting.tag},
         "agreement": ag,
+        "agreement_nonzero_advantage": ag_nz,
         "per_prob_bucket": per_bucket,
         "cause_vs_jvp": _agreement(flat["cause"], flat["jvp"]),
         "totals": {
             "measured": float(meas_v.sum()),
             **{k: float(flat[k].sum()) for k in ESTIMATOR_NAMES},
-            "jvp_total_along_update": float(sum((grad_h[k].double() * update[k].double()).sum() for k in params)),
+            "jvp_total_along_update": float(
+                sum((grad_h[k].double() * update[k].double()).sum() for k in params)
+            ),
         },
         "measured": {
             "abs_mean": float(absm.mean()) if absm.numel() else float("nan"),
@@ -532,7 +559,9 @@ def _probe_setting(
             "grad_norm": gnorm,
             "clip_coef": clip_coef,
             "update_norm": upd_norm,
-            "preconditioner": "lr * identity (exact)" if setting.name == "sgd" else (
+            "preconditioner": "lr * identity (exact)"
+            if setting.name == "sgd"
+            else (
                 "AdamW diagonal lr (1-b1)/(1-b1^t) / (sqrt(v_hat)+eps) from its state after the step "
                 "(fresh state: exact for the first step without weight decay; an approximation otherwise)"
             ),
@@ -561,7 +590,9 @@ def _probe_setting(
         "steer_weight": lam_v,
         "coef_u": _flat_valid(u, mask),
         "w_theorem1": _flat_valid(w_theorem, mask),
-        "clip_indicator": _flat_valid(clip_indicator(ratio, advantages.double(), cfg.eps_low, cfg.eps_high), mask),
+        "clip_indicator": _flat_valid(
+            clip_indicator(ratio, advantages.double(), cfg.eps_low, cfg.eps_high), mask
+        ),
         "coef_v": _flat_valid(v, mask),
         "advantage": _flat_valid(advantages, mask),
     }
@@ -665,7 +696,9 @@ def run_probe(
     if k < 1:
         raise ValueError(f"num_prompts must be >= 1, got {k}")
     if n_roll < 2:
-        raise ValueError(f"n must be >= 2 (group-relative advantages need 2 rollouts per prompt), got {n_roll}")
+        raise ValueError(
+            f"n must be >= 2 (group-relative advantages need 2 rollouts per prompt), got {n_roll}"
+        )
     mb = int(micro_batch_size if micro_batch_size is not None else cfg.trainer.micro_batch_size)
     threads = cfg.trainer.num_threads or (os.cpu_count() or 1)
     torch.set_num_threads(threads)
@@ -701,7 +734,8 @@ def run_probe(
         t_roll = time.perf_counter() - t0
         log(f"scoring {ro.batch_size} responses")
         correct = torch.tensor(
-            score_batch(task, [problems[i // n_roll] for i in range(ro.batch_size)], ro.texts), dtype=torch.bool
+            score_batch(task, [problems[i // n_roll] for i in range(ro.batch_size)], ro.texts),
+            dtype=torch.bool,
         )
         rewards = torch.where(
             correct, torch.tensor(cfg.task.reward_correct), torch.tensor(cfg.task.reward_wrong)
@@ -865,6 +899,16 @@ def markdown_report(out: dict) -> str:
             lines.append(
                 f"| {k} | {_fmt(a['mse'])} | {_fmt(a['pearson'])} | {_fmt(a['spearman'])} | {_fmt(a['sign_agreement'])} |"
             )
+        nzs = r["agreement_nonzero_advantage"]
+        lines += [
+            "",
+            f"Only the {nzs['jvp']['tokens']} tokens with a non-zero advantage (the per-token estimators are 0 on "
+            "the others): Spearman "
+            + ", ".join(f"{k} {_fmt(nzs[k]['spearman'])}" for k in ESTIMATOR_NAMES)
+            + "; sign agreement "
+            + ", ".join(f"{k} {_fmt(nzs[k]['sign_agreement'])}" for k in ESTIMATOR_NAMES)
+            + ".",
+        ]
         c = r["cause_vs_jvp"]
         lines += [
             "",
@@ -902,7 +946,9 @@ def markdown_report(out: dict) -> str:
     return "\n".join(lines)
 
 
-def write_outputs(out: dict, tokens: dict, out_dir: str | Path, *, plots: bool = True, log=_log_default) -> Path:
+def write_outputs(
+    out: dict, tokens: dict, out_dir: str | Path, *, plots: bool = True, log=_log_default
+) -> Path:
     """Write ``probe.json``, ``probe.md``, ``tokens.npz`` (per-token arrays per setting) and, with
     ``plots``, the PNGs of every setting into ``out_dir`` (each file written atomically)."""
     d = Path(out_dir)

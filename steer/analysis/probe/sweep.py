@@ -7,7 +7,6 @@ variant is warm-started (cached by the testbed) and probed with :func:`steer.ana
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -38,7 +37,11 @@ def sweep_variants(widths=SWEEP_WIDTHS, depths=SWEEP_DEPTHS, vocabs=SWEEP_VOCABS
 
     ``vocab_size`` None = the testbed tokenizer's own vocabulary; a larger value adds output rows no
     text ever uses (their probability mass enters every entropy)."""
-    base = {"hidden_size": SWEEP_BASE["hidden_size"], "num_hidden_layers": SWEEP_BASE["num_hidden_layers"], "vocab_size": None}
+    base = {
+        "hidden_size": SWEEP_BASE["hidden_size"],
+        "num_hidden_layers": SWEEP_BASE["num_hidden_layers"],
+        "vocab_size": None,
+    }
     out, seen = [], set()
 
     def add(v):
@@ -112,7 +115,7 @@ def run_sweep(
                 "steps": int(warm_start_steps),
                 "train_problems": int(warm_start_problems),
                 "batch_size": 32,
-                "threads": max(1, min(2, os.cpu_count() or 1)),
+                "threads": 1,  # part of the cache key; one thread is also the fastest on a shared machine
             },
             cache_dir,
             progress=False,
@@ -175,8 +178,12 @@ def _sweep_verdict(rows: list[dict]) -> str:
     if not rows:
         return "no variant ran"
     best = max(
-        ((r[f"{k}_spearman"], k, r["variant"], r["setting"]) for r in rows for k in PER_TOKEN_ESTIMATORS
-         if r[f"{k}_spearman"] is not None and r[f"{k}_spearman"] == r[f"{k}_spearman"]),
+        (
+            (r[f"{k}_spearman"], k, r["variant"], r["setting"])
+            for r in rows
+            for k in PER_TOKEN_ESTIMATORS
+            if r[f"{k}_spearman"] is not None and r[f"{k}_spearman"] == r[f"{k}_spearman"]
+        ),
         default=None,
     )
     if best is None:
@@ -213,4 +220,3 @@ def sweep_markdown(out: dict) -> str:
     for e in out.get("errors", []):
         lines.append(f"\n{e['variant']}: no result ({e['error']})")
     return "\n".join(lines) + "\n"
-
