@@ -60,9 +60,10 @@ def test_command_line_parses_our_fields():
         ({"steer_method": "opo", "multi_objective_aggregation": "normalize_then_sum"}, ["multi_objective_aggregation"]),
         ({"steer_method": "w_reinforce", "scale_rewards": "none", "steer_method_kwargs": {"norm_adv_by_std": True}}, ["norm_adv_by_std"]),
         (
-            {"steer_method_kwargs": {"scope": "global"}, "gradient_accumulation_steps": 2, "steps_per_generation": 3},
+            {"steer_method_kwargs": {"scope": "minibatch"}, "gradient_accumulation_steps": 2, "steps_per_generation": 3},
             ["steps_per_generation", "gradient_accumulation_steps"],
         ),
+        ({"steer_method_kwargs": {"scope": "global"}}, ["scope='global'", "minibatch"]),
     ],
 )
 def test_refused_settings_name_the_key(kw, words):
@@ -76,7 +77,8 @@ def test_accepted_combinations():
     cfg(steer_method="dr_grpo", loss_type="dr_grpo", scale_rewards="none")
     c = cfg(steer_method="w_reinforce", scale_rewards="none")
     assert method_overrides(c, "w_reinforce", {})["norm_adv_by_std"] is False
-    cfg(steer_method="steer", steer_method_kwargs={"scope": "global"}, gradient_accumulation_steps=2)
+    cfg(steer_method="steer", steer_method_kwargs={"scope": "microbatch"}, gradient_accumulation_steps=2, steps_per_generation=3)
+    cfg(steer_method="steer", gradient_accumulation_steps=2)
     cfg(steer_method="gtpo", steer_method_kwargs='{"alpha1": 0.5, "alpha2": 0.5}')
     cfg(steer_method="grpo", top_entropy_quantile=0.2, beta=0.01, entropy_coef=0.001)
 

@@ -1,6 +1,6 @@
 """Two processes (gloo on CPU) train SteerGRPOTrainer for two steps per STEER scope.
 
-What it shows (docs/trl.md, "Distributed training"): no rank hangs; with ``scope='global'`` every
+What it shows (docs/trl.md, "Distributed training"): no rank hangs; with ``scope='minibatch'`` every
 rank's micro-batches use the same max|Omega| (the MAX over every micro-batch of the optimiser step
 on every rank); with ``scope='microbatch'`` (the released code's choice) each micro-batch uses its
 own, which differs between ranks; the logged steer metrics are reduced over ranks by their declared
@@ -33,7 +33,7 @@ def runs(tmp_path_factory):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "ACCELERATE_USE_CPU": "true"}
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-        "--master_port", str(_free_port()), str(ROOT / "tests/trl/dist_worker.py"), str(out), "global", "microbatch",
+        "--master_port", str(_free_port()), str(ROOT / "tests/trl/dist_worker.py"), str(out), "minibatch", "microbatch",
     ]
     try:
         p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
@@ -42,7 +42,7 @@ def runs(tmp_path_factory):
     assert p.returncode == 0, p.stderr[-5000:]
     return {
         scope: [json.loads((out / f"{scope}-rank{r}.json").read_text()) for r in (0, 1)]
-        for scope in ("global", "microbatch")
+        for scope in ("minibatch", "microbatch")
     }
 
 
@@ -52,8 +52,8 @@ def test_two_ranks_ran(runs):
         assert all(len(r["used"]) == 4 for r in ranks)  # 2 steps x 2 micro-batches
 
 
-def test_global_scope_is_the_same_on_every_rank(runs):
-    r0, r1 = runs["global"]
+def test_minibatch_scope_is_the_same_on_every_rank(runs):
+    r0, r1 = runs["minibatch"]
     assert r0["used"] == r1["used"]
     assert r0["used"][0] == r0["used"][1] and r0["used"][2] == r0["used"][3]  # one value per optimiser step
 

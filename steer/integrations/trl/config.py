@@ -124,7 +124,8 @@ class SteerGRPOConfig(GRPOConfig):
     """TRL's ``GRPOConfig`` plus the method of steer's registry that shapes the loss.
 
     Use it with :class:`steer.integrations.trl.SteerGRPOTrainer`. The defaults train STEER
-    (``steer_method='steer'``: the paper's Eq. 10 weights with lambda_min 0.7 and dual clip c = 10).
+    (``steer_method='steer'``: the paper's Eq. 10 weights with lambda_min 0.7, max|Omega| over the
+    optimiser step, dual clip c = 10).
     ``steer_method='grpo'`` reproduces TRL's own loss exactly.
     """
 
@@ -190,14 +191,20 @@ class SteerGRPOConfig(GRPOConfig):
                 "estimator='exact' needs sum_v pi^2 and sum_v pi^2 log pi per token, which TRL's fused LM head "
                 "does not compute (it returns log-probs and entropy only); use estimator='paper' or 'reference'"
             )
-        if getattr(c, "scope", "microbatch") != "microbatch":
-            if self.steps_per_generation % self.gradient_accumulation_steps != 0:
-                raise ValueError(
-                    f"scope={c.scope!r} takes max|Omega| over every micro-batch of an optimiser step before "
-                    f"the first backward, so the step must lie inside one generation batch: "
-                    f"steps_per_generation ({self.steps_per_generation}) must be a multiple of "
-                    f"gradient_accumulation_steps ({self.gradient_accumulation_steps})"
-                )
+        scope = getattr(c, "scope", "microbatch")
+        if scope == "global":
+            raise ValueError(
+                "scope='global' is not supported: the policy changes between the optimiser steps of a "
+                "generation batch, so no max|Omega| over all of them exists before the first update; use "
+                "'minibatch' (Eq. 10: the optimiser step over every rank) or 'microbatch' (the released code)"
+            )
+        if scope == "minibatch" and self.steps_per_generation % self.gradient_accumulation_steps != 0:
+            raise ValueError(
+                f"scope='minibatch' takes max|Omega| over every micro-batch of an optimiser step before "
+                f"the first backward, so the step must lie inside one generation batch: "
+                f"steps_per_generation ({self.steps_per_generation}) must be a multiple of "
+                f"gradient_accumulation_steps ({self.gradient_accumulation_steps}); or use scope='microbatch'"
+            )
         if c.advantage != "grpo":
             if self.scale_rewards == "batch":
                 raise ValueError(

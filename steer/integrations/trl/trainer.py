@@ -16,12 +16,13 @@ Where the method enters (TRL 1.16; see docs/trl.md for why):
   generation batch of every rank (gathered, so each group is complete and every rank computes the
   same numbers), then keep this rank's rows as (B, T) token advantages. Rollout-policy entropy
   and log-probs come from one extra no-grad forward when the estimator needs them.
-- **Batch-wide statistics.** STEER's max|Omega| with ``scope='microbatch'`` (the released code's
-  choice) is per micro-batch on each rank; ``'minibatch'`` takes it over every micro-batch of the
-  optimiser step on this rank, ``'global'`` additionally MAX-reduced over ranks (an extra no-grad
-  forward per micro-batch, once per optimiser step). Clip-Cov / KL-Cov selections and the core's
-  forking-token quantile are per micro-batch on each rank; TRL's own ``top_entropy_quantile``
-  gathers the entropies of every rank.
+- **Batch-wide statistics.** STEER's max|Omega| with ``scope='minibatch'`` (Eq. 10, the default)
+  is taken over the whole optimiser step: every micro-batch of the gradient-accumulation window
+  (a no-grad forward for each but the current one, once per window) on every rank (MAX all-gather),
+  so every rank uses the same value. ``scope='microbatch'`` (the released code's choice) is per
+  micro-batch on each rank. Clip-Cov / KL-Cov selections and the core's forking-token quantile
+  are per micro-batch on each rank; TRL's own ``top_entropy_quantile`` gathers the entropies of
+  every rank.
 - **Metrics.** The method's metrics are reduced over ranks by their declared reduction
   (:mod:`steer.core.metrics`) on every micro-batch and over the logging window, and logged under
   ``steer/`` (``steer/weight_mean``, ``steer/weight_min``, ``steer/clipfrac_{low,high,dual}``,
@@ -246,34 +247,44 @@ class SteerGRPOTrainer(GRPOTrainer):
         )
 
     def _steer_scope_stats(self, inputs: dict, lb: LossBatch) -> dict[str, Tensor] | None:
-        """The MAX-reduced ``Method.scope_stats`` of the method's scope, or None for 'microbatch'."""
-        scope = getattr(self.steer_method.config, "scope", "microbatch")
-        if scope == "microbatch":
+        """The MAX-reduced ``Method.scope_stats`` over the optimiser step, or None for 'microbatch'.
+
+        'minibatch' (Eq. 10): this micro-batch's own statistics, those of the other micro-batches
+        of the gradient-accumulation window (a no-grad forward each, with the parameters the
+        window trains with), MAX-reduced, then MAX-reduced over ranks; computed once per window.
+        In evaluation the batch is its own window.
+        """
+        if getattr(self.steer_method.config, "scope", "microbatch") == "microbatch":
             return None
-        mode = "train" if self.model.training else "eval"
-        if mode == "eval" or self._buffered_inputs is None:
-            stats = self.steer_method.scope_stats(lb)
-        else:
+        own = self.steer_method.scope_stats(lb)
+        if not own:
+            return None
+        train = self.model.training and self._buffered_inputs is not None
+        if train:
             ga = self.current_gradient_accumulation_steps
             start = self._step - self._step % ga
             if self._steer_scope_cache is not None and self._steer_scope_cache[0] == start:
                 return self._steer_scope_cache[1]
-            stats = {}
+            stats = dict(own)
             spg = self.args.steps_per_generation
             bs = self.args.per_device_train_batch_size
             for s in range(start, start + ga):
+                if s == self._step:
+                    continue
                 mb = self._buffered_inputs[s % spg]
                 logps, ents = self._steer_no_grad_forward(mb, batch_size=bs)
                 m = mb["completion_mask"] if "tool_mask" not in mb else mb["completion_mask"] * mb["tool_mask"]
                 for k, v in self.steer_method.scope_stats(self._steer_loss_batch(mb, logps, ents, m)).items():
-                    stats[k] = v if k not in stats else torch.maximum(stats[k], v)
-        if scope == "global" and self.accelerator.num_processes > 1:
+                    stats[k] = torch.maximum(stats[k], v) if k in stats else v
+        else:
+            stats = dict(own)
+        if self.accelerator.num_processes > 1:
             keys = sorted(stats)
             vec = torch.stack([stats[k].detach().float().reshape(()) for k in keys]).to(self.accelerator.device)
             vec = self.accelerator.gather(vec.unsqueeze(0)).amax(dim=0)
             stats = {k: vec[i] for i, k in enumerate(keys)}
-        if mode == "train" and self._buffered_inputs is not None:
-            self._steer_scope_cache = (self._step - self._step % self.current_gradient_accumulation_steps, stats)
+        if train:
+            self._steer_scope_cache = (start, stats)
         return stats
 
     def _steer_record(self, mode: str, metrics: dict[str, float], n_tokens: float) -> None:
