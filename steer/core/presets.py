@@ -220,7 +220,8 @@ PRESETS: tuple[Preset, ...] = (
     Preset(
         "steer_binary",
         weighting="steer",
-        defaults={**_STEER_RECIPE, "scope": "minibatch", "mapping": "binary"},
+        defaults={**_STEER_RECIPE, "scope": "microbatch", "mapping": "binary"},
         citation="STEER binary mapping (paper section 5 ablation): top 20% |Omega| get lambda_min 0.7",
+        caveats="the 0.8-quantile is taken per micro-batch: a quantile cannot be combined over micro-batches and ranks by a MAX reduction",
     ),
 )

@@ -165,17 +165,21 @@ def _make_config_class(row: Preset) -> type[MethodConfig]:
     return cls
 
 
-def define_method(row: Preset) -> type[MethodConfig]:
+def define_method(row: Preset, *, register: bool = True) -> type[MethodConfig]:
     """Add a row to the method table (a name not yet registered); returns its config class.
 
     The parts must exist and compose (:func:`steer.core.parts.check_combination`); defaults must
-    name existing parameters. Errors are ValueError naming the problem.
+    name existing parameters. Errors are ValueError naming the problem. ``register=False`` only
+    builds and returns the config class (``Method(row.name, cls(**params))`` then builds the
+    method) without adding the name to the table.
     """
     if not isinstance(row, Preset):
         raise ValueError(f"define_method needs a steer.core.presets.Preset, got {type(row).__name__}")
-    if row.name in _PRESETS:
+    if register and row.name in _PRESETS:
         raise ValueError(f"method {row.name!r} is already registered")
     cls = _make_config_class(row)
+    if not register:
+        return cls
     _PRESETS[row.name] = row
     _CONFIGS[row.name] = cls
     globals()[cls.__name__] = cls  # importable (pickle) as steer.core.registry.<Name>Config

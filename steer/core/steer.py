@@ -66,10 +66,11 @@ class SteerParams(NoParams):
       value, spec §13.1; needs the sums).
     - ``lambda_min`` in (0, 1] (1 = exactly GRPO); ``mapping`` exp / linear / binary with
       ``lambda_max`` (linear) and ``quantile`` (binary).
-    - ``scope``: where max|Omega| is taken. 'minibatch' (Eq. 10; the default) and 'global': the
-      caller MAX-reduces ``Method.scope_stats`` over the mini-batch's micro-batches (and ranks) and
-      passes it back as ``LossBatch.scope_stats``; 'microbatch': each micro-batch's own max (the
-      released code).
+    - ``scope``: where max|Omega| is taken (and min|Omega| for the linear mapping). 'minibatch'
+      (Eq. 10; the default) and 'global': the caller MAX-reduces ``Method.scope_stats`` over the
+      mini-batch's micro-batches (and ranks) and passes it back as ``LossBatch.scope_stats``;
+      'microbatch': each micro-batch's own (the released code). The binary mapping's quantile
+      cannot be combined from per-micro-batch statistics by a MAX, so it needs 'microbatch'.
     - ``max_floor``: M = max(max|Omega|, max_floor), exp mapping only (0.02 in the released code).
     - ``omega_lr``: learning rate used inside Omega; None = ``LossBatch.lr``. It cancels in the
       weights unless ``max_floor`` > 0, where it must be 1 as in the released code: with the
@@ -93,6 +94,12 @@ class SteerParams(NoParams):
             raise ValueError("lambda_max must be >= lambda_min")
         check_range("quantile", self.quantile, 0.0, 1.0)
         check_choice("scope", self.scope, SCOPES)
+        if self.mapping == "binary" and self.scope != "microbatch":
+            raise ValueError(
+                f"scope={self.scope!r} with mapping='binary': the quantile of |Omega| over a mini-batch "
+                "cannot be combined from per-micro-batch statistics by a MAX reduction; use "
+                "scope='microbatch' (the quantile of each micro-batch)"
+            )
         check_range("max_floor", self.max_floor, 0.0)
         if self.max_floor > 0 and self.mapping != "exp":
             raise ValueError(
@@ -163,7 +170,7 @@ def _omega_of_batch(batch, c, surrogate: SurrogateResult) -> Tensor:
     )
 
 
-def _lambda(omega: Tensor, mask: Tensor, c, omega_max) -> tuple[Tensor, dict[str, float]]:
+def _lambda(omega: Tensor, mask: Tensor, c, omega_max, omega_min=None) -> tuple[Tensor, dict[str, float]]:
     """Eq. 10 (or the ablation mappings) and STEER's metrics."""
     lam = steer_weights(
         omega,
@@ -174,6 +181,7 @@ def _lambda(omega: Tensor, mask: Tensor, c, omega_max) -> tuple[Tensor, dict[str
         quantile=c.quantile,
         omega_max=omega_max,
         max_floor=c.max_floor,
+        omega_min=omega_min,
     )
     with torch.no_grad():
         a = torch.where(mask, omega.abs(), torch.zeros((), dtype=omega.dtype))
@@ -193,10 +201,19 @@ def _lambda(omega: Tensor, mask: Tensor, c, omega_max) -> tuple[Tensor, dict[str
 
 
 def _scope_omega_max(batch, mask: Tensor, c, surrogate: SurrogateResult) -> dict[str, Tensor]:
+    """``{"omega_max": max|Omega|}`` (and, for the linear mapping, ``"omega_neg_min": -min|Omega|``,
+    negated so that a MAX reduction gives the scope's min; -inf when no token is valid)."""
     if c.scope == "microbatch":
         return {}
     with torch.no_grad():
-        return {"omega_max": scope_max_abs(_omega_of_batch(batch, c, surrogate), mask)}
+        omega = _omega_of_batch(batch, c, surrogate)
+        out = {"omega_max": scope_max_abs(omega, mask)}
+        if c.mapping == "linear":
+            a = omega.detach().abs()
+            a = a if a.dtype == torch.float64 else a.float()
+            inf = torch.full((), float("inf"), dtype=a.dtype, device=a.device)
+            out["omega_neg_min"] = -torch.where(mask, a, inf).min() if a.numel() else -inf
+        return out
 
 
 def _steer_requires(c) -> frozenset:
@@ -207,11 +224,16 @@ def _steer_requires(c) -> frozenset:
     return frozenset({"entropy"})
 
 
-def _scope_value(batch):
+def _scope_value(batch) -> tuple:
+    """(omega_max, omega_min) of the wider scope, or None where the batch is its own scope."""
     stats = getattr(batch, "scope_stats", None)
     if stats is not None and "omega_max" in stats:
-        return stats["omega_max"]
-    return getattr(batch, "omega_max", None)
+        neg_min = stats.get("omega_neg_min")
+        omega_min = None
+        if neg_min is not None and bool(torch.isfinite(torch.as_tensor(neg_min))):
+            omega_min = -torch.as_tensor(neg_min)
+        return stats["omega_max"], omega_min
+    return getattr(batch, "omega_max", None), None
 
 
 @register_weighting(
@@ -224,7 +246,8 @@ def _scope_value(batch):
 def steer(batch, mask, c, surrogate, generator) -> Weighting:
     """STEER: lambda = exp(-k |Omega|) (Eq. 10) from the surrogate's w = I_clip r A."""
     omega = _omega_of_batch(batch, c, surrogate)
-    lam, metrics = _lambda(omega, mask, c, _scope_value(batch))
+    omega_max, omega_min = _scope_value(batch)
+    lam, metrics = _lambda(omega, mask, c, omega_max, omega_min)
     return Weighting(lam, metrics, omega=omega)
 
 

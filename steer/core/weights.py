@@ -82,6 +82,7 @@ def steer_weights(
     quantile: float = 0.8,
     omega_max: Tensor | float | None = None,
     max_floor: float = 0.0,
+    omega_min: Tensor | float | None = None,
 ) -> Tensor:
     """STEER per-token weights lambda from the entropy-change estimates ``omega``.
 
@@ -93,7 +94,8 @@ def steer_weights(
       get exactly ``lambda_min``.
     - ``"linear"`` (section 5 ablation / released ``linear=True``):
       ``lambda = lambda_max - (lambda_max - lambda_min) (a - min a) / (max a - min a)``, clamped to
-      ``[lambda_min, lambda_max]`` (``omega_max`` replaces ``max a`` when given). As in the released
+      ``[lambda_min, lambda_max]`` (``omega_max`` / ``omega_min`` replace ``max a`` / ``min a`` when
+      given: the extremes over a wider scope). As in the released
       code there is no floor, and when ``max a == min a`` no token can be told apart: every valid
       token gets the midpoint ``(lambda_min + lambda_max) / 2``.
     - ``"binary"`` (section 5 ablation): ``lambda_min`` for tokens with ``a`` strictly above the
@@ -150,7 +152,12 @@ def steer_weights(
         w = torch.exp(-k * a).clamp(min=lam_min, max=1.0)
         w = torch.where(a >= m_max, lam_min, w)
     elif mapping == "linear":
-        m_min = torch.where(valid, a, torch.full_like(a, float("inf"))).min()
+        if omega_min is not None:
+            m_min = torch.as_tensor(omega_min, dtype=dtype, device=a.device).detach().reshape(())
+            if not bool(torch.isfinite(m_min)) or float(m_min) < 0:
+                raise ValueError(f"omega_min must be one finite value >= 0, got {omega_min!r}")
+        else:
+            m_min = torch.where(valid, a, torch.full_like(a, float("inf"))).min()
         span = m_max - m_min
         lam_max = torch.tensor(lambda_max, dtype=dtype, device=a.device)
         if float(span) <= 0.0:
