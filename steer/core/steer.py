@@ -191,7 +191,7 @@ def _lambda(omega: Tensor, mask: Tensor, c, omega_max, omega_min=None) -> tuple[
             "steer/omega_max": float(max(m_used, c.max_floor)),
             "steer/omega_abs_mean": float(a.sum()) / max(int(mask.sum()), 1),
         }
-    if c.max_floor > 0 and bool(mask.any()) and m_used < 0.01 * c.max_floor:
+    if c.max_floor > 0 and 0.0 < m_used < 0.01 * c.max_floor:
         _warn_floor(
             f"STEER: max|Omega| = {m_used:.3g} is below 1% of max_floor = {c.max_floor}: the floor makes "
             f"the weights constant (min weight {float(lam[mask].min()):.6f}); check omega_lr "
