@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 TORCH  := torch==2.13.0
 STAMP  := $(VENV)/.installed-test
 
-.PHONY: venv demo test test-slow bench lint clean
+.PHONY: venv demo test test-slow test-verl bench lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,9 +40,32 @@ $(BENCH_STAMP): pyproject.toml
 bench: $(BENCH_STAMP)
 	$(BENCH_VENV)/bin/python -m benchmarks.run_all
 
+# The verl plugin's suite (tests_verl/) runs in its own environment: verl 0.9.1 pins
+# transformers < 5.11 and is heavy (about 2 GB, a few minutes to install). No verl extras (they pin
+# another torch); the packages verl's trainer imports come explicitly. verl's Hydra (hydra-core 1.3,
+# antlr4 4.9) conflicts with the antlr4 4.13 extra of math-verify that steer asks for, so pip's
+# resolver would fall back to hydra-core 0.11, which breaks `python -m verl.trainer.main_ppo`:
+# hydra-core >= 1.3 is installed in a second step (math-verify works with antlr4 4.9).
+# tests_verl/cpu_backend is a test-only plugin (CPU platform, HF rollout) for the end-to-end run.
+VERL_VENV  := .venv-verl
+VERL_PY    := $(VERL_VENV)/bin/python
+VERL_STAMP := $(VERL_VENV)/.installed-verl
+VERL_PKGS  := 'verl==0.9.1' cachetools uvicorn fastapi 'TransferQueue>=0.1.10' pyzmq msgspec pandas pytest pytest-timeout
+
+$(VERL_STAMP): pyproject.toml tests_verl/cpu_backend/pyproject.toml
+	test -x $(VERL_PY) || $(PYTHON) -m venv $(VERL_VENV)
+	$(VERL_PY) -m pip install --quiet --upgrade pip
+	$(VERL_PY) -m pip install --quiet -e '.[verl]' $(VERL_PKGS) $(TORCH)
+	$(VERL_PY) -m pip install --quiet 'hydra-core>=1.3.2,<1.4' $(TORCH)
+	$(VERL_PY) -m pip install --quiet --no-deps -e tests_verl/cpu_backend
+	touch $@
+
+test-verl: $(VERL_STAMP)
+	$(VERL_PY) -m pytest -q -p no:cacheprovider tests_verl
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check steer tests benchmarks
 	$(VENV)/bin/ruff format --check steer tests benchmarks
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(BENCH_VENV) $(VERL_VENV) build *.egg-info .pytest_cache .ruff_cache
