@@ -69,10 +69,11 @@ def _probe(args: argparse.Namespace) -> int:
                 kw["num_prompts"] = args.prompts
             if args.n is not None:
                 kw["n"] = args.n
+            if args.warm_start_steps is not None:
+                kw["warm_start_steps"] = args.warm_start_steps
             out = run_sweep(
                 args.config,
                 _overrides(args),
-                warm_start_steps=args.warm_start_steps,
                 seed=args.seed,
                 out_dir=args.out or "runs/probe_sweep",
                 plots=not args.no_plots,
@@ -153,7 +154,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "--sweep", action="store_true", help="probe testbed models of several widths, depths and vocabularies"
     )
-    p.add_argument("--widths", type=_csv(int), help="sweep: hidden sizes (default 32,64,128)")
+    p.add_argument("--widths", type=_csv(int), help="sweep: hidden sizes (default 64,128,256)")
     p.add_argument("--depths", type=_csv(int), help="sweep: numbers of layers (default 1,2,4)")
     p.add_argument(
         "--vocabs",
@@ -163,8 +164,8 @@ def register(subparsers) -> None:
     p.add_argument(
         "--warm-start-steps",
         type=int,
-        default=150,
-        help="sweep: supervised warm-start steps per variant (default 150)",
+        default=None,
+        help="sweep: supervised warm-start steps per variant (default: the config's warm-start)",
     )
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted trainer-config overrides")
     p.set_defaults(func=_probe)

@@ -334,3 +334,47 @@ def test_cli_errors(policy_dir, tmp_path, capsys):
     )
     assert rc == 1
     assert "advantage 0" in capsys.readouterr().err
+
+
+def test_sweep_variants_one_factor_at_a_time():
+    from steer.analysis.probe import sweep_variants
+
+    v = sweep_variants(widths=(64, 128), depths=(1, 2), vocabs=(None, 2048))
+    keys = [(x["hidden_size"], x["num_hidden_layers"], x["vocab_size"]) for x in v]
+    assert keys == [(128, 2, None), (64, 2, None), (128, 1, None), (128, 2, 2048)]
+
+
+@pytest.mark.slow
+def test_sweep_runs_and_records_every_variant(tmp_path):
+    """Two variants with a few warm-start steps (the coin task gives mixed rewards)."""
+    from steer.analysis.probe import run_sweep
+    from steer.train.config import load_config
+    from steer.train.tasks import build_task
+
+    overrides = [*SMALL, "task.train_size=300"]
+    cfg = load_config("testbed", overrides)
+    out = run_sweep(
+        "testbed",
+        overrides,
+        widths=(64,),
+        depths=(),
+        vocabs=(),
+        warm_start_steps=5,
+        optimizers=["sgd:1"],
+        num_prompts=4,
+        n=4,
+        out_dir=tmp_path / "sweep",
+        cache_dir=tmp_path / "ws",
+        plots=True,
+        task=CoinTask(build_task(cfg.task)),
+        log=lambda m: None,
+    )
+    assert [r["variant"] for r in out["rows"]] == ["h128_L2_Vtok", "h64_L2_Vtok"]
+    assert out["rows"][1]["parameters"] < out["rows"][0]["parameters"]
+    for r in out["rows"]:
+        for k in ESTIMATOR_NAMES:
+            assert f"{k}_spearman" in r
+    assert (tmp_path / "sweep" / "sweep.png").stat().st_size > 1000
+    assert "Verdict" in (tmp_path / "sweep" / "sweep.md").read_text()
+    data = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    assert data["warm_start"]["steps"] == 5 and data["errors"] == []

@@ -427,6 +427,7 @@ def _probe_setting(
     max_len: int | None = None,
 ) -> tuple[dict, dict[str, Tensor], dict[str, Tensor]]:
     t0 = time.perf_counter()
+    log(f"  {setting.tag}: loss, backward and one {setting.name} step")
     _restore(params, theta0)
     mask = batch.response_mask
     grads, u, v, loss_metrics = _loss_step(
@@ -460,6 +461,7 @@ def _probe_setting(
     after = _entropies(model, batch, temperature, mb)
     measured = (after["entropy"].double() - base["entropy"].double()).masked_fill(~mask, 0.0)
     _restore(params, theta0)
+    log(f"  {setting.tag}: forward-mode JVPs (linearised change and c_t)")
     t1 = time.perf_counter()
     lin = (
         linearised_entropy_change(

@@ -26,8 +26,8 @@ from steer.analysis.probe.run import (
 __all__ = ["SWEEP_DEPTHS", "SWEEP_VOCABS", "SWEEP_WIDTHS", "run_sweep", "sweep_markdown", "sweep_variants"]
 
 #: The sweep's base model (the testbed's micro preset) and its one-factor-at-a-time axes.
-SWEEP_BASE = {"preset": "micro", "hidden_size": 64, "num_hidden_layers": 2, "vocab_size": None}
-SWEEP_WIDTHS = (32, 64, 128)
+SWEEP_BASE = {"preset": "tiny", "hidden_size": 128, "num_hidden_layers": 2, "vocab_size": None}
+SWEEP_WIDTHS = (64, 128, 256)
 SWEEP_DEPTHS = (1, 2, 4)
 SWEEP_VOCABS = (None, 2048)
 
@@ -67,8 +67,7 @@ def run_sweep(
     widths=SWEEP_WIDTHS,
     depths=SWEEP_DEPTHS,
     vocabs=SWEEP_VOCABS,
-    warm_start_steps: int = 150,
-    warm_start_problems: int = 300,
+    warm_start_steps: int | None = None,
     optimizers: Sequence = ("sgd:0.01", "adamw:1e-4"),
     num_prompts: int | None = 12,
     n: int | None = 8,
@@ -81,9 +80,10 @@ def run_sweep(
 ) -> dict:
     """The probe over testbed policies of several widths, depths and vocabulary sizes.
 
-    Each variant is a testbed model (the micro preset with ``hidden_size``/``num_hidden_layers``/
-    ``vocab_size`` overridden; MLP width 3 x hidden) warm-started for ``warm_start_steps`` supervised
-    steps (cached by the testbed), then probed with :func:`run_probe` (``config``/``overrides`` as
+    Each variant is a testbed model (the ``tiny`` preset, 4 heads, with ``hidden_size``/
+    ``num_hidden_layers``/``vocab_size`` overridden; MLP width 3 x hidden) warm-started exactly like
+    the config's policy (its ``warm_start.overrides``: steps, problems, ...; ``warm_start_steps``
+    replaces the number of steps; cached by the testbed), then probed with :func:`run_probe` (``config``/``overrides`` as
     there; the model keys are set by the sweep; ``task`` replaces the config's task). A variant whose
     probe fails (e.g. every group equal-reward) is recorded with its error and the sweep goes on.
     Returns ``{"variants": [...], "rows": [...]}`` with
@@ -91,8 +91,18 @@ def run_sweep(
     ``sweep.md`` and ``sweep.png`` (plus one probe folder per variant) into ``out_dir``.
     """
     from steer.testbed import warm_start
+    from steer.train.config import Config, load_config
 
     log = log or _log_default
+    cfg = config if isinstance(config, Config) else load_config(config or "testbed", list(overrides))
+    ws_base = dict(cfg.warm_start.overrides)
+    if warm_start_steps is not None:
+        if not (isinstance(warm_start_steps, int) and warm_start_steps >= 1):
+            raise ValueError(f"warm_start_steps must be an integer >= 1, got {warm_start_steps!r}")
+        ws_base["steps"] = warm_start_steps
+    ws_base.setdefault("threads", 1)  # part of the cache key; one thread is the fastest on a shared machine
+    if cache_dir is None:
+        cache_dir = cfg.warm_start.cache_dir
     variants = sweep_variants(widths, depths, vocabs)
     rows = []
     errors: list[dict] = []
@@ -107,19 +117,12 @@ def run_sweep(
         if var["vocab_size"] is not None:
             mo["vocab_size"] = var["vocab_size"]
         name = f"h{var['hidden_size']}_L{var['num_hidden_layers']}_V{var['vocab_size'] or 'tok'}"
-        log(f"[{i + 1}/{len(variants)}] {name}: warm-start ({warm_start_steps} steps, cached)")
+        log(f"[{i + 1}/{len(variants)}] {name}: warm-start ({ws_base.get('steps', 'default')} steps, cached)")
+        t_ws = time.perf_counter()
         path = warm_start(
-            {
-                "preset": SWEEP_BASE["preset"],
-                "model_overrides": mo,
-                "steps": int(warm_start_steps),
-                "train_problems": int(warm_start_problems),
-                "batch_size": 32,
-                "threads": 1,  # part of the cache key; one thread is also the fastest on a shared machine
-            },
-            cache_dir,
-            progress=False,
+            {**ws_base, "preset": SWEEP_BASE["preset"], "model_overrides": mo}, cache_dir, progress=False
         )
+        log(f"  warm-start ready in {time.perf_counter() - t_ws:.0f} s: {path}")
         try:
             res = run_probe(
                 config,
@@ -157,7 +160,7 @@ def run_sweep(
         "variants": variants,
         "rows": rows,
         "errors": errors,
-        "warm_start_steps": warm_start_steps,
+        "warm_start": ws_base,
         "optimizers": [s.tag for s in parse_optimizers(optimizers)],
         "time_s": time.perf_counter() - t0,
         "verdict": _sweep_verdict(rows),
@@ -203,7 +206,7 @@ def sweep_markdown(out: dict) -> str:
         "",
         f"**Verdict:** {out['verdict']}.",
         "",
-        f"Warm-start {out['warm_start_steps']} steps per variant; settings {', '.join(out['optimizers'])}; "
+        f"Warm-start per variant: {out['warm_start']}; settings {', '.join(out['optimizers'])}; "
         f"{out['time_s']:.0f} s in total.",
         "",
         "| variant | params | setting | acc | mean abs dH | "
