@@ -46,7 +46,8 @@ def register(subparsers) -> None:
         help="quadrants: intervention fractions (default 0.1; appendix D.2 uses 0.05,0.1,0.2)",
     )
     p.add_argument("--reproduction", default=None, help="also write the REPRODUCTION.md table to this path")
-    p.add_argument("overrides", nargs="*", help="extra trainer overrides key=value applied to every run")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="extra trainer overrides applied to every run (write them right after CLAIM)")
     p.set_defaults(func=_reproduce)
 
     r = subparsers.add_parser(
