@@ -33,6 +33,10 @@ def machine_info() -> dict:
         "torch": torch.__version__,
         "device": "cuda:" + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
     }
+    try:  # a shared machine's load explains noisy timings
+        info["load_avg_1m"] = round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):
+        pass
     return info
 
 
@@ -40,7 +44,11 @@ def write_results(name: str, title: str, markdown_body: str, data: dict) -> Path
     """Write ``results/<name>.md`` (human) and ``results/<name>.json`` (machine)."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     info = machine_info()
-    header = f"# {title}\n\nMeasured {info['date']} on {info['cpu']} ({info['cores']} cores, torch {info['torch']}, {info['device']}).\n\n"
+    load = f", load average {info['load_avg_1m']} when written" if "load_avg_1m" in info else ""
+    header = (
+        f"# {title}\n\nMeasured {info['date']} on {info['cpu']} ({info['cores']} cores, torch {info['torch']}, "
+        f"{info['device']}{load}).\n\n"
+    )
     md = RESULTS_DIR / f"{name}.md"
     md.write_text(header + markdown_body.rstrip() + "\n")
     (RESULTS_DIR / f"{name}.json").write_text(

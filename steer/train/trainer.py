@@ -155,7 +155,7 @@ class Trainer:
         self.tokenizer = tokenizer
         self.task = task if task is not None else build_task(cfg.task)
         self.ref_model = None
-        if self.method.needs_ref:
+        if "ref_logp" in self.method.requires:
             self.ref_model = copy.deepcopy(self.model).eval()
             for p in self.ref_model.parameters():
                 p.requires_grad_(False)
@@ -319,7 +319,7 @@ class Trainer:
             group_ids=ro.group_ids,
             response_mask=ro.response_mask,
             old_logp=old_logp,
-            old_entropy=old_ent if self.method.needs_old_entropy else None,
+            old_entropy=old_ent if "old_entropy" in self.method.requires else None,
         )
         advantages = self.method.compute_advantages(rb).detach().float()
         if advantages.shape != ro.response_mask.shape:
