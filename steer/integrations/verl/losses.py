@@ -292,6 +292,11 @@ def _build_batch(
     )
 
 
+def _key(core_key: str) -> str:
+    """The verl metric name of a core metric (under ``steer/``; verl adds ``actor/``)."""
+    return core_key if core_key.startswith("steer/") else f"steer/{core_key}"
+
+
 def _verl_metrics(tl_metrics: dict, log_prob, old_log_prob, mask) -> dict[str, float]:
     """verl's policy-loss metric names, from the core's clip counts (same definitions)."""
     from verl.utils.torch_functional import masked_mean
@@ -359,7 +364,7 @@ def _make_loss(loss_mode: str):
             ctx.n_tokens = float(mask.sum())
             ctx.ran = True
         else:  # called directly (no hook): hand the core metrics back as plain floats
-            metrics.update({f"actor/steer/{k}": float(v) for k, v in tl.metrics.items()})
+            metrics.update({f"actor/{_key(k)}": float(v) for k, v in tl.metrics.items()})
         return pg_loss, metrics
 
     policy_loss.__name__ = f"steer_policy_loss_{loss_mode}"
@@ -410,7 +415,7 @@ def ppo_loss(config, model_output, data, dp_group=None):
     if ctx.ran and collector is not None and _SCOPE_PASS.get() is None:
         collector.append((ctx.metrics, ctx.n_tokens))
     elif ctx.ran and collector is None:
-        metrics.update({f"actor/steer/{k}": float(v) for k, v in ctx.metrics.items()})
+        metrics.update({f"actor/{_key(k)}": float(v) for k, v in ctx.metrics.items()})
     return loss, metrics
 
 
@@ -503,7 +508,7 @@ def _train_mini_batch_with_metrics(original):
 
         reduced = reduce_metrics(items)
         metrics = dict(tu.get(output, "metrics"))
-        metrics.update({f"steer/{k}": float(v) for k, v in reduced.items()})
+        metrics.update({_key(k): float(v) for k, v in reduced.items()})
         return tu.get_tensordict(tensor_dict={}, non_tensor_dict={"metrics": metrics}).cpu()
 
     train_mini_batch._steer_wrapped = True  # type: ignore[attr-defined]
