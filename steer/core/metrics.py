@@ -79,6 +79,8 @@ REDUCTIONS: dict[str, str] = {
     # method-specific
     "steer/omega_max": "max",
     "steer/omega_abs_mean": "token_mean",
+    "steer_directional/neg_frac": "token_mean",
+    "steer_directional/omega_neg_max": "max",
     "forking/selected_frac": "token_mean",
     "clip_cov/selected_frac": "token_mean",
     "kl_cov/selected_frac": "token_mean",

@@ -224,4 +224,11 @@ PRESETS: tuple[Preset, ...] = (
         citation="STEER binary mapping (paper section 5 ablation): top 20% |Omega| get lambda_min 0.7",
         caveats="the 0.8-quantile is taken per micro-batch: a quantile cannot be combined over micro-batches and ranks by a MAX reduction",
     ),
+    Preset(
+        "steer_directional",
+        weighting="steer_directional",
+        defaults={**_STEER_RECIPE},
+        citation="steer_directional (this project's own variant, not from a paper): STEER's exp weights on the entropy-decreasing tokens only (Omega < 0), lambda_min at the most negative over the mini-batch",
+        caveats="untested in training at scale; mapping='quantile' (rho share of the negative tokens) needs scope='microbatch'",
+    ),
 )

@@ -37,10 +37,12 @@ from steer.core.weights import MAPPINGS, scope_max_abs, steer_weights
 __all__ = [
     "ESTIMATOR_CHOICES",
     "SCOPES",
+    "DirectionalParams",
     "SteerFloorWarning",
     "SteerParams",
     "gradient_weight",
     "steer",
+    "steer_directional",
     "steer_omega",
     "steer_token_loss",
 ]
@@ -327,3 +329,89 @@ def steer_token_loss(
     )
     lam, metrics = _lambda(omega, m, c, omega_max)
     return apply_weighting(tl, Weighting(lam, metrics, omega=omega), m)
+
+
+# --------------------------------------------------------------------------------------------
+# steer_directional: the project's own variant (not from a paper)
+
+
+@dataclass(kw_only=True)
+class DirectionalParams(NoParams):
+    """``steer_directional``: damp only the tokens whose Omega predicts an entropy decrease.
+
+    - ``estimator``, ``omega_lr``: as STEER's (:class:`SteerParams`).
+    - ``lambda_min`` in (0, 1]: the weight of the most negative token (``exp``) or of the selected
+      ones (``quantile``).
+    - ``mapping``: 'exp' (lambda = exp(-k |Omega|) over the Omega < 0 tokens, lambda_min at the
+      most negative) or 'quantile' (the ``rho`` share of the negative tokens that are most negative
+      get lambda_min).
+    - ``scope``: 'minibatch' (default) / 'global' take the most negative Omega over the scope
+      (``Method.scope_stats``: ``{"omega_neg_max"}``); 'microbatch' per micro-batch. The quantile
+      rule needs 'microbatch' (a quantile is not MAX-reducible).
+    """
+
+    estimator: str = "paper"
+    lambda_min: float = 0.7
+    mapping: str = "exp"
+    rho: float = 0.2
+    scope: str = "minibatch"
+    omega_lr: float | None = None
+
+    def validate(self) -> None:
+        from steer.core.weights import DIRECTIONAL_MAPPINGS
+
+        check_choice("estimator", self.estimator, ESTIMATOR_CHOICES)
+        check_range("lambda_min", self.lambda_min, 0.0, 1.0, lo_open=True)
+        check_choice("mapping", self.mapping, DIRECTIONAL_MAPPINGS)
+        check_range("rho", self.rho, 0.0, 1.0, lo_open=True)
+        check_choice("scope", self.scope, SCOPES)
+        if self.mapping == "quantile" and self.scope != "microbatch":
+            raise ValueError(
+                f"scope={self.scope!r} with mapping='quantile': a quantile over a mini-batch cannot be "
+                "combined from per-micro-batch statistics by a MAX reduction; use scope='microbatch'"
+            )
+        if self.omega_lr is not None:
+            check_range("omega_lr", self.omega_lr, 0.0, lo_open=True)
+        super().validate()
+
+
+def _neg_max(omega: Tensor, mask: Tensor) -> Tensor:
+    o = omega.detach()
+    o = o if o.dtype == torch.float64 else o.float()
+    d = torch.where(mask & (o < 0), -o, torch.zeros((), dtype=o.dtype, device=o.device))
+    return d.max() if d.numel() else torch.zeros((), dtype=o.dtype, device=o.device)
+
+
+def _directional_scope(batch, mask: Tensor, c, surrogate: SurrogateResult) -> dict[str, Tensor]:
+    if c.scope == "microbatch":
+        return {}
+    with torch.no_grad():
+        return {"omega_neg_max": _neg_max(_omega_of_batch(batch, c, surrogate), mask)}
+
+
+@register_weighting(
+    "steer_directional",
+    params=DirectionalParams,
+    requires=_steer_requires,
+    surrogates=("vanilla", "clip_cov"),
+    scope_stats=_directional_scope,
+)
+def steer_directional(batch, mask, c, surrogate, generator) -> Weighting:
+    """Damp only the entropy-decreasing tokens (Omega < 0); the others keep weight 1."""
+    from steer.core.weights import directional_weights
+
+    omega = _omega_of_batch(batch, c, surrogate)
+    stats = getattr(batch, "scope_stats", None) or {}
+    neg_max = stats.get("omega_neg_max")
+    lam = directional_weights(
+        omega, mask, lambda_min=c.lambda_min, mapping=c.mapping, rho=c.rho, omega_neg_max=neg_max
+    )
+    with torch.no_grad():
+        o = omega.detach()
+        n = max(int(mask.sum()), 1)
+        used = _neg_max(omega, mask) if neg_max is None else torch.as_tensor(neg_max)
+        metrics = {
+            "steer_directional/neg_frac": float((mask & (o < 0)).sum()) / n,
+            "steer_directional/omega_neg_max": float(used),
+        }
+    return Weighting(lam, metrics, omega=omega)

@@ -20,7 +20,7 @@ from torch import Tensor
 from steer.core.errors import NonFiniteError
 from steer.core.types import as_bool_mask, check_same_shape
 
-__all__ = ["MAPPINGS", "scope_max_abs", "steer_weights"]
+__all__ = ["DIRECTIONAL_MAPPINGS", "MAPPINGS", "directional_weights", "scope_max_abs", "steer_weights"]
 
 MAPPINGS = ("exp", "linear", "binary")
 
@@ -169,3 +169,68 @@ def steer_weights(
         q = _quantile_sorted(a[valid], quantile)
         w = torch.where(a > q, lam_min, ones)
     return torch.where(valid, w, ones).detach()
+
+
+DIRECTIONAL_MAPPINGS = ("exp", "quantile")
+
+
+def directional_weights(
+    omega: Tensor,
+    mask: Tensor | None = None,
+    *,
+    lambda_min: float = 0.7,
+    mapping: str = "exp",
+    rho: float = 0.2,
+    omega_neg_max: Tensor | float | None = None,
+) -> Tensor:
+    """Weights that damp only the tokens whose estimate is entropy-decreasing (Omega < 0).
+
+    The project's own variant of STEER (``steer_directional``; not from a paper). Tokens with
+    ``Omega >= 0`` (predicted entropy increase, or none) and masked tokens keep weight 1. Over the
+    valid tokens with ``Omega < 0``, with ``d = -Omega > 0``:
+
+    - ``"exp"``: ``lambda = exp(-k d)``, ``k = -ln(lambda_min) / D``, ``D = max d`` over the negative
+      tokens (``omega_neg_max`` replaces it: the max over a wider scope). The most negative token
+      gets exactly ``lambda_min``; weights lie in ``[lambda_min, 1]``.
+    - ``"quantile"``: the ``ceil(rho * n_neg)`` most negative tokens (exact top-k of ``d``) get
+      ``lambda_min``, the other negative tokens 1.
+
+    No negative token, or ``lambda_min == 1``, gives all ones. Detached, float32 (float64 for
+    float64 ``omega``). Bad arguments raise ValueError; non-finite ``omega`` on a valid token
+    :class:`steer.core.errors.NonFiniteError`.
+    """
+    if mapping not in DIRECTIONAL_MAPPINGS:
+        raise ValueError(f"unknown directional mapping {mapping!r}; valid: {list(DIRECTIONAL_MAPPINGS)}")
+    if not (isinstance(lambda_min, (int, float)) and 0.0 < lambda_min <= 1.0):
+        raise ValueError(f"lambda_min must lie in (0, 1], got {lambda_min!r}")
+    if mapping == "quantile" and not 0.0 < rho <= 1.0:
+        raise ValueError(f"rho must lie in (0, 1], got {rho!r}")
+    valid = _valid_mask(omega, mask)
+    a = _abs_omega(omega, valid)  # checks finiteness; |Omega|, 0 on masked tokens
+    o = omega.detach().to(a.dtype)
+    neg = valid & (o < 0)
+    ones = torch.ones_like(a)
+    if lambda_min == 1.0 or not bool(neg.any()):
+        return ones
+    lam_min = torch.tensor(lambda_min, dtype=a.dtype, device=a.device)
+    d = torch.where(neg, a, torch.zeros((), dtype=a.dtype, device=a.device))
+    if mapping == "exp":
+        if omega_neg_max is not None:
+            dmax = torch.as_tensor(omega_neg_max, dtype=a.dtype, device=a.device).detach().reshape(())
+            if not bool(torch.isfinite(dmax)) or float(dmax) < 0:
+                raise ValueError(f"omega_neg_max must be one finite value >= 0, got {omega_neg_max!r}")
+        else:
+            dmax = d.max()
+        if float(dmax) <= 0.0:
+            return ones
+        k = -math.log(lambda_min) / dmax
+        w = torch.exp(-k * d).clamp(min=lam_min, max=1.0)
+        w = torch.where(d >= dmax, lam_min, w)
+    else:
+        n_neg = int(neg.sum())
+        kk = min(max(math.ceil(rho * n_neg), 1), n_neg)
+        score = torch.where(neg, d, torch.full((), -math.inf, dtype=a.dtype, device=a.device))
+        sel = torch.zeros(a.shape, dtype=torch.bool, device=a.device)
+        sel.view(-1)[torch.topk(score.reshape(-1), kk).indices] = True
+        w = torch.where(sel & neg, lam_min, ones)
+    return torch.where(neg, w, ones).detach()

@@ -38,6 +38,7 @@ EXPECTED = [
     "steer_reference",
     "steer_linear",
     "steer_binary",
+    "steer_directional",
 ]
 
 REQUIRED = {
