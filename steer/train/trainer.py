@@ -241,7 +241,9 @@ class Trainer:
     ) -> LossBatch:
         """The :class:`LossBatch` of the responses ``idx`` of a step (one micro-batch): a forward
         of the current policy on them (``token_stats_from_logits`` at the sampler's temperature),
-        plus what ``method.requires`` asks for, on the model's device. Gradients flow unless
+        plus what ``method.requires`` asks for, and the configured maximum response length
+        (``rollout.max_new_tokens``, the constant of Dr. GRPO's aggregation), on the model's
+        device. Gradients flow unless
         called under ``torch.no_grad()``. The one place a loss batch is built."""
         req = self.method.requires
         st = self._stats(self.model, data.rollouts, idx, with_sums="sums" in req)
@@ -261,6 +263,7 @@ class Trainer:
             lr=lr,
             global_num_tokens=float(global_num_tokens),
             global_num_seqs=float(global_num_seqs),
+            max_response_length=int(self.cfg.rollout.max_new_tokens),
             scope_stats=scope_stats,
         )
 
