@@ -261,6 +261,99 @@ def run_trl(model, tokenizer, task, steps: int, threads: int, steer: bool, out_d
     return per_rl[1:]
 
 
+def _best(fn, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def isolate(base_model, tokenizer, task, threads: int, repeat: int, out_dir: str) -> dict:
+    """The phases on identical inputs, each trainer's own code, best of ``repeat`` alternated runs:
+    generation of 16 x 8 rollouts, the no-grad forward over them, and forward + backward of one
+    optimiser step (32 responses, loss = -sum(A logp) / tokens)."""
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    from steer.evaluation.generate import sample
+    from steer.train.rollout import response_token_stats
+    from steer.train.tasks import format_prompt
+
+    torch.set_num_threads(threads)
+    problems = task.train_problems()[:PROMPTS]
+    prompts = [format_prompt(tokenizer, task, p) for p in problems]
+    ours_model = copy.deepcopy(base_model)
+    trl_model = copy.deepcopy(base_model)
+    tr = GRPOTrainer(
+        model=trl_model,
+        reward_funcs=lambda completions, **k: [0.0] * len(completions),
+        args=GRPOConfig(
+            output_dir=out_dir, per_device_train_batch_size=PROMPTS * N // MB, steps_per_generation=MB,
+            num_generations=N, max_completion_length=MAX_NEW, temperature=1.0, top_p=1.0, top_k=0,
+            report_to="none", bf16=False, use_cpu=True, save_strategy="no", disable_tqdm=True,
+        ),
+        train_dataset=Dataset.from_dict({"prompt": prompts}),
+        processing_class=tokenizer,
+    )
+    torch.manual_seed(0)
+    ro = sample(ours_model, tokenizer, prompts, N, temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=MAX_NEW)
+    pid, pm, rid, rm = ro.prompt_ids, ro.prompt_mask.long(), ro.response_ids, ro.response_mask
+    adv = torch.randn(rid.shape[0], 1)
+    mb = slice(0, PROMPTS * N // MB)
+    out: dict[str, float] = {}
+
+    def gen_ours():
+        sample(ours_model, tokenizer, prompts, N, temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=MAX_NEW)
+
+    def gen_trl():
+        tr._generate([p for p in prompts for _ in range(N)])
+
+    def old_ours():
+        with torch.no_grad():
+            response_token_stats(ours_model, pid, pm, rid)
+
+    def old_trl():
+        with torch.no_grad():
+            tr._get_per_token_logps_and_entropies(
+                trl_model, torch.cat([pid, rid], 1), torch.cat([pm, rm.long()], 1), rid.shape[1],
+                batch_size=PROMPTS * N // MB, compute_entropy=True,
+            )
+
+    def step_ours():
+        ours_model.zero_grad(set_to_none=True)
+        st = response_token_stats(ours_model, pid[mb], pm[mb], rid[mb])
+        m = rm[mb].float()
+        (-(adv[mb] * st.logp * m).sum() / m.sum()).backward()
+
+    def step_trl():
+        trl_model.zero_grad(set_to_none=True)
+        logp, _, _ = tr._get_per_token_logps_and_entropies(
+            trl_model, torch.cat([pid[mb], rid[mb]], 1), torch.cat([pm[mb], rm[mb].long()], 1), rid.shape[1],
+            compute_entropy=True,
+        )
+        m = rm[mb].float()
+        (-(adv[mb] * logp * m).sum() / m.sum()).backward()
+
+    ours_model.train()
+    trl_model.train()
+    for name, fo, ft, rep in (
+        ("generation_s", gen_ours, gen_trl, max(1, repeat // 2)),
+        ("old_logp_fwd_s", old_ours, old_trl, repeat),
+        ("train_fwd_bwd_s", step_ours, step_trl, repeat),
+    ):
+        a = b = float("inf")
+        for _ in range(rep):  # alternated
+            a = min(a, _best(fo, 1))
+            b = min(b, _best(ft, 1))
+        out[f"ours/{name}"], out[f"trl/{name}"] = a, b
+    out["responses"] = int(rid.shape[0])
+    out["valid_tokens"] = int(rm.sum())
+    out["padded_len"] = int(rid.shape[1])
+    return out
+
+
 def _mean(rows, key):
     return statistics.mean(r[key] for r in rows)
 
@@ -271,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=3, help="timed RL steps per trainer and repetition")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-steer-trl", action="store_true", help="skip SteerGRPOTrainer")
+    ap.add_argument("--isolate-repeat", type=int, default=5, help="best-of-N alternated runs of each phase (0: skip)")
     args = ap.parse_args(argv)
 
     from benchmarks.common import write_results
@@ -286,7 +380,8 @@ def main(argv: list[str] | None = None) -> int:
         reps: list[dict[str, list[dict]]] = []
         for rep in range(args.reps):
             res = {}
-            for name in names:
+            order = names[rep % len(names) :] + names[: rep % len(names)]  # rotate: no trainer always first
+            for name in order:
                 model = copy.deepcopy(base_model)
                 t0 = time.perf_counter()
                 if name == "ours":
@@ -304,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
             reps.append(res)
+        iso = isolate(base_model, tokenizer, task, args.threads, args.isolate_repeat, str(Path(tmp) / "iso")) if args.isolate_repeat else {}
 
     summary = {}
     for name in names:
@@ -360,12 +456,30 @@ def main(argv: list[str] | None = None) -> int:
         "`compute_loss`); backward = the rest of the update (backward and the trainer's bookkeeping around it); "
         "optimiser = gradient clipping + AdamW; other = the rest of the step (rewards, advantages, data "
         "handling, logging).",
-        "",
+    ]
+    cmd = (
         f"Command: `python -m benchmarks.bench_vs_trl --reps {args.reps} --steps {args.steps} --threads {args.threads}"
         + (" --no-steer-trl" if args.no_steer_trl else "")
-        + "`.",
-    ]
-    data = {"summary": summary, "ratio": ratio, "ratio_per_rep": ratio_per_rep, "reps": reps}
+        + f" --isolate-repeat {args.isolate_repeat}`."
+    )
+    if iso:
+        lines += [
+            "",
+            f"Isolated phases on identical inputs ({iso['responses']} rollouts, {iso['valid_tokens']} valid tokens, padded "
+            f"to {iso['padded_len']}; best of {args.isolate_repeat} alternated runs, seconds):",
+            "",
+            "| phase | ours | TRL | TRL / ours |",
+            "|---|---|---|---|",
+        ]
+        for ph, what in (
+            ("generation_s", "generation of 16 x 8 rollouts (ours `sample`, TRL `_generate`)"),
+            ("old_logp_fwd_s", "no-grad log-prob + entropy forward over the 128 rollouts"),
+            ("train_fwd_bwd_s", "forward + backward of one optimiser step (32 responses)"),
+        ):
+            a, b = iso[f"ours/{ph}"], iso[f"trl/{ph}"]
+            lines.append(f"| {what} | {a:.3f} | {b:.3f} | {b / a:.2f} |")
+    lines += ["", cmd]
+    data = {"summary": summary, "ratio": ratio, "ratio_per_rep": ratio_per_rep, "reps": reps, "isolated": iso}
     path = write_results("vs_trl", "Standalone trainer vs TRL GRPOTrainer (CPU, GRPO)", "\n".join(lines), data)
     print("\n".join(lines))
     print(f"wrote {path}")
