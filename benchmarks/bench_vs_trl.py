@@ -290,15 +290,27 @@ def isolate(base_model, tokenizer, task, threads: int, repeat: int, out_dir: str
         model=trl_model,
         reward_funcs=lambda completions, **k: [0.0] * len(completions),
         args=GRPOConfig(
-            output_dir=out_dir, per_device_train_batch_size=PROMPTS * N // MB, steps_per_generation=MB,
-            num_generations=N, max_completion_length=MAX_NEW, temperature=1.0, top_p=1.0, top_k=0,
-            report_to="none", bf16=False, use_cpu=True, save_strategy="no", disable_tqdm=True,
+            output_dir=out_dir,
+            per_device_train_batch_size=PROMPTS * N // MB,
+            steps_per_generation=MB,
+            num_generations=N,
+            max_completion_length=MAX_NEW,
+            temperature=1.0,
+            top_p=1.0,
+            top_k=0,
+            report_to="none",
+            bf16=False,
+            use_cpu=True,
+            save_strategy="no",
+            disable_tqdm=True,
         ),
         train_dataset=Dataset.from_dict({"prompt": prompts}),
         processing_class=tokenizer,
     )
     torch.manual_seed(0)
-    ro = sample(ours_model, tokenizer, prompts, N, temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=MAX_NEW)
+    ro = sample(
+        ours_model, tokenizer, prompts, N, temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=MAX_NEW
+    )
     pid, pm, rid, rm = ro.prompt_ids, ro.prompt_mask.long(), ro.response_ids, ro.response_mask
     adv = torch.randn(rid.shape[0], 1)
     mb = slice(0, PROMPTS * N // MB)
@@ -317,8 +329,12 @@ def isolate(base_model, tokenizer, task, threads: int, repeat: int, out_dir: str
     def old_trl():
         with torch.no_grad():
             tr._get_per_token_logps_and_entropies(
-                trl_model, torch.cat([pid, rid], 1), torch.cat([pm, rm.long()], 1), rid.shape[1],
-                batch_size=PROMPTS * N // MB, compute_entropy=True,
+                trl_model,
+                torch.cat([pid, rid], 1),
+                torch.cat([pm, rm.long()], 1),
+                rid.shape[1],
+                batch_size=PROMPTS * N // MB,
+                compute_entropy=True,
             )
 
     def step_ours():
@@ -330,7 +346,10 @@ def isolate(base_model, tokenizer, task, threads: int, repeat: int, out_dir: str
     def step_trl():
         trl_model.zero_grad(set_to_none=True)
         logp, _, _ = tr._get_per_token_logps_and_entropies(
-            trl_model, torch.cat([pid[mb], rid[mb]], 1), torch.cat([pm[mb], rm[mb].long()], 1), rid.shape[1],
+            trl_model,
+            torch.cat([pid[mb], rid[mb]], 1),
+            torch.cat([pm[mb], rm[mb].long()], 1),
+            rid.shape[1],
             compute_entropy=True,
         )
         m = rm[mb].float()
@@ -364,7 +383,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=3, help="timed RL steps per trainer and repetition")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-steer-trl", action="store_true", help="skip SteerGRPOTrainer")
-    ap.add_argument("--isolate-repeat", type=int, default=5, help="best-of-N alternated runs of each phase (0: skip)")
+    ap.add_argument(
+        "--isolate-repeat", type=int, default=5, help="best-of-N alternated runs of each phase (0: skip)"
+    )
     args = ap.parse_args(argv)
 
     from benchmarks.common import write_results
@@ -388,7 +409,12 @@ def main(argv: list[str] | None = None) -> int:
                     res[name] = run_ours(cfg, model, tokenizer, task, args.steps, args.threads)
                 else:
                     res[name] = run_trl(
-                        model, tokenizer, task, args.steps, args.threads, name == "steer_trl",
+                        model,
+                        tokenizer,
+                        task,
+                        args.steps,
+                        args.threads,
+                        name == "steer_trl",
                         str(Path(tmp) / f"{name}-{rep}"),
                     )
                 s = _mean(res[name], "step_s")
@@ -399,7 +425,11 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
             reps.append(res)
-        iso = isolate(base_model, tokenizer, task, args.threads, args.isolate_repeat, str(Path(tmp) / "iso")) if args.isolate_repeat else {}
+        iso = (
+            isolate(base_model, tokenizer, task, args.threads, args.isolate_repeat, str(Path(tmp) / "iso"))
+            if args.isolate_repeat
+            else {}
+        )
 
     summary = {}
     for name in names:
@@ -426,7 +456,11 @@ def main(argv: list[str] | None = None) -> int:
         "| trainer | s / RL step | per repetition | tokens / step | tokens / s | generation | old-logp fwd | train fwd | loss | backward | optimiser | other |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    label = {"ours": "steer Trainer (standalone)", "trl": "TRL GRPOTrainer", "steer_trl": "SteerGRPOTrainer (grpo)"}
+    label = {
+        "ours": "steer Trainer (standalone)",
+        "trl": "TRL GRPOTrainer",
+        "steer_trl": "SteerGRPOTrainer (grpo)",
+    }
     for name in names:
         s = summary[name]
         lines.append(
@@ -480,7 +514,9 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(f"| {what} | {a:.3f} | {b:.3f} | {b / a:.2f} |")
     lines += ["", cmd]
     data = {"summary": summary, "ratio": ratio, "ratio_per_rep": ratio_per_rep, "reps": reps, "isolated": iso}
-    path = write_results("vs_trl", "Standalone trainer vs TRL GRPOTrainer (CPU, GRPO)", "\n".join(lines), data)
+    path = write_results(
+        "vs_trl", "Standalone trainer vs TRL GRPOTrainer (CPU, GRPO)", "\n".join(lines), data
+    )
     print("\n".join(lines))
     print(f"wrote {path}")
     return 0

@@ -28,13 +28,22 @@ def run(scope: str, out: Path) -> None:
     rank = int(os.environ["RANK"])
     tok = build_tokenizer()
     args = SteerGRPOConfig(
-        **{**COMMON, "output_dir": str(out / f"run-{scope}"), "max_steps": 2, "gradient_accumulation_steps": 2},
+        **{
+            **COMMON,
+            "output_dir": str(out / f"run-{scope}"),
+            "max_steps": 2,
+            "gradient_accumulation_steps": 2,
+        },
         steer_method="steer",
         steer_method_kwargs={"scope": scope},
         seed=0,
     )
     tr = SteerGRPOTrainer(
-        model=tiny_model(tok), reward_funcs=length_reward, args=args, train_dataset=prompt_dataset(16), processing_class=tok
+        model=tiny_model(tok),
+        reward_funcs=length_reward,
+        args=args,
+        train_dataset=prompt_dataset(16),
+        processing_class=tok,
     )
     used, tokens = [], []
     orig = tr.steer_method.token_loss
@@ -47,7 +56,9 @@ def run(scope: str, out: Path) -> None:
 
     tr.steer_method.token_loss = spy
     tr.train()
-    logs = [{k: v for k, v in h.items() if k.startswith("steer/")} for h in tr.state.log_history if "loss" in h]
+    logs = [
+        {k: v for k, v in h.items() if k.startswith("steer/")} for h in tr.state.log_history if "loss" in h
+    ]
     (out / f"{scope}-rank{rank}.json").write_text(
         json.dumps({"world": tr.accelerator.num_processes, "used": used, "tokens": tokens, "logs": logs})
     )

@@ -10,7 +10,9 @@ from trl import GRPOConfig, GRPOTrainer
 from steer.integrations.trl import SteerGRPOConfig, SteerGRPOTrainer
 from steer.testbed.model import build_model
 
-TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2, intermediate_size=64)
+TINY = dict(
+    hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2, intermediate_size=64
+)
 COMMON = dict(
     per_device_train_batch_size=4,
     num_generations=4,
@@ -30,7 +32,9 @@ def tiny_model(tokenizer, seed: int = 0):
 
 
 def prompt_dataset(n: int = 8) -> Dataset:
-    return Dataset.from_dict({"prompt": [[{"role": "user", "content": f"make {i} from 1 2"}] for i in range(n)]})
+    return Dataset.from_dict(
+        {"prompt": [[{"role": "user", "content": f"make {i} from 1 2"}] for i in range(n)]}
+    )
 
 
 def length_reward(completions, **kwargs):

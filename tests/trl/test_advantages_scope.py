@@ -11,7 +11,13 @@ from tests.trl.helpers import make_trainer, synthetic_inputs
 
 
 def test_advantages_come_from_the_core_on_complete_groups(tokenizer, tmp_path):
-    tr = make_trainer(tokenizer, tmp_path, steer=True, steer_method="gtpo", steer_method_kwargs={"alpha1": 0.5, "alpha2": 0.5})
+    tr = make_trainer(
+        tokenizer,
+        tmp_path,
+        steer=True,
+        steer_method="gtpo",
+        steer_method_kwargs={"alpha1": 0.5, "alpha2": 0.5},
+    )
     tr.model.train()
     g = torch.Generator().manual_seed(3)
     B, T = 8, 6  # two groups of num_generations = 4
@@ -30,11 +36,15 @@ def test_advantages_come_from_the_core_on_complete_groups(tokenizer, tmp_path):
     rewards = torch.nansum(rpf * torch.tensor([1.0, 0.5]), dim=1)
     expected = torch.zeros(B, T)
     expected[keep] = tr.steer_method.compute_advantages(
-        RolloutBatch(rewards[keep], torch.arange(B)[keep] // 4, mask.bool()[keep], old_logp[keep], old_ent[keep])
+        RolloutBatch(
+            rewards[keep], torch.arange(B)[keep] // 4, mask.bool()[keep], old_logp[keep], old_ent[keep]
+        )
     )
     assert adv.shape == (B, T)
     assert torch.equal(adv, expected)
-    assert torch.equal(adv[5], torch.zeros(T)) and torch.equal(adv[~mask.bool()], torch.zeros(int((~mask.bool()).sum())))
+    assert torch.equal(adv[5], torch.zeros(T)) and torch.equal(
+        adv[~mask.bool()], torch.zeros(int((~mask.bool()).sum()))
+    )
 
 
 def _core_scope_stats(tr, inputs):

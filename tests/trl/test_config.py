@@ -25,8 +25,21 @@ def test_defaults_train_steer_with_trl_clip_range():
 
 def test_command_line_parses_our_fields():
     (c,) = HfArgumentParser(SteerGRPOConfig).parse_args_into_dataclasses(
-        ["--output_dir", "o", "--use_cpu", "--bf16", "false", "--report_to", "none", "--steer_method", "steer",
-         "--steer_method_kwargs", '{"lambda_min": 0.8}', "--loss_type", "grpo"]
+        [
+            "--output_dir",
+            "o",
+            "--use_cpu",
+            "--bf16",
+            "false",
+            "--report_to",
+            "none",
+            "--steer_method",
+            "steer",
+            "--steer_method_kwargs",
+            '{"lambda_min": 0.8}',
+            "--loss_type",
+            "grpo",
+        ]
     )
     assert c.steer_method_kwargs == {"lambda_min": 0.8}
     assert method_overrides(c, "steer", c.steer_method_kwargs)["loss_agg_mode"] == "seq-mean-token-mean"
@@ -57,10 +70,24 @@ def test_command_line_parses_our_fields():
         ({"importance_sampling_level": "sequence"}, ["importance_sampling_level"]),
         ({"delta": 3.0}, ["delta", "clip_c"]),
         ({"steer_method": "w_reinforce", "scale_rewards": "batch"}, ["scale_rewards='batch'"]),
-        ({"steer_method": "opo", "multi_objective_aggregation": "normalize_then_sum"}, ["multi_objective_aggregation"]),
-        ({"steer_method": "w_reinforce", "scale_rewards": "none", "steer_method_kwargs": {"norm_adv_by_std": True}}, ["norm_adv_by_std"]),
         (
-            {"steer_method_kwargs": {"scope": "minibatch"}, "gradient_accumulation_steps": 2, "steps_per_generation": 3},
+            {"steer_method": "opo", "multi_objective_aggregation": "normalize_then_sum"},
+            ["multi_objective_aggregation"],
+        ),
+        (
+            {
+                "steer_method": "w_reinforce",
+                "scale_rewards": "none",
+                "steer_method_kwargs": {"norm_adv_by_std": True},
+            },
+            ["norm_adv_by_std"],
+        ),
+        (
+            {
+                "steer_method_kwargs": {"scope": "minibatch"},
+                "gradient_accumulation_steps": 2,
+                "steps_per_generation": 3,
+            },
             ["steps_per_generation", "gradient_accumulation_steps"],
         ),
         ({"steer_method_kwargs": {"scope": "global"}}, ["scope='global'", "minibatch"]),
@@ -77,7 +104,12 @@ def test_accepted_combinations():
     cfg(steer_method="dr_grpo", loss_type="dr_grpo", scale_rewards="none")
     c = cfg(steer_method="w_reinforce", scale_rewards="none")
     assert method_overrides(c, "w_reinforce", {})["norm_adv_by_std"] is False
-    cfg(steer_method="steer", steer_method_kwargs={"scope": "microbatch"}, gradient_accumulation_steps=2, steps_per_generation=3)
+    cfg(
+        steer_method="steer",
+        steer_method_kwargs={"scope": "microbatch"},
+        gradient_accumulation_steps=2,
+        steps_per_generation=3,
+    )
     cfg(steer_method="steer", gradient_accumulation_steps=2)
     cfg(steer_method="gtpo", steer_method_kwargs='{"alpha1": 0.5, "alpha2": 0.5}')
     cfg(steer_method="grpo", top_entropy_quantile=0.2, beta=0.01, entropy_coef=0.001)

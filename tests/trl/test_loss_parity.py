@@ -21,7 +21,6 @@ from steer.core.registry import build_method
 from steer.core.types import LossBatch
 from steer.integrations.trl import SUPPORTED_LOSS_TYPES
 from steer.integrations.trl.config import method_overrides
-
 from tests.trl.helpers import loss_and_grads, make_trainer, synthetic_inputs
 
 VARIANTS = {
@@ -90,13 +89,19 @@ def test_weights_one_equal_stock_trl(pair, loss_type, variant):
     rtol = 1e-5 if variant == "kl_bias_corrected" else None
     _assert_same(loss_and_grads(stock, inputs), loss_and_grads(ours, inputs), grad_rtol=rtol)
     if variant == "adaptive_entropy":  # the controller moved the same way in both
-        assert stock.entropy_coef == ours.entropy_coef and stock._last_world_entropy == ours._last_world_entropy
+        assert (
+            stock.entropy_coef == ours.entropy_coef and stock._last_world_entropy == ours._last_world_entropy
+        )
 
 
 def test_steer_with_unit_weights_equals_stock_trl(pair, tokenizer, tmp_path):
     stock, _ = pair
     ours = make_trainer(
-        tokenizer, tmp_path, steer=True, steer_method="steer", steer_method_kwargs={"lambda_min": 1.0, "clip_c": None}
+        tokenizer,
+        tmp_path,
+        steer=True,
+        steer_method="steer",
+        steer_method_kwargs={"lambda_min": 1.0, "clip_c": None},
     )
     for t in (stock, ours):
         _set(t, "dapo", {"beta": 0.05, "use_bias_correction_kl": False}, 1)
@@ -123,7 +128,9 @@ def _core_loss_and_grads(trainer, inputs, method, loss_type):
     )
     loss, _ = method.compute_loss(lb)
     loss.backward()
-    return loss.detach(), {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+    return loss.detach(), {
+        n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None
+    }
 
 
 @pytest.fixture(scope="module")

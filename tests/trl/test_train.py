@@ -57,7 +57,11 @@ def test_two_step_steer_run_logs_metrics(tokenizer, tmp_path):
 def test_two_step_advantage_level_run(tokenizer, tmp_path):
     """GTPO: token advantages from the rollout-policy entropy (one extra no-grad forward)."""
     tr = make_trainer(
-        tokenizer, tmp_path, steer=True, steer_method="gtpo", steer_method_kwargs={"alpha1": 0.5, "alpha2": 0.5}
+        tokenizer,
+        tmp_path,
+        steer=True,
+        steer_method="gtpo",
+        steer_method_kwargs={"alpha1": 0.5, "alpha2": 0.5},
     )
     seen = []
     orig = tr._steer_advantages

@@ -163,7 +163,9 @@ class SteerGRPOConfig(GRPOConfig):
         if not isinstance(name, str) or name not in list_methods():
             raise ValueError(f"steer_method must be one of {list_methods()}, got {name!r}")
         if name in _TRL_NATIVE:
-            raise ValueError(f"steer_method={name!r} is a regulariser TRL implements itself: {_TRL_NATIVE[name]}")
+            raise ValueError(
+                f"steer_method={name!r} is a regulariser TRL implements itself: {_TRL_NATIVE[name]}"
+            )
         if self.loss_type not in SUPPORTED_LOSS_TYPES:
             raise ValueError(
                 f"loss_type={self.loss_type!r} is not supported by SteerGRPOTrainer: the method's token weights "

@@ -23,11 +23,15 @@ def _text(completion: Any) -> str:
     if isinstance(completion, str):
         return completion
     if isinstance(completion, list):  # conversational: [{"role": "assistant", "content": ...}, ...]
-        parts = [m.get("content", "") for m in completion if isinstance(m, dict) and m.get("role") == "assistant"]
+        parts = [
+            m.get("content", "") for m in completion if isinstance(m, dict) and m.get("role") == "assistant"
+        ]
         if not parts:
             parts = [m.get("content", "") for m in completion if isinstance(m, dict)]
         return "".join(p if isinstance(p, str) else "" for p in parts)
-    raise TypeError(f"math_reward: a completion must be a string or a list of messages, got {type(completion).__name__}")
+    raise TypeError(
+        f"math_reward: a completion must be a string or a list of messages, got {type(completion).__name__}"
+    )
 
 
 def _golds(n: int, kwargs: dict) -> list[str]:
@@ -61,7 +65,9 @@ class MathReward:
         self.scorer = scorer
         self.transient = transient
 
-    def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float | None]:
+    def __call__(
+        self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any
+    ) -> list[float | None]:
         responses = [_text(c) for c in completions]
         golds = _golds(len(responses), kwargs)
         if len(golds) != len(responses):

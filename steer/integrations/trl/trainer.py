@@ -136,7 +136,10 @@ class SteerGRPOTrainer(GRPOTrainer):
                 f"steer_method={self.args.steer_method!r} needs an extra forward that SteerGRPOTrainer runs on "
                 f"text only; this batch carries multimodal inputs {present}"
             )
-        with torch.no_grad(), disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs):
+        with (
+            torch.no_grad(),
+            disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs),
+        ):
             logps, entropies, _ = self._get_per_token_logps_and_entropies(
                 self.model,
                 torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1),
@@ -165,7 +168,11 @@ class SteerGRPOTrainer(GRPOTrainer):
         old_logp = old_entropy = None
         if need_adv_stats or need_loss_old_entropy:
             mode = "train" if self.model.training else "eval"
-            bs = self.args.per_device_train_batch_size if mode == "train" else self.args.per_device_eval_batch_size
+            bs = (
+                self.args.per_device_train_batch_size
+                if mode == "train"
+                else self.args.per_device_eval_batch_size
+            )
             old_logp, old_entropy = self._steer_no_grad_forward(output, batch_size=bs)
             if off_policy:
                 old_logp = output["old_per_token_logps"]
@@ -224,7 +231,9 @@ class SteerGRPOTrainer(GRPOTrainer):
             return float(opt.param_groups[0]["lr"])
         return float(self.args.learning_rate)
 
-    def _steer_loss_batch(self, inputs: dict, per_token_logps: Tensor, entropies: Tensor, mask: Tensor) -> LossBatch:
+    def _steer_loss_batch(
+        self, inputs: dict, per_token_logps: Tensor, entropies: Tensor, mask: Tensor
+    ) -> LossBatch:
         advantages = inputs["advantages"]
         if advantages.dim() == 1:
             advantages = advantages.unsqueeze(1)
@@ -273,14 +282,20 @@ class SteerGRPOTrainer(GRPOTrainer):
                     continue
                 mb = self._buffered_inputs[s % spg]
                 logps, ents = self._steer_no_grad_forward(mb, batch_size=bs)
-                m = mb["completion_mask"] if "tool_mask" not in mb else mb["completion_mask"] * mb["tool_mask"]
+                m = (
+                    mb["completion_mask"]
+                    if "tool_mask" not in mb
+                    else mb["completion_mask"] * mb["tool_mask"]
+                )
                 for k, v in self.steer_method.scope_stats(self._steer_loss_batch(mb, logps, ents, m)).items():
                     stats[k] = torch.maximum(stats[k], v) if k in stats else v
         else:
             stats = dict(own)
         if self.accelerator.num_processes > 1:
             keys = sorted(stats)
-            vec = torch.stack([stats[k].detach().float().reshape(()) for k in keys]).to(self.accelerator.device)
+            vec = torch.stack([stats[k].detach().float().reshape(()) for k in keys]).to(
+                self.accelerator.device
+            )
             vec = self.accelerator.gather(vec.unsqueeze(0)).amax(dim=0)
             stats = {k: vec[i] for i, k in enumerate(keys)}
         if train:
@@ -329,10 +344,16 @@ class SteerGRPOTrainer(GRPOTrainer):
 
     def _compute_loss(self, model, inputs):
         if self.loss_type not in SUPPORTED_LOSS_TYPES:
-            raise ValueError(f"SteerGRPOTrainer supports loss_type in {list(SUPPORTED_LOSS_TYPES)}, got {self.loss_type!r}")
+            raise ValueError(
+                f"SteerGRPOTrainer supports loss_type in {list(SUPPORTED_LOSS_TYPES)}, got {self.loss_type!r}"
+            )
         if self.importance_sampling_level != "token":
             raise ValueError("SteerGRPOTrainer supports importance_sampling_level='token' only")
-        mask = inputs["completion_mask"] if "tool_mask" not in inputs else inputs["completion_mask"] * inputs["tool_mask"]
+        mask = (
+            inputs["completion_mask"]
+            if "tool_mask" not in inputs
+            else inputs["completion_mask"] * inputs["tool_mask"]
+        )
         per_token_logps, entropies, aux_loss = self._steer_forward(model, inputs)
 
         if self.top_entropy_quantile < 1.0:
@@ -415,7 +436,9 @@ class SteerGRPOTrainer(GRPOTrainer):
                 (entropies * effective_mask).sum() / effective_mask.sum().clamp(min=1.0) / accumulation_factor
             )
             if self.use_adaptive_entropy:
-                apply_coef = self.entropy_coef if self._last_world_entropy <= self.args.entropy_target else 0.0
+                apply_coef = (
+                    self.entropy_coef if self._last_world_entropy <= self.args.entropy_target else 0.0
+                )
             else:
                 apply_coef = self.entropy_coef
             loss = loss - apply_coef * entropy_loss
@@ -445,7 +468,9 @@ class SteerGRPOTrainer(GRPOTrainer):
         if self.aux_loss_enabled:
             normalizer = self.current_gradient_accumulation_steps if mode == "train" else 1.0
             loss = loss + self.router_aux_loss_coef * aux_loss / normalizer
-            self._metrics[mode]["aux_loss"].append(self.accelerator.gather_for_metrics(aux_loss).mean().item())
+            self._metrics[mode]["aux_loss"].append(
+                self.accelerator.gather_for_metrics(aux_loss).mean().item()
+            )
 
         # TRL's metrics, unchanged
         def masked_seq_mean(x):
@@ -483,7 +508,9 @@ class SteerGRPOTrainer(GRPOTrainer):
             # num_items_in_batch spans the generation batch; rescale it to one accumulation window
             normalizer = inputs["num_items_in_batch"].clamp(min=1.0) / self.accelerator.num_processes
             if mode == "train":
-                normalizer = normalizer * self.current_gradient_accumulation_steps / self.args.steps_per_generation
+                normalizer = (
+                    normalizer * self.current_gradient_accumulation_steps / self.args.steps_per_generation
+                )
             if tokens_scale != 1.0:
                 normalizer = normalizer * tokens_scale
             loss = (per_token_loss * mask).sum() / normalizer
