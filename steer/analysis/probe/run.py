@@ -375,6 +375,12 @@ def _verdict(res: dict) -> str:
         parts.append(msg)
     if cause_vs_jvp == cause_vs_jvp:
         parts.append(f"own-gradient cause c_t vs per-state linearised change: Spearman {cause_vs_jvp:.2f}")
+    t = res["totals"]
+    rel = t.get("sum_cause_rel_error", float("nan"))
+    if rel == rel:
+        parts.append(
+            f"sum of c_t {t['cause']:.4g} vs measured total change {t['measured']:.4g} ({100 * rel:.0f}% off)"
+        )
     return "; ".join(parts)
 
 
@@ -583,6 +589,10 @@ def _probe_setting(
         "loss_metrics": {k: float(x) for k, x in loss_metrics.items() if isinstance(x, (int, float))},
         "time_s": {"step_and_measure": t_step, "jvp": t_jvp, "total": time.perf_counter() - t0},
     }
+    tm = res["totals"]["measured"]
+    res["totals"]["sum_cause_rel_error"] = (
+        abs(res["totals"]["cause"] - tm) / abs(tm) if tm != 0 else float("nan")
+    )
     res["verdict"] = _verdict(res)
     tokens = {
         "measured": meas_v,
@@ -938,6 +948,8 @@ def markdown_report(out: dict) -> str:
             f"| {_fmt(t['measured'], 5)} | {_fmt(t['jvp'], 5)} | {_fmt(t['cause'], 5)} | "
             + " | ".join(_fmt(t[k], 5) for k in PER_TOKEN_ESTIMATORS)
             + " |",
+            "",
+            f"Sum of c_t vs the measured total: relative error {_fmt(t['sum_cause_rel_error'])}.",
             "",
             f"Entropy vs |measured dH| (Fig. 10): Spearman {_fmt(r['fig10_entropy_vs_abs_change']['spearman'])}. "
             f"STEER weight vs |measured dH| (Fig. 15; weights: {r['fig15_weight_vs_abs_change']['weights_from']}): "
