@@ -51,3 +51,26 @@ def test_summarize_run_numbers():
     assert d["steps"] == 20 and d["entropy_first"] == 2.0 and d["entropy_last"] == 1.0
     assert d["entropy_change_pct"] < -40 and d["start/acc"] == 0.3 and d["end/acc"] == 0.5
     assert d["wall_s"] == 20.0
+
+
+def test_write_summary_basename_and_default(tmp_path):
+    from steer.analysis.plots import plot_lines
+    from steer.analysis.summary import write_summary
+
+    runs = {"grpo": _run(1.0, 0.4, 0.5), "steer": _run(1.0, 0.8, 0.4)}
+    img = plot_lines(runs, ["entropy"], tmp_path / "e.png", title="entropy", ylabel="nats")
+    s = {k: summarize_run(v) for k, v in runs.items()}
+    md, html = write_summary(s, {"entropy": img}, tmp_path, title="t")
+    assert md.name == "summary.md" and html.name == "summary.html"
+    md2, html2 = write_summary(s, {"entropy": img}, tmp_path, title="t", basename="report")
+    assert md2.name == "report.md" and "data:image/png;base64," in html2.read_text()
+
+
+def test_plot_arm_bands(tmp_path):
+    from steer.analysis.plots import plot_arm_bands
+
+    groups = {"a": {0: _run(1.0, 0.5, 0.5), 1: _run(1.0, 0.6, 0.5)}, "b": {0: _run(1.0, 0.9, 0.5)}}
+    p = plot_arm_bands(groups, "entropy", tmp_path / "bands.png", title="entropy")
+    assert p.exists() and p.stat().st_size > 2000
+    empty = plot_arm_bands(groups, "no/such/key", tmp_path / "none.png", title="none")
+    assert empty.exists()
