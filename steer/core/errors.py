@@ -14,7 +14,10 @@ to skip a poisoned micro-batch instead of crashing catches it by type, never by 
 
 from __future__ import annotations
 
-__all__ = ["NonFiniteError"]
+import torch
+from torch import Tensor
+
+__all__ = ["NonFiniteError", "check_finite"]
 
 
 class NonFiniteError(ValueError):
@@ -35,3 +38,14 @@ class NonFiniteError(ValueError):
         return cls(
             f"{name} contains {count} NaN/inf value(s) on valid (mask=True) tokens", name=name, count=count
         )
+
+
+def check_finite(mask: Tensor, **tensors: Tensor | None) -> None:
+    """Raise :class:`NonFiniteError` naming the first input with NaN/inf where ``mask`` is True
+    (``None`` inputs are skipped; values on masked positions are ignored)."""
+    for name, x in tensors.items():
+        if x is None:
+            continue
+        bad = mask & ~torch.isfinite(x.detach())
+        if bool(bad.any()):
+            raise NonFiniteError.on_valid(name, int(bad.sum()))

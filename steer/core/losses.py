@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from steer.core.aggregation import AGG_MODES, aggregate, aggregate_token_loss
-from steer.core.errors import NonFiniteError
+from steer.core.errors import check_finite
 from steer.core.estimators import delta_indicator, omega_cov
 from steer.core.parts import (
     NoParams,
@@ -97,12 +97,7 @@ def _check_clip(eps_low: float, eps_high: float, clip_c: float | None) -> None:
 
 
 def _check_finite_on_valid(mask: Tensor, **tensors: Tensor | None) -> None:
-    for name, x in tensors.items():
-        if x is None:
-            continue
-        bad = mask & ~torch.isfinite(x.detach())
-        if bool(bad.any()):
-            raise NonFiniteError.on_valid(name, int(bad.sum()))
+    check_finite(mask, **tensors)
 
 
 def log_ratio(logp: Tensor, old_logp: Tensor, mask: Tensor, clamp: float = 20.0) -> Tensor:

@@ -35,7 +35,7 @@ from steer.core import advantages as _advantages  # noqa: F401  (registers the e
 from steer.core import losses as L
 from steer.core import steer as _steer
 from steer.core.aggregation import aggregate_token_loss
-from steer.core.errors import NonFiniteError
+from steer.core.errors import NonFiniteError, check_finite
 from steer.core.estimators import omega_paper
 from steer.core.parts import (
     ADVANTAGES,
@@ -241,14 +241,6 @@ def build_method(name: str, **overrides) -> Method:
 # Method
 
 
-def _check_finite(name: str, x: Tensor | None, mask: Tensor) -> None:
-    if x is None:
-        return
-    bad = mask & ~torch.isfinite(x.detach())
-    if bool(bad.any()):
-        raise NonFiniteError.on_valid(name, int(bad.sum()))
-
-
 class Method:
     """A registered method: advantages, per-token loss, aggregation, regularisers, controllers.
     Build it with :func:`build_method`.
@@ -368,17 +360,17 @@ class Method:
             raise ValueError(f"method {self.name!r} needs LossBatch.sum_p2 and sum_p2_logp")
         if "ref_logp" in req and batch.ref_logp is None:
             raise ValueError(f"method {self.name!r} needs LossBatch.ref_logp (kl_coef != 0)")
-        for name in (
-            "logp",
-            "old_logp",
-            "advantages",
-            "entropy",
-            "old_entropy",
-            "sum_p2",
-            "sum_p2_logp",
-            "ref_logp",
-        ):
-            _check_finite(name, getattr(batch, name), m)
+        check_finite(
+            m,
+            logp=batch.logp,
+            old_logp=batch.old_logp,
+            advantages=batch.advantages,
+            entropy=batch.entropy,
+            old_entropy=batch.old_entropy,
+            sum_p2=batch.sum_p2,
+            sum_p2_logp=batch.sum_p2_logp,
+            ref_logp=batch.ref_logp,
+        )
         if not math.isfinite(float(batch.lr)):
             raise NonFiniteError(f"lr must be finite, got {batch.lr!r}", name="lr", count=1)
         if batch.max_response_length is not None and not (
