@@ -1,2 +1,4 @@
 """Framework-free tensor functions: token statistics, entropy-change estimators, STEER weights,
-advantages, policy losses and the method registry. No model and no I/O in here."""
+advantages, per-token policy losses, the one aggregation, the tables of pure functions and the
+method table, the method registry, metric reductions and the typed non-finite error. No model and
+no I/O in here; docs/core.md lists the modules and the integration API."""
