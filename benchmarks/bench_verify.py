@@ -52,7 +52,7 @@ def _responses(probs, n: int, seed: int, style: str) -> list[tuple[str, str]]:
     return out
 
 
-_INT_RE = re.compile(r"-?\\d+")
+_INT_RE = re.compile(r"-?\d+")
 
 
 def expression_golds():
@@ -97,7 +97,7 @@ def _equivalent(g: str, rng) -> str:
 
 
 def _near_miss(g: str, rng) -> str:
-    ds = [m.start() for m in re.finditer(r"\\d", g)]
+    ds = [m.start() for m in re.finditer(r"\d", g)]
     if not ds:
         return g + "+1"
     i = rng.choice(ds)

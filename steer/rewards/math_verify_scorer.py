@@ -126,7 +126,7 @@ def _split_items(s: str) -> list[str] | None:
     None when ``s`` is not one (sets written with ``\\{``, thousands separators)."""
     if "\\{" in s or "\\}" in s or re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", s.strip()):
         return None
-    t = s.strip()
+    t = re.sub(r"^(?:\\quad|\\qquad|\\[,;: ])+", "", s.strip()).strip()
     if len(t) >= 2 and t[0] in "([" and t[-1] in ")]":
         depth = 0
         for i, ch in enumerate(t):
@@ -148,6 +148,7 @@ def _split_items(s: str) -> list[str] | None:
         else:
             cur.append(ch)
     items.append("".join(cur))
+    items = [i.replace("$", "").strip() for i in items]  # "f(x)=x$, $f(x)=2-x"
     return items if len(items) > 1 else None
 
 
@@ -160,25 +161,23 @@ def _quick(gold: str, pred: str, depth: int = 0) -> bool | None:
         # latex2sympy reads N as n: "N = n" is a degenerate relation there, left to math-verify
         if m and set(m.group(1).split("(")[0].lower()) & set(m.group(2).lower()) & set("abcdefghijklmnopqrstuvwxyz"):
             return None
-    if (ge or pe) and depth == 0:
+    if (ge or pe) and depth <= 1:  # a whole answer, or an item of a list
         if ge and pe:
             if "".join(ge.group(1).split()) != "".join(pe.group(1).split()):
                 return None
-            return _quick(ge.group(2), pe.group(2), 1)
+            return _quick(ge.group(2), pe.group(2), 2)
         if ge:  # math-verify compares an assignment gold's right side with a plain answer
-            return _quick(ge.group(2), pred, 1)
-        return _quick(gold, pe.group(2), 1)  # and the last right side of an equation answer
-    gi, pi = _split_items(gold), _split_items(pred)
+            return _quick(ge.group(2), pred, 2)
+        return _quick(gold, pe.group(2), 2)  # and the last right side of an equation answer
+    gi, pi = (_split_items(gold), _split_items(pred)) if depth <= 1 else (None, None)
     if gi is not None or pi is not None:
         if gi is None or pi is None or len(gi) != len(pi):
             return None
         # wrong when an answer item differs from every gold item (order-free, so it also
         # holds for sets of tuples); anything else is left to math-verify
         for a in pi:
-            if all(_quick(b.strip(), a.strip(), depth + 1) is False for b in gi):
+            if all(_quick(b, a, depth + 1) is False for b in gi):
                 return False
-        return None
-    if depth > 2:
         return None
     inf_g, inf_p = _INF.get("".join(gold.split())), _INF.get("".join(pred.split()))
     if inf_g or inf_p:
