@@ -7,10 +7,22 @@ registers the loss modes in every verl process. Switch a GRPO recipe to STEER wi
 
 and set STEER's parameters through :class:`SteerPolicyLossConfig`
 (``actor_rollout_ref.actor.policy_loss._target_=steer.integrations.verl.SteerPolicyLossConfig``).
-docs/verl.md has the details. Importing this package needs verl installed.
+docs/verl.md has the details. The names below need verl installed; they are imported on first
+use, so that importing this package itself never fails (the plugin module reports failures).
 """
 
-from steer.integrations.verl.config import SteerPolicyLossConfig
-from steer.integrations.verl.losses import LOSS_MODES, ensure_installed, method_for
+from __future__ import annotations
 
 __all__ = ["LOSS_MODES", "SteerPolicyLossConfig", "ensure_installed", "method_for"]
+
+
+def __getattr__(name: str):
+    if name == "SteerPolicyLossConfig":
+        from steer.integrations.verl.config import SteerPolicyLossConfig
+
+        return SteerPolicyLossConfig
+    if name in ("LOSS_MODES", "ensure_installed", "method_for"):
+        from steer.integrations.verl import losses
+
+        return getattr(losses, name)
+    raise AttributeError(f"module 'steer.integrations.verl' has no attribute {name!r}")
