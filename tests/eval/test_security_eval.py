@@ -41,7 +41,7 @@ class PayloadBackend:
         return out
 
 
-WRAPPERS_DEFAULT = ("boxed", "answer-line", "the-answer-is", "plain", "pmatrix", "set")
+WRAPPERS_DEFAULT = ("boxed", "answer-line", "plain")
 
 
 @pytest.mark.parametrize("scorer", ["math_verify", "dapo", "qwen", "qwen_strict"])
