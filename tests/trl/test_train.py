@@ -54,6 +54,35 @@ def test_two_step_steer_run_logs_metrics(tokenizer, tmp_path):
     assert tr._steer_scope_cache is not None  # the minibatch pre-pass ran
 
 
+def test_checkpoint_keeps_the_method_state(tokenizer, tmp_path):
+    """clip_cov draws tokens from the method's generator: its state is saved with TRL's checkpoint
+    and restored on resume."""
+    # every token a candidate, so the random selection draws from the generator
+    kw = {"clip_cov_ratio": 0.2, "clip_cov_lb": -1e6, "clip_cov_ub": 1e6}
+    tr = make_trainer(
+        tokenizer,
+        tmp_path,
+        steer=True,
+        steer_method="clip_cov",
+        steer_method_kwargs=kw,
+        save_strategy="steps",
+        save_steps=2,
+    )
+    tr.train()
+    path = tmp_path / "steer" / "checkpoint-2" / "steer_method_state_rank0.pt"
+    assert path.exists()
+    saved = torch.load(path, weights_only=False)
+    assert torch.equal(saved["generator"], tr.steer_method.generator.get_state())
+    fresh = make_trainer(
+        tokenizer, tmp_path / "b", steer=True, steer_method="clip_cov", steer_method_kwargs=kw
+    )
+    assert not torch.equal(fresh.steer_method.generator.get_state(), saved["generator"])
+    fresh._load_optimizer_and_scheduler(None)  # no checkpoint: untouched
+    fresh.create_optimizer_and_scheduler(num_training_steps=2)
+    fresh._load_optimizer_and_scheduler(str(path.parent))
+    assert torch.equal(fresh.steer_method.generator.get_state(), saved["generator"])
+
+
 def test_two_step_advantage_level_run(tokenizer, tmp_path):
     """GTPO: token advantages from the rollout-policy entropy (one extra no-grad forward)."""
     tr = make_trainer(

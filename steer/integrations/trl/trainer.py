@@ -33,9 +33,11 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 
 import torch
 from torch import Tensor
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import nanmax, nanmin
@@ -59,8 +61,7 @@ _MULTIMODAL_KEYS = (
     "mm_token_type_ids",
     "image_position_ids",
 )
-_OLD_ENTROPY = "steer_old_entropy"
-_OLD_LOGP = "steer_old_logp"
+_OLD_ENTROPY = "steer_old_entropy"  # (B, T) rollout-policy entropy, carried through TRL's buffers
 
 
 def _metric_key(k: str) -> str:
@@ -177,7 +178,6 @@ class SteerGRPOTrainer(GRPOTrainer):
             if off_policy:
                 old_logp = output["old_per_token_logps"]
             output[_OLD_ENTROPY] = old_entropy
-            output[_OLD_LOGP] = old_logp
         if c.advantage != "grpo":
             output["advantages"] = self._steer_advantages(output, old_logp, old_entropy)
         return output
@@ -523,6 +523,27 @@ class SteerGRPOTrainer(GRPOTrainer):
             loss = (per_token_loss * mask).sum() / (per_token_loss.size(0) * self.max_completion_length)
         normalizer = self.current_gradient_accumulation_steps if mode == "train" else 1.0
         return loss / normalizer, loss.detach()
+
+    # ------------------------------------------------------------------------------------------
+    # checkpoints: the method's own state (random-selection generators, controllers)
+
+    def _steer_state_path(self, folder: str) -> str:
+        return os.path.join(folder, f"steer_method_state_rank{self.accelerator.process_index}.pt")
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        folder = os.path.join(
+            self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        )
+        os.makedirs(folder, exist_ok=True)
+        torch.save(self.steer_method.state_dict(), self._steer_state_path(folder))
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is not None:
+            path = self._steer_state_path(checkpoint)
+            if os.path.exists(path):
+                self.steer_method.load_state_dict(torch.load(path, weights_only=False))
 
     # ------------------------------------------------------------------------------------------
     # logging
