@@ -82,7 +82,9 @@ def _without_analysis(method):
     from steer.core.registry import Method
 
     c = method.config
-    off = {f.name: False for f in dataclasses.fields(c) if f.name in ("quadrant_metrics", "clip_prob_metrics")}
+    off = {
+        f.name: False for f in dataclasses.fields(c) if f.name in ("quadrant_metrics", "clip_prob_metrics")
+    }
     return Method(method.name, dataclasses.replace(c, **off)), sorted(off)
 
 
@@ -179,7 +181,11 @@ def run(method: str, args, overrides: list[str]) -> dict:
         row["analysis_s"] = max(0.0, costs["loss_s"] - costs["loss_plain_s"]) + costs["reduce_s"]
         row["reduce_s"] = costs["reduce_s"]
         if "weighting_s" in costs:
-            row.update(weighting_s=costs["weighting_s"], loss_steer_s=costs["loss_s"], loss_grpo_s=costs["loss_grpo_s"])
+            row.update(
+                weighting_s=costs["weighting_s"],
+                loss_steer_s=costs["loss_s"],
+                loss_grpo_s=costs["loss_grpo_s"],
+            )
         switched = costs["analysis_switches"]
         if step > 0:  # step 0 is a warm-up
             rows.append(row)
@@ -224,7 +230,10 @@ def _one_run(tree: Path, argv: list[str]) -> dict:
     """The benchmark of ``tree`` in a fresh process; its results JSON."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
     subprocess.run(
-        [sys.executable, "-m", "benchmarks.bench_trainer", *argv], cwd=tree, env=env, check=True,
+        [sys.executable, "-m", "benchmarks.bench_trainer", *argv],
+        cwd=tree,
+        env=env,
+        check=True,
         stdout=subprocess.DEVNULL,
     )
     return json.loads((tree / "benchmarks" / "results" / "trainer.json").read_text())
@@ -242,7 +251,11 @@ def compare(args, passthrough: list[str]) -> int:
         for name, tree in (("baseline", base), ("this", ROOT)):
             t0 = time.perf_counter()
             runs[name].append(_one_run(tree, passthrough))
-            print(f"round {r + 1}/{args.rounds} {name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+            print(
+                f"round {r + 1}/{args.rounds} {name}: {time.perf_counter() - t0:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
     keys = ("rollout_tok_s", "old_forward_tok_s", "update_tok_s", "step_s")
     mean = {
         name: {m: {k: statistics.mean(run[m][k] for run in rs) for k in keys} for m in ("grpo", "steer")}
@@ -276,13 +289,18 @@ def compare(args, passthrough: list[str]) -> int:
         for i, run in enumerate(rs):
             lines.append(
                 f"- {name} run {i + 1}: "
-                + ", ".join(f"{m} {run[m]['update_tok_s']:.0f} tok/s / {run[m]['step_s']:.2f} s" for m in ("grpo", "steer"))
+                + ", ".join(
+                    f"{m} {run[m]['update_tok_s']:.0f} tok/s / {run[m]['step_s']:.2f} s"
+                    for m in ("grpo", "steer")
+                )
             )
     last = runs["this"][-1]
     lines += ["", "This tree's last run:", "", *_table({m: last[m] for m in ("grpo", "steer")})]
     cmd = "python -m benchmarks.bench_trainer --baseline " + str(args.baseline) + f" --rounds {args.rounds}"
     lines += ["", f"Command: `{cmd} " + " ".join(passthrough) + "`."]
-    path = write_results("trainer_compare", "Trainer throughput: before and after, side by side", "\n".join(lines), runs)
+    path = write_results(
+        "trainer_compare", "Trainer throughput: before and after, side by side", "\n".join(lines), runs
+    )
     print("\n".join(lines))
     print(f"wrote {path}")
     return 0

@@ -102,7 +102,9 @@ def _pad_id(tokenizer, stops: list[int]) -> int:
     return int(stops[0])
 
 
-def encode_prompts(tokenizer, prompts: list[str], max_prompt_tokens: int | None = None) -> tuple[Tensor, Tensor]:
+def encode_prompts(
+    tokenizer, prompts: list[str], max_prompt_tokens: int | None = None
+) -> tuple[Tensor, Tensor]:
     """Left-padded ``(ids, mask)`` of fully formatted prompts (no special tokens added); a prompt
     longer than ``max_prompt_tokens`` keeps its last tokens."""
     if not prompts:
@@ -155,7 +157,9 @@ def _generate(model, input_ids: Tensor, attention_mask: Tensor, gen_config):
     saved = getattr(model, "generation_config", None)
     model.generation_config = copy.deepcopy(gen_config)
     try:
-        return model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=gen_config)
+        return model.generate(
+            input_ids=input_ids, attention_mask=attention_mask, generation_config=gen_config
+        )
     finally:
         if had:
             model.generation_config = saved
@@ -204,7 +208,13 @@ def sample(
     per_call = max(1, (batch_size or P * n) // n)  # prompts per generate call
     kw: dict = {
         "generation_config": _generation_config(
-            tokenizer, stops, pad, temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens
+            tokenizer,
+            stops,
+            pad,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            max_new_tokens=max_new_tokens,
         )
     }
     if with_entropy:

@@ -17,7 +17,6 @@ from steer.core.stats import token_stats_from_logits
 from steer.core.types import TokenStats
 from steer.evaluation.generate import Generation, sample
 
-
 #: A rollout batch: :class:`steer.evaluation.generate.Generation` (the one generation path).
 Rollouts = Generation
 

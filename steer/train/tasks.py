@@ -121,7 +121,9 @@ class ReasoningGymTaskAdapter:
         try:  # the generator settings, checked before any work
             reasoning_gym.create_dataset(dataset, size=1, seed=0, **config)
         except (TypeError, ValueError, AssertionError, KeyError) as exc:
-            raise ValueError(f"reasoning-gym dataset {dataset!r} rejected task.options.config={config}: {exc}") from exc
+            raise ValueError(
+                f"reasoning-gym dataset {dataset!r} rejected task.options.config={config}: {exc}"
+            ) from exc
         self.dataset = dataset
         self._task = ReasoningGymTask(dataset, config=dict(config), **kw)
         self.chat_template = self.cfg.chat_template

@@ -31,7 +31,11 @@ def tiny():
 
 def _prompts(tok, n):
     return [
-        tok.apply_chat_template([{"role": "user", "content": f"make {10 + i} from 2 {3 + i}"}], add_generation_prompt=True, tokenize=False)
+        tok.apply_chat_template(
+            [{"role": "user", "content": f"make {10 + i} from 2 {3 + i}"}],
+            add_generation_prompt=True,
+            tokenize=False,
+        )
         for i in range(n)
     ]
 
@@ -161,7 +165,11 @@ def test_sample_entropy_against_reference(tiny):
 
 def test_sample_rejects_bad_arguments(tiny):
     model, tok, _ = tiny
-    for kw, msg in (({"n": 0}, "n must"), ({"max_new_tokens": 0}, "max_new_tokens"), ({"top_p": 0.0}, "top_p")):
+    for kw, msg in (
+        ({"n": 0}, "n must"),
+        ({"max_new_tokens": 0}, "max_new_tokens"),
+        ({"top_p": 0.0}, "top_p"),
+    ):
         with pytest.raises(ValueError, match=msg):
             sample(model, tok, ["x"], **kw)
     with pytest.raises(ValueError, match="no prompts"):
@@ -180,7 +188,9 @@ def _reference_metrics(correct, n_tokens, finish, forms, ks):
         out[f"pass@{k}"] = sum(pass_at_k(len(cs), sum(cs), k) for cs in correct) / P
     out["response_length"] = sum(sum(x) for x in n_tokens) / len(flat)
     out["truncated_frac"] = sum(1 for fs in finish for f in fs if f == "length") / len(flat)
-    out["diversity"] = sum(len({f for f, ok in zip(fs, cs) if ok and f is not None}) for fs, cs in zip(forms, correct)) / P
+    out["diversity"] = (
+        sum(len({f for f, ok in zip(fs, cs) if ok and f is not None}) for fs, cs in zip(forms, correct)) / P
+    )
     return out
 
 
@@ -189,13 +199,19 @@ def test_heldout_metrics_against_reference():
     for trial in range(20):
         P, n = rng.randint(2, 6), rng.randint(1, 6)
         # include all-correct and all-wrong problems (equal-reward groups)
-        correct = [[rng.random() < q for _ in range(n)] for q in [rng.choice([0.0, 1.0, 0.5, 0.2]) for _ in range(P)]]
+        correct = [
+            [rng.random() < q for _ in range(n)] for q in [rng.choice([0.0, 1.0, 0.5, 0.2]) for _ in range(P)]
+        ]
         n_tokens = [[rng.randint(1, 9) for _ in range(n)] for _ in range(P)]
         finish = [[rng.choice(["stop", "length"]) for _ in range(n)] for _ in range(P)]
         forms = [[rng.choice(["a", "b", "c", None]) for _ in range(n)] for _ in range(P)]
-        distinct = [len({f for f, ok in zip(fs, cs) if ok and f is not None}) for fs, cs in zip(forms, correct)]
+        distinct = [
+            len({f for f, ok in zip(fs, cs) if ok and f is not None}) for fs, cs in zip(forms, correct)
+        ]
         ks = [k for k in (1, 2, 4) if k <= n]
-        res = HeldoutResult(texts=[[""] * n] * P, correct=correct, n_tokens=n_tokens, finish=finish, distinct=distinct)
+        res = HeldoutResult(
+            texts=[[""] * n] * P, correct=correct, n_tokens=n_tokens, finish=finish, distinct=distinct
+        )
         got = res.metrics(ks, prefix="h/")
         want = _reference_metrics(correct, n_tokens, finish, forms, ks)
         assert set(got) == {"h/" + k for k in want}, trial
@@ -213,8 +229,16 @@ def test_evaluate_heldout_scores_every_sample_once(tiny):
         return [len(t) % 2 == 0 for t in texts]
 
     res = evaluate_heldout(
-        model, tok, prompts, score, n=4, max_new_tokens=8, batch_size=5, seed=4,
-        canonical=lambda i, t: t[:2], with_entropy=True,
+        model,
+        tok,
+        prompts,
+        score,
+        n=4,
+        max_new_tokens=8,
+        batch_size=5,
+        seed=4,
+        canonical=lambda i, t: t[:2],
+        with_entropy=True,
     )
     assert len(seen) == 1 and seen[0][0] == [0] * 4 + [1] * 4 + [2] * 4
     assert [len(c) for c in res.correct] == [4, 4, 4]

@@ -132,7 +132,13 @@ def test_extreme_uses_the_testbed_warm_start():
 
 def test_reasoning_gym_task_by_name():
     cfg = load_config(
-        "testbed", ["task.name=reasoning_gym", "task.options.dataset=chain_sum", "task.train_size=8", "task.heldout_size=4"]
+        "testbed",
+        [
+            "task.name=reasoning_gym",
+            "task.options.dataset=chain_sum",
+            "task.train_size=8",
+            "task.heldout_size=4",
+        ],
     )
     # the file's countdown options belong to the file's task and are dropped
     assert cfg.task.options == {"dataset": "chain_sum"}
@@ -148,7 +154,9 @@ def test_reasoning_gym_task_by_name():
     assert task.canonical(p, f" {p.answer} ") == p.answer and task.canonical(p, "x") is None
     assert task.solutions(p) == (p.answer,)
     other = build_task(
-        load_config("testbed", ["task.name=reasoning_gym", "task.options.dataset=leg_counting", "task.train_size=3"]).task
+        load_config(
+            "testbed", ["task.name=reasoning_gym", "task.options.dataset=leg_counting", "task.train_size=3"]
+        ).task
     )
     assert len(other.train_problems()) == 3  # a dataset without a testbed preset: its own defaults
     # a countdown override keeps the file's options
@@ -161,7 +169,10 @@ def test_reasoning_gym_task_by_name():
         (["task.name=reasoning_gym"], "task.options.dataset"),
         (["task.name=reasoning_gym", "task.options.dataset=no_such_dataset"], "no_such_dataset"),
         (["task.name=reasoning_gym", "task.options.dataset=chain_sum", "task.options.colour=red"], "colour"),
-        (["task.name=reasoning_gym", "task.options.dataset=chain_sum", "task.options.config.min_terms=0"], "min_terms"),
+        (
+            ["task.name=reasoning_gym", "task.options.dataset=chain_sum", "task.options.config.min_terms=0"],
+            "min_terms",
+        ),
         (["task.name=nosuch"], "task.name"),
     ],
 )

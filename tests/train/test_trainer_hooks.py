@@ -82,7 +82,9 @@ def test_microbatch_scope_does_depend_on_it(small_cfg):
     assert m0["weight_mean"] != pytest.approx(m3["weight_mean"], rel=1e-7)
 
 
-@pytest.mark.parametrize("method, extra, forwards", [("grpo", [], 3), ("steer", ["method.scope=minibatch"], 5)])
+@pytest.mark.parametrize(
+    "method, extra, forwards", [("grpo", [], 3), ("steer", ["method.scope=minibatch"], 5)]
+)
 def test_scope_prepass_only_when_the_method_asks(small_cfg, method, extra, forwards):
     """8 responses in micro-batches of 3: GRPO (no scope statistics) is one forward per
     micro-batch; STEER with the mini-batch scope adds a no-grad forward of every micro-batch
@@ -163,7 +165,9 @@ def test_nonfinite_stop_raises_the_core_error_type(small_cfg):
 def test_step_metrics_are_the_declared_reductions(small_cfg):
     """The ``m/`` keys of a step are exactly ``steer.core.metrics.reduce_metrics`` over every
     micro-batch's metrics (with their valid-token counts), derived shares included."""
-    cfg = small_cfg("method.name=steer", "method.scope=minibatch", "trainer.micro_batch_size=3", "trainer.steps=1")
+    cfg = small_cfg(
+        "method.name=steer", "method.scope=minibatch", "trainer.micro_batch_size=3", "trainer.steps=1"
+    )
     tr = make_trainer(cfg)
     items = []
     real = tr.minibatch_backward
