@@ -54,11 +54,17 @@ def test_demo_fast_variant_writes_every_output(tmp_path, policy_path, capsys):
         out,
         quick=True,
         overrides=[f"model.name_or_path={policy_path}", "trainer.num_threads=1", "logging.tensorboard=false"],
-        progress=False,
+        progress=True,
     )
     meta = _check_outputs(out)
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "held-out accuracy at end" in printed and "grpo" in printed and "steer" in printed
+    # progress while the methods train (in parallel on a machine with a core per method): a
+    # bar per method that reaches the last step
+    bars = captured.err.replace("\r", "\n")
+    for m in ("grpo", "steer"):
+        assert any(line.startswith(f"{m}:") and "3/3" in line for line in bars.splitlines()), m
     assert res["verdict"] == meta["verdict"]
     # both runs started from the same policy with the same seed: identical held-out start
     s = meta["summaries"]
