@@ -276,6 +276,20 @@ def shapes_differ(gold_c: str, pred_c: str) -> bool:
     return False
 
 
+def _non_finite(parsed: list) -> bool:
+    """True when a parsed answer holds an infinity, ``zoo`` or NaN anywhere."""
+    import sympy
+
+    for x in parsed:
+        if isinstance(x, (sympy.Basic, sympy.MatrixBase)):
+            try:
+                if x.has(sympy.oo, -sympy.oo, sympy.zoo, sympy.nan):
+                    return True
+            except Exception:
+                return True
+    return False
+
+
 def score_math_verify(response: str, gold: str) -> tuple[bool, str | None, str]:
     """Return ``(correct, extracted prediction, reason)`` for one (response, gold) pair.
 
@@ -332,6 +346,8 @@ def score_math_verify(response: str, gold: str) -> tuple[bool, str | None, str]:
     for text in candidates:
         pred = _parse_pred(text)
         if pred:
+            if _non_finite(pred) and not _non_finite(gold_parsed):
+                return False, _pred_str(pred), "mismatch"  # an infinity is never a finite gold
             ok = bool(verify(gold_parsed, pred, timeout_seconds=_alarm_timeout()))
             return ok, _pred_str(pred), "ok" if ok else "mismatch"
     return False, None, "no answer"

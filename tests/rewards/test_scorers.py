@@ -118,3 +118,99 @@ def test_registry():
     assert default_scorer(None) == "math_verify"
     with pytest.raises(ValueError, match="valid"):
         get_scorer("nope")
+
+
+# -- comparison rules that a policy could exploit, or that rejected right answers ----------------
+
+ALL = ("math_verify", "dapo", "qwen", "qwen_strict")
+
+
+def _score(name, resp, gold):
+    return get_scorer(name).load()(resp, gold)[0]
+
+
+@pytest.mark.parametrize("name", ["math_verify", "qwen", "qwen_strict"])
+@pytest.mark.parametrize(
+    "universal", [r"\infty", r"-\infty", "10^{400}", "-10^{400}", "100000!", r"\infty^{\infty}", "10^{10^{5}}"]
+)
+@pytest.mark.parametrize("gold", ["5", "2042222", r"\frac{1}{3}", r"2\sqrt{3}", "x^2+1", "(1,2)", r"10^{399}"])
+def test_infinite_or_huge_answers_are_wrong(name, universal, gold):
+    assert not _score(name, f"The answer is \\boxed{{{universal}}}", gold)
+
+
+def test_same_infinity_is_right():
+    for name in ("math_verify", "qwen"):
+        assert _score(name, r"\boxed{\infty}", r"\infty")
+        assert not _score(name, r"\boxed{-\infty}", r"\infty")
+
+
+@pytest.mark.parametrize("name", ["qwen", "qwen_strict"])
+def test_qwen_integers_exact_and_tolerance(name):
+    assert not _score(name, r"\boxed{2042223}", "2042222")
+    assert _score(name, r"\boxed{2042222}", "2042222")
+    assert _score(name, r"\boxed{2042222.0}", "2042222")
+    assert not _score(name, r"\boxed{0.3333}", r"\frac{1}{3}")
+    assert not _score(name, r"\boxed{2042222+10^{-30}}", "2042222")
+
+
+def test_percentage_leniency_is_an_option():
+    # the published Qwen grader accepts ref*100 and ref/100; qwen_strict does not
+    assert _score("qwen", r"\boxed{1800}", "18") and _score("qwen", r"\boxed{0.18}", "18")
+    assert not _score("qwen_strict", r"\boxed{1800}", "18")
+    assert not _score("qwen_strict", r"\boxed{0.18}", "18")
+    assert _score("qwen_strict", r"\boxed{18\%}", "18")  # the sign itself is still read
+    for name in ("math_verify", "dapo"):
+        assert not _score(name, r"\boxed{1800}", "18")
+
+
+@pytest.mark.parametrize("name", ["math_verify", "qwen", "qwen_strict"])
+def test_gold_that_carries_its_own_box_is_unwrapped(name):
+    assert _score(name, r"so \boxed{12}", r"The answer is $\boxed{12}$.")
+    assert not _score(name, r"so \boxed{13}", r"The answer is $\boxed{12}$.")
+
+
+MULTILINE_GOLD = "\\begin{pmatrix}1\\\\\n2\\end{pmatrix}"
+
+
+@pytest.mark.parametrize("name", ["math_verify", "qwen", "qwen_strict"])
+def test_multiline_answer_line_is_read_whole(name):
+    assert _score(name, f"work\nAnswer: {MULTILINE_GOLD}", MULTILINE_GOLD)
+    assert not _score(name, "work\nAnswer: \\begin{pmatrix}1\\\\\n3\\end{pmatrix}", MULTILINE_GOLD)
+
+
+def test_answer_line_stays_one_line_when_closed():
+    assert last_answer_line("Answer: 5\nThat is all {") == "5"
+    assert last_answer_line("Answer: $\\frac{1}{2}\n$ ok") == "$\\frac{1}{2}\n$ ok"
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_escaped_braces_do_not_count(name):
+    gold = r"\left\{1,2\right."
+    assert last_boxed(r"so \boxed{\left\{1,2\right.} done") == gold
+    assert last_boxed(r"\boxed{\{1,2\}}") == r"\{1,2\}"
+    assert _score(name, r"so \boxed{\left\{1,2\right.}", gold)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_final_period_after_answer_line(name):
+    assert _score(name, "work\nAnswer: 18.", "18")
+    assert not _score(name, "work\nAnswer: 19.", "18")
+
+
+@pytest.mark.parametrize(
+    "pred,gold",
+    [
+        ("18 dollars", "18"),
+        (r"18\text{ dollars}", "18"),
+        (r"276\,000", "276000"),
+        ("276{,}000", "276000"),
+        ("45°", "45"),
+        (r"45^\circ", "45"),
+        (r"0.\overline{3}", r"\frac{1}{3}"),
+        (r"1.2\overline{34}", r"\frac{611}{495}"),
+    ],
+)
+def test_math_verify_plain_forms(pred, gold):
+    assert score_math_verify(f"\\boxed{{{pred}}}", gold)[0]
+    assert score_math_verify(f"\\boxed{{{gold}}}", pred)[0]  # the gold side too
+    assert not score_math_verify(r"\boxed{17}", pred)[0]
