@@ -158,6 +158,13 @@ def plot_sweep(out: dict, path: Path) -> str:
     plt = _plt()
     rows = out["rows"]
     settings = sorted({r["setting"] for r in rows})
+    if not settings:
+        fig, ax = plt.subplots(figsize=(5, 2))
+        ax.text(0.5, 0.5, "no variant gave a result", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        name = _save(fig, Path(path))
+        plt.close(fig)
+        return name
     fig, axes = plt.subplots(1, len(settings), figsize=(6 * len(settings), 4.2), squeeze=False)
     for ax, s in zip(axes[0], settings):
         sub = [r for r in rows if r["setting"] == s]

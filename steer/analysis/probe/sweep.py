@@ -170,7 +170,7 @@ def run_sweep(
         _atomic_text(d / "sweep.json", json.dumps(_jsonable(out), indent=1))
         _atomic_text(d / "sweep.md", sweep_markdown(out))
         if plots:
-            from steer.analysis.probe_plots import plot_sweep
+            from steer.analysis.probe.plots import plot_sweep
 
             plot_sweep(out, d / "sweep.png")
         log(f"wrote {d / 'sweep.json'}, {d / 'sweep.md'}")
