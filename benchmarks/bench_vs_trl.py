@@ -217,6 +217,7 @@ def run_trl(model, tokenizer, task, steps: int, threads: int, steer: bool, out_d
     timer.wrap(tr, "_generate_and_score_completions", "rollout_total")
     timer.wrap(tr, "compute_loss", "fwd_loss")
     timer.wrap(tr, "_clip_grad_norm", "clip")
+    timer.wrap(tr.accelerator, "backward", "bwd")
     fwd = tr._get_per_token_logps_and_entropies
 
     def timed_fwd(*a, **k):  # the training forward (grad on); the no-grad one is the old-logp pass
@@ -252,8 +253,7 @@ def run_trl(model, tokenizer, task, steps: int, threads: int, steer: bool, out_d
             "old_logp_s": ph["old_fwd"],
             "train_fwd_s": ph["train_fwd"],
             "loss_s": ph["fwd_loss"] - ph["train_fwd"],
-            # training_step minus compute_loss and the rollout: accelerator.backward and HF bookkeeping
-            "backward_s": step_s - ph["rollout_total"] - ph["fwd_loss"] - opt,
+            "backward_s": ph["bwd"],  # accelerator.backward
             "optimizer_s": opt,
         }
         row["other_s"] = step_s - sum(row[k] for k in PHASES[:-1])
@@ -487,9 +487,9 @@ def main(argv: list[str] | None = None) -> int:
         "through `steer.core.stats`, one batch; TRL: its fused LM head, chunks of 32); train fwd = the forwards "
         "of the 4 optimiser steps (ours: `Trainer.loss_batch`; TRL: `_get_per_token_logps_and_entropies` with "
         "grad); loss = the loss function without the forward (ours: `Method.compute_loss`; TRL: the rest of "
-        "`compute_loss`); backward = the rest of the update (backward and the trainer's bookkeeping around it); "
-        "optimiser = gradient clipping + AdamW; other = the rest of the step (rewards, advantages, data "
-        "handling, logging).",
+        "`compute_loss`); backward = ours: the rest of the update (the backward), TRL: `accelerator.backward`; "
+        "optimiser = gradient clipping + AdamW; other = the rest of the step (rewards, advantages, TRL's "
+        "`_prepare_inputs` buffering and the HF Trainer loop around each optimiser step, logging).",
     ]
     cmd = (
         f"Command: `python -m benchmarks.bench_vs_trl --reps {args.reps} --steps {args.steps} --threads {args.threads}"
