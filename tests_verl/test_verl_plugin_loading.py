@@ -50,13 +50,24 @@ def test_a_failing_load_warns_instead_of_staying_silent():
         "import sys, types\n"
         "sys.modules['steer.core.registry'] = None  # make the plugin's import fail\n"
         "import verl\n"
-        "from verl.trainer.ppo.core_algos import POLICY_LOSS_REGISTRY as R\n"
-        "print('HAS', 'steer' in R)\n"
+        "from verl.trainer.ppo.core_algos import get_policy_loss_fn\n"
+        "try:\n"
+        "    get_policy_loss_fn('steer')()\n"
+        "except RuntimeError as e:\n"
+        "    print('RAISED', e)\n"
     )
     r = _python(code)
     assert r.returncode == 0, r.stderr
-    assert "HAS False" in r.stdout
     assert "steer's verl plugin failed to load" in r.stderr and "WARNING" in r.stderr
+    # the first step stops with the reason, not verl's "Unsupported loss mode" nor a GRPO run
+    assert "RAISED loss_mode='steer': steer's verl plugin failed to load" in r.stdout
+    assert "steer.core.registry" in r.stdout
+
+
+def test_loss_mode_names_match():
+    from steer.integrations.verl.names import LOSS_MODE_NAMES
+
+    assert tuple(LOSS_MODES) == LOSS_MODE_NAMES
 
 
 def test_the_config_class_fails_loudly_when_the_plugin_cannot_load():

@@ -74,7 +74,7 @@ _setup_logger()
 
 #: loss_mode -> core method (names that verl does not already use: verl's own clip_cov / kl_cov
 #: stay untouched, ours are steer_clip_cov / steer_kl_cov)
-LOSS_MODES: dict[str, str] = {
+LOSS_MODES: dict[str, str] = {  # keys: names.LOSS_MODE_NAMES (tested)
     "steer": "steer",
     "steer_reference": "steer_reference",
     "steer_linear": "steer_linear",
@@ -544,7 +544,8 @@ def ensure_installed() -> None:
 
         for mode in LOSS_MODES:
             existing = core_algos.POLICY_LOSS_REGISTRY.get(mode)
-            if existing is not None and getattr(existing, "_steer_loss_mode", None) != mode:
+            ours = getattr(existing, "_steer_loss_mode", None) == mode or getattr(existing, "_steer_failed", False)
+            if existing is not None and not ours:
                 raise RuntimeError(
                     f"verl already has a policy loss named {mode!r} ({existing.__module__}.{existing.__name__}); "
                     "steer does not overwrite it"

@@ -26,19 +26,47 @@ def load() -> None:
     losses.ensure_installed()
 
 
+def _register_failure(error: BaseException) -> None:
+    """Register loss modes that raise ``error``'s story at the first step, so that a run with a
+    broken install stops with the reason instead of verl's "Unsupported loss mode"."""
+    from verl.trainer.ppo import core_algos
+
+    from steer.integrations.verl.names import LOSS_MODE_NAMES
+
+    reason = f"{type(error).__name__}: {error}"
+
+    def make(mode: str):
+        def failed_loss(*_args, **_kwargs):
+            raise RuntimeError(
+                f"loss_mode={mode!r}: steer's verl plugin failed to load in this process ({reason}); "
+                "fix the installation (pip install 'steer[verl]')"
+            )
+
+        failed_loss._steer_failed = True  # type: ignore[attr-defined]
+        return failed_loss
+
+    for mode in LOSS_MODE_NAMES:
+        if mode not in core_algos.POLICY_LOSS_REGISTRY:
+            core_algos.register_policy_loss(mode)(make(mode))
+
+
 try:
     load()
 except Exception as _e:  # verl would hide it at DEBUG level
     if not _log.handlers:
         logging.basicConfig()
     _log.warning(
-        "steer's verl plugin failed to load in pid %d: %s: %s. steer's loss modes are not registered "
-        "in this process; a run with loss_mode=steer will fail (set policy_loss._target_ to "
-        "steer.integrations.verl.SteerPolicyLossConfig to get the full error before training).",
+        "steer's verl plugin failed to load in pid %d: %s: %s. A run with a steer loss_mode stops at its "
+        "first step with this reason (selecting policy_loss._target_="
+        "steer.integrations.verl.SteerPolicyLossConfig shows the full error when the actor is built).",
         os.getpid(),
         type(_e).__name__,
         _e,
     )
+    try:
+        _register_failure(_e)
+    except Exception:  # verl itself is broken: nothing can be registered
+        pass
     raise
 else:
     from steer.integrations.verl.losses import LOSS_MODES as _MODES
