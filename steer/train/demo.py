@@ -19,7 +19,6 @@ import os
 import shutil
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from queue import Empty
 
@@ -54,15 +53,6 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-#: set in each worker process by :func:`_init_worker`: where it reports its steps
-_PROGRESS_QUEUE = None
-
-
-def _init_worker(queue) -> None:
-    global _PROGRESS_QUEUE
-    _PROGRESS_QUEUE = queue
-
-
 def _postfix(rec: dict) -> dict:
     post = {}
     if "reward" in rec:
@@ -74,27 +64,30 @@ def _postfix(rec: dict) -> dict:
     return post
 
 
-def _train_one(cfg) -> float:
-    """Train one method in a worker process (the policy comes from the warm-start cache); every
-    record goes to the parent's progress queue as ``(method, step, postfix)``."""
+def _worker(cfg, queue) -> None:
+    """Train one method in a worker process (the policy comes from the warm-start cache) and
+    report to the parent through ``queue``: ``("step", method, step, postfix)`` for every
+    record, then ``("done", method, seconds)`` or ``("error", method, traceback)``."""
+    import traceback
+
     from steer.train.trainer import Trainer
 
     name = cfg.method["name"]
-    queue = _PROGRESS_QUEUE
-    on_step = None
-    if queue is not None:
-
-        def on_step(rec: dict) -> None:
-            queue.put((name, int(rec["step"]), _postfix(rec)))
-
-    t0 = time.perf_counter()
-    Trainer(cfg, log=_log, on_step=on_step).fit()
-    return time.perf_counter() - t0
+    try:
+        t0 = time.perf_counter()
+        Trainer(
+            cfg, log=_log, on_step=lambda rec: queue.put(("step", name, int(rec["step"]), _postfix(rec)))
+        ).fit()
+        queue.put(("done", name, time.perf_counter() - t0))
+    except BaseException:
+        queue.put(("error", name, traceback.format_exc()))
+        raise SystemExit(1) from None
 
 
 def _train_parallel(cfgs: dict, methods: tuple[str, ...], progress: bool) -> dict[str, float]:
     """Every method in its own process at the same time; one progress bar per method in this
-    process (fed by the workers through a queue), or a line per finished method without."""
+    process (fed by the workers through a queue), or a line per finished method without. When a
+    worker fails, the others are stopped at once and its traceback is raised here."""
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
     bars = {}
@@ -104,38 +97,41 @@ def _train_parallel(cfgs: dict, methods: tuple[str, ...], progress: bool) -> dic
         for i, m in enumerate(methods):
             bars[m] = tqdm(total=cfgs[m].trainer.steps, desc=m, position=i, dynamic_ncols=True)
     times: dict[str, float] = {}
-
-    def drain(timeout: float) -> None:
-        try:
-            name, step, post = queue.get(timeout=timeout)
-        except Empty:
-            return
-        bar = bars.get(name)
-        if bar is not None:
-            bar.n = step
-            if post:
-                bar.set_postfix(post, refresh=False)
-            bar.refresh()
-
+    procs = {m: ctx.Process(target=_worker, args=(cfgs[m], queue), name=f"demo-{m}") for m in methods}
     try:
-        with ProcessPoolExecutor(
-            max_workers=len(methods), mp_context=ctx, initializer=_init_worker, initargs=(queue,)
-        ) as pool:
-            futures = {m: pool.submit(_train_one, cfgs[m]) for m in methods}
-            pending = dict(futures)
-            while pending:
-                drain(0.2)
-                for m, fut in list(pending.items()):
-                    if fut.done():
-                        times[m] = fut.result()  # a worker's exception surfaces here
-                        del pending[m]
-                        if not bars:
-                            _log(f"demo: {m} done in {times[m]:.1f} s")
-            while not queue.empty():
-                drain(0.05)
+        for p in procs.values():
+            p.start()
+        while len(times) < len(methods):
+            try:
+                msg = queue.get(timeout=1.0)
+            except Empty:
+                dead = [m for m, p in procs.items() if m not in times and p.exitcode not in (None, 0)]
+                if dead and queue.empty():
+                    m = dead[0]
+                    raise RuntimeError(f"demo: the {m} worker died (exit code {procs[m].exitcode})") from None
+                continue
+            kind, name = msg[0], msg[1]
+            if kind == "step":
+                bar = bars.get(name)
+                if bar is not None:
+                    bar.n = msg[2]
+                    if msg[3]:
+                        bar.set_postfix(msg[3], refresh=False)
+                    bar.refresh()
+            elif kind == "done":
+                times[name] = msg[2]
+                if not bars:
+                    _log(f"demo: {name} done in {times[name]:.1f} s")
+            else:
+                raise RuntimeError(f"demo: training {name} failed in its worker process:\n{msg[2]}")
     finally:
         for bar in bars.values():
             bar.close()
+        for p in procs.values():
+            if p.is_alive() and p.pid is not None and len(times) < len(methods):
+                p.terminate()
+            if p.pid is not None:
+                p.join()
     if bars:
         for m in methods:
             _log(f"demo: {m} done in {times[m]:.1f} s")

@@ -89,3 +89,20 @@ def test_steer_demo_quick_command(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     _check_outputs(out)
     assert "wall time" in r.stdout
+
+
+def test_demo_worker_failure_is_reported_at_once(tmp_path, policy_path):
+    """A method that fails in its worker process stops the demo with that worker's traceback
+    (the other worker is stopped, not waited for)."""
+    import time
+
+    t0 = time.perf_counter()
+    with pytest.raises(RuntimeError, match="fewer than trainer.prompts_per_step"):
+        run_demo(
+            tmp_path / "demo",
+            quick=True,
+            overrides=[f"model.name_or_path={policy_path}", "logging.tensorboard=false", "task.train_size=2"],
+            progress=False,
+            parallel=True,
+        )
+    assert time.perf_counter() - t0 < 300
