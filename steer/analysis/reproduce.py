@@ -147,6 +147,8 @@ class Claim:
     table_metrics: tuple[str, ...] = ("entropy_start", "entropy_final", "entropy_drift", "train_acc_final")
     notes: tuple[str, ...] = ()
     plot_keys: tuple[str, ...] = ("entropy",)
+    #: added to the ``--quick`` budget (e.g. more steps for a metric that needs them)
+    quick_overrides: tuple[str, ...] = ()
 
 
 def _fmt_value(v) -> str:
@@ -259,6 +261,7 @@ def _entropy_adv() -> Claim:
         arms,
         comps,
         table_metrics=("entropy_start", "entropy_final", "entropy_fluct", "train_acc_final"),
+        quick_overrides=("trainer.steps=4",),  # entropy_fluct needs at least 3 steps
     )
 
 
@@ -509,7 +512,7 @@ def plan_runs(
     Raises ``ConfigError`` / ``ValueError`` naming the bad key before any work."""
     from steer.train.config import load_config
 
-    budget = list(QUICK_BUDGET if quick else DEFAULT_BUDGET)
+    budget = list(QUICK_BUDGET) + list(claim.quick_overrides) if quick else list(DEFAULT_BUDGET)
     evals = ["eval.at_end=true"] if claim.needs_eval else ["eval.at_end=false"]
     plans = []
     for arm in claim.arms:
@@ -771,7 +774,7 @@ def run_claim(
         "statement": claim.statement,
         "quick": quick,
         "seeds": list(seeds),
-        "budget": list(QUICK_BUDGET if quick else DEFAULT_BUDGET),
+        "budget": list(QUICK_BUDGET) + list(claim.quick_overrides) if quick else list(DEFAULT_BUDGET),
         "overrides": list(overrides),
         "command": command or f"steer reproduce {name}" + (" --quick" if quick else ""),
         "wall_s": time.perf_counter() - t0,
