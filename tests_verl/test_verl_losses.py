@@ -291,3 +291,21 @@ def test_bad_keys_and_values_fail_when_verl_builds_the_config():
         omega_conf_to_dataclass(
             OmegaConf.create({"_target_": "verl.workers.config.PolicyLossConfig", "loss_mode": "steer", "lambda_min": 0.8})
         )
+
+
+def test_actor_config_check_at_init_names_calculate_entropy():
+    from steer.integrations.verl.losses import check_actor_config
+
+    check_actor_config(actor_config(SteerPolicyLossConfig(loss_mode="steer")))
+    check_actor_config(actor_config(SteerPolicyLossConfig(loss_mode="steer_reference"), calculate_entropy=False))
+    check_actor_config(actor_config(PolicyLossConfig(loss_mode="vanilla"), calculate_entropy=False))
+    with pytest.raises(ValueError, match="calculate_entropy=True"):
+        check_actor_config(actor_config(SteerPolicyLossConfig(loss_mode="steer"), calculate_entropy=False))
+    with pytest.raises(ValueError, match="calculate_entropy=True"):
+        check_actor_config(actor_config(PolicyLossConfig(loss_mode="forking_tokens"), calculate_entropy=False))
+
+
+def test_init_model_is_wrapped_with_the_check():
+    from verl.workers.engine_workers import ActorRolloutRefWorker
+
+    assert getattr(ActorRolloutRefWorker.init_model, "_steer_wrapped", False)

@@ -580,6 +580,38 @@ def _hook_engine_workers(mod) -> None:
     tw = mod.TrainingWorker
     if not getattr(tw.train_mini_batch, "_steer_wrapped", False):
         tw.train_mini_batch = _train_mini_batch_with_metrics(tw.train_mini_batch)
+    aw = mod.ActorRolloutRefWorker
+    if not getattr(aw.init_model, "_steer_wrapped", False):
+        aw.init_model = _init_model_with_checks(aw.init_model)
+
+
+def check_actor_config(config) -> None:
+    """Checks of verl's actor config for a steer loss mode, run when the actor is built (before
+    training): the method builds, and ``calculate_entropy=True`` is set when it reads the
+    current entropy."""
+    mode = config.policy_loss.get("loss_mode", "vanilla")
+    if mode not in LOSS_MODES:
+        return
+    method = method_for(mode, config)
+    if _needs(mode, method)[0] and not config.get("calculate_entropy", False):
+        raise ValueError(
+            f"actor_rollout_ref.actor.policy_loss.loss_mode={mode!r} reads the current-policy entropy: set "
+            "actor_rollout_ref.actor.calculate_entropy=True (verl computes no entropy otherwise; steer "
+            "never falls back to GRPO)"
+        )
+
+
+def _init_model_with_checks(original):
+    @functools.wraps(original)
+    def init_model(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        loss_fn = getattr(self, "loss_fn", None)
+        if isinstance(loss_fn, functools.partial) and "config" in loss_fn.keywords:
+            check_actor_config(loss_fn.keywords["config"])
+        return out
+
+    init_model._steer_wrapped = True  # type: ignore[attr-defined]
+    return init_model
 
 
 _HOOKS = {
