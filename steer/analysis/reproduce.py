@@ -1017,7 +1017,7 @@ def write_reproduction(out_dir: str | Path, path: str | Path | None = None) -> P
     with only a ``--quick`` result, or none, is listed as not run)."""
     out = Path(out_dir)
     path = Path(path) if path else out / "REPRODUCTION.md"
-    rows = []
+    rows, details = [], []
     for name in CLAIMS:
         f = out / name / "result.json"
         res = json.loads(f.read_text()) if f.exists() else None
@@ -1032,6 +1032,13 @@ def write_reproduction(out_dir: str | Path, path: str | Path | None = None) -> P
             f"| {name} | {res['figure']} | {nums} | **{res['verdict']}** | `{res['command']}` "
             f"({res['wall_s']:.0f} s, {res['date']}) |"
         )
+        md = out / name / "result.md"
+        if md.exists():
+            body = md.read_text()
+            start = body.find("## Comparisons")
+            end = body.find("## Plots")
+            section = body[start : end if end >= 0 else len(body)].replace("## ", "### ")
+            details += [f"## {name} ({res['figure']}): {res['verdict']}", "", section.strip(), ""]
     text = "\n".join(
         [
             "# Reproduction of the paper's section-3 claims on the CPU testbed",
@@ -1042,6 +1049,7 @@ def write_reproduction(out_dir: str | Path, path: str | Path | None = None) -> P
             "|---|---|---|---|---|",
             *rows,
             "",
+            *details,
         ]
     )
     path.parent.mkdir(parents=True, exist_ok=True)
