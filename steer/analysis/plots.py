@@ -204,7 +204,11 @@ def plot_arm_bands(
         (line,) = ax.plot(xs, mean, label=f"{label} (n={len(by_seed)})")
         if len(by_seed) > 1:
             ax.fill_between(
-                xs, [min(per_step[x]) for x in xs], [max(per_step[x]) for x in xs], color=line.get_color(), alpha=0.15
+                xs,
+                [min(per_step[x]) for x in xs],
+                [max(per_step[x]) for x in xs],
+                color=line.get_color(),
+                alpha=0.15,
             )
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("step")

@@ -10,7 +10,6 @@ Formats: ``steer`` (a run directory with ``metrics.jsonl``, or that file itself)
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -108,7 +107,15 @@ def _labels(paths: Sequence[Path], labels: Sequence[str] | None) -> list[str]:
 
 
 def _has(runs: Mapping[str, Records], pred: Callable[[str], bool]) -> list[str]:
-    keys = sorted({k for recs in runs.values() for r in recs for k, v in r.items() if pred(k) and isinstance(v, (int, float))})
+    keys = sorted(
+        {
+            k
+            for recs in runs.values()
+            for r in recs
+            for k, v in r.items()
+            if pred(k) and isinstance(v, (int, float))
+        }
+    )
     return keys
 
 
@@ -140,35 +147,59 @@ def make_report(
     out.mkdir(parents=True, exist_ok=True)
     images: dict[str, Path] = {}
     images["entropy"] = plot_lines(
-        runs, ["entropy"], out / "entropy.png", title="Policy entropy (rollouts)", ylabel="nats/token", window=window
+        runs,
+        ["entropy"],
+        out / "entropy.png",
+        title="Policy entropy (rollouts)",
+        ylabel="nats/token",
+        window=window,
     )
     acc_keys = [k for k in ("acc", "heldout/acc") if _has(runs, lambda x, k=k: x == k)]
     if acc_keys:
         images["accuracy"] = plot_lines(
-            runs, acc_keys, out / "accuracy.png", title="Accuracy", ylabel="accuracy", window=window, marker=None
+            runs,
+            acc_keys,
+            out / "accuracy.png",
+            title="Accuracy",
+            ylabel="accuracy",
+            window=window,
+            marker=None,
         )
     passk = _has(runs, lambda k: k.startswith("heldout/pass@"))
     if passk:
         passk.sort(key=lambda k: int(k.split("@")[1]))
         passk = sorted({passk[0], passk[-1]}, key=lambda k: int(k.split("@")[1]))  # pass@1 and the largest k
         images["passk_steps"] = plot_lines(
-            runs, passk, out / "passk_steps.png", title="Held-out pass@k over training", ylabel="pass@k", marker="o"
+            runs,
+            passk,
+            out / "passk_steps.png",
+            title="Held-out pass@k over training",
+            ylabel="pass@k",
+            marker="o",
         )
         images["passk"] = plot_passk(runs, out / "passk.png")
     if _has(runs, lambda k: k.startswith("m/quadrant/") and k.endswith("/share")):
         images["quadrants"] = plot_quadrants(runs, out / "quadrants.png", window=window)
     if _has(runs, lambda k: k in ("m/weight_mean", "m/weight_min")):
         images["weights"] = plot_lines(
-            runs, ["m/weight_mean", "m/weight_min"], out / "weights.png", title="Token weight", ylabel="weight"
+            runs,
+            ["m/weight_mean", "m/weight_min"],
+            out / "weights.png",
+            title="Token weight",
+            ylabel="weight",
         )
     clip = _has(runs, lambda k: k.startswith("m/clip"))
     if clip:
         images["clip"] = plot_lines(
-            runs, clip, out / "clip.png", title="Clip triggers (share of tokens)", ylabel="fraction", window=window
+            runs,
+            clip,
+            out / "clip.png",
+            title="Clip triggers (share of tokens)",
+            ylabel="fraction",
+            window=window,
         )
     summaries = {name: summarize_run(recs) for name, recs in runs.items()}
     notes = [f"{name}: {p}" for name, p in zip(names, ps)]
     md, html = write_summary(summaries, images, out, title=title, notes=notes, basename="report")
     log(f"report: wrote {md}, {html} and {len(images)} plots")
     return {"summaries": summaries, "images": images, "md": md, "html": html}
-

@@ -213,7 +213,13 @@ def _quadrants(fractions: Sequence[float] = (0.1,)) -> Claim:
             label = f"{action}_{q}_{frac:g}"
             arms.append(Arm(label, {"name": "quadrant", "target": q, "action": action, "fraction": frac}))
             comps.append(
-                Comparison(label, "grpo", "entropy_final", +1, f"{action} {frac:.0%} of quadrant {q} raises entropy vs GRPO")
+                Comparison(
+                    label,
+                    "grpo",
+                    "entropy_final",
+                    +1,
+                    f"{action} {frac:.0%} of quadrant {q} raises entropy vs GRPO",
+                )
             )
         for q, action in QUADRANT_LOWER:
             label = f"{action}_{q}_{frac:g}_ch"
@@ -251,7 +257,13 @@ def _quadrants(fractions: Sequence[float] = (0.1,)) -> Claim:
 def _entropy_adv() -> Claim:
     arms = (Arm("grpo", GRPO), Arm("entropy_adv", {"name": "entropy_adv"}))
     comps = (
-        Comparison("entropy_adv", "grpo", "entropy_fluct", +1, "entropy advantage fluctuates more in entropy than GRPO"),
+        Comparison(
+            "entropy_adv",
+            "grpo",
+            "entropy_fluct",
+            +1,
+            "entropy advantage fluctuates more in entropy than GRPO",
+        ),
     )
     return Claim(
         "entropy-advantage",
@@ -305,10 +317,18 @@ def _lambda() -> Claim:
         Arm("steer_binary", {"name": "steer_binary"}),
     ]
     comps = (
-        Comparison("steer_0.7", "steer_binary", "heldout_acc", +1, "exponential mapping beats binary (Table 2)"),
-        Comparison("steer_0.7", "steer_0.5", "heldout_acc", +1, "lambda_min 0.7 beats a too small 0.5 (Fig. 17)"),
         Comparison(
-            "steer_0.9", "steer_0.7", "entropy_drift", +1, "lambda_min 0.9 controls entropy less than 0.7 (Fig. 17)"
+            "steer_0.7", "steer_binary", "heldout_acc", +1, "exponential mapping beats binary (Table 2)"
+        ),
+        Comparison(
+            "steer_0.7", "steer_0.5", "heldout_acc", +1, "lambda_min 0.7 beats a too small 0.5 (Fig. 17)"
+        ),
+        Comparison(
+            "steer_0.9",
+            "steer_0.7",
+            "entropy_drift",
+            +1,
+            "lambda_min 0.9 controls entropy less than 0.7 (Fig. 17)",
         ),
     )
     return Claim(
@@ -404,11 +424,7 @@ def run_metrics(records: Sequence[dict]) -> dict:
 def compare(arm_values: dict[int, float], base_values: dict[int, float], direction: int) -> dict:
     """The paired verdict of one comparison (``{seed: value}`` for each side)."""
     seeds = sorted(s for s in arm_values if s in base_values)
-    d = [
-        arm_values[s] - base_values[s]
-        for s in seeds
-        if _finite(arm_values[s]) and _finite(base_values[s])
-    ]
+    d = [arm_values[s] - base_values[s] for s in seeds if _finite(arm_values[s]) and _finite(base_values[s])]
     out: dict = {"n": len(d), "diffs": d}
     if not d:
         out.update(mean=float("nan"), se=float("nan"), verdict="inconclusive", why="no paired values")
@@ -423,7 +439,9 @@ def compare(arm_values: dict[int, float], base_values: dict[int, float], directi
     same_sign = all((x > 0) if sign > 0 else (x < 0) for x in d) if sign else False
     big = abs(m) > 2 * se
     if sign == direction and big and same_sign:
-        out.update(verdict="reproduced", why=f"abs(mean) {abs(m):.4g} > 2 se {2 * se:.4g}, same sign in every seed")
+        out.update(
+            verdict="reproduced", why=f"abs(mean) {abs(m):.4g} > 2 se {2 * se:.4g}, same sign in every seed"
+        )
     elif sign == -direction and big and same_sign:
         out.update(
             verdict="contradicted",
@@ -528,7 +546,10 @@ def plan_runs(
                 + [f"logging.out_dir={run_dir}"]
             )
             cfg = load_config(claim.config, ov)
-            spec = {"config": claim.config, "overrides": [o for o in ov if not o.startswith("logging.out_dir=")]}
+            spec = {
+                "config": claim.config,
+                "overrides": [o for o in ov if not o.startswith("logging.out_dir=")],
+            }
             p = RunPlan(claim.name, arm.label, int(seed), run_dir, ov, claim.config, _spec_key(spec), cfg=cfg)
             marker = run_dir / "run.json"
             if marker.exists():
@@ -541,11 +562,16 @@ def plan_runs(
                 else:
                     p.action, p.why = "run", "settings changed since the earlier run: rerun from scratch"
             elif (run_dir / "metrics.jsonl").exists():
-                old = (run_dir / "spec.json").exists() and json.loads((run_dir / "spec.json").read_text()).get("key")
+                old = (run_dir / "spec.json").exists() and json.loads(
+                    (run_dir / "spec.json").read_text()
+                ).get("key")
                 if old == p.key and (run_dir / "checkpoints").exists():
                     p.action, p.why = "resume", "interrupted earlier: resume from its last checkpoint"
                 else:
-                    p.action, p.why = "run", "an unfinished earlier run with other settings or no checkpoint: rerun"
+                    p.action, p.why = (
+                        "run",
+                        "an unfinished earlier run with other settings or no checkpoint: rerun",
+                    )
             plans.append(p)
     return plans
 
@@ -560,12 +586,20 @@ def _execute(plan: RunPlan) -> dict:
         if plan.action == "run" and run_dir.exists():
             shutil.rmtree(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "spec.json").write_text(json.dumps({"key": plan.key, "overrides": plan.overrides}, indent=1))
+        (run_dir / "spec.json").write_text(
+            json.dumps({"key": plan.key, "overrides": plan.overrides}, indent=1)
+        )
         Trainer(plan.cfg, log=lambda m: None).fit(resume=plan.action == "resume")
         wall = time.perf_counter() - t0
         (run_dir / "run.json").write_text(
             json.dumps(
-                {"key": plan.key, "finished": True, "wall_s": wall, "overrides": plan.overrides, **_provenance()},
+                {
+                    "key": plan.key,
+                    "finished": True,
+                    "wall_s": wall,
+                    "overrides": plan.overrides,
+                    **_provenance(),
+                },
                 indent=1,
             )
         )
@@ -607,7 +641,9 @@ def execute_plans(plans: list[RunPlan], *, jobs: int, log=_log) -> None:
     def report(p: RunPlan) -> None:
         nonlocal done
         done += 1
-        status = "FAILED: " + p.result["error"] if p.result.get("error") else f"done in {p.result['wall_s']:.1f} s"
+        status = (
+            "FAILED: " + p.result["error"] if p.result.get("error") else f"done in {p.result['wall_s']:.1f} s"
+        )
         eta = (time.perf_counter() - t0) / done * (n - done)
         log(f"  [{done}/{n}] {p.arm} seed {p.seed}: {status} (about {eta:.0f} s left)")
 
@@ -661,7 +697,16 @@ def analyse(claim: Claim, plans: list[RunPlan]) -> dict:
         a = {s: d.get(c.metric, float("nan")) for s, d in runs.get(c.arm, {}).items()}
         b = {s: d.get(c.metric, float("nan")) for s, d in runs.get(c.baseline, {}).items()}
         res = compare(a, b, c.direction)
-        comps.append({"arm": c.arm, "baseline": c.baseline, "metric": c.metric, "direction": c.direction, "text": c.text, **res})
+        comps.append(
+            {
+                "arm": c.arm,
+                "baseline": c.baseline,
+                "metric": c.metric,
+                "direction": c.direction,
+                "text": c.text,
+                **res,
+            }
+        )
     verdict = claim_verdict([c["verdict"] for c in comps])
     if failed:
         verdict = f"incomplete ({len(failed)} runs failed); from the finished runs: {verdict}"
@@ -709,7 +754,9 @@ def _claim_markdown(claim: Claim, res: dict, meta: dict) -> str:
             cells.append(f"{_num(s['mean'])} ± {_num(s['sd'])}" if s else "-")
         lines.append(f"| {label} | {json.dumps(a['method'])} | " + " | ".join(cells) + " |")
     if res["failed"]:
-        lines += ["", "## Failed runs", ""] + [f"- {f['arm']} seed {f['seed']}: {f['error']}" for f in res["failed"]]
+        lines += ["", "## Failed runs", ""] + [
+            f"- {f['arm']} seed {f['seed']}: {f['error']}" for f in res["failed"]
+        ]
     lines += [
         "",
         "## Setup",
@@ -766,7 +813,9 @@ def run_claim(
     for key in claim.plot_keys:
         fname = key.replace("/", "_") + ".png"
         plots.append(
-            plot_arm_bands(records, key, cdir / fname, title=f"{name}: {key} (mean over seeds, band = min..max)")
+            plot_arm_bands(
+                records, key, cdir / fname, title=f"{name}: {key} (mean over seeds, band = min..max)"
+            )
         )
     meta = {
         "claim": name,
@@ -834,7 +883,9 @@ ESTIMATOR_DEFAULT = {
 def estimator_claim() -> Claim:
     arms = tuple(Arm(e, {"name": e}) for e in ESTIMATOR_ARMS)
     comps = (
-        Comparison("paper", "cov", "spearman", +1, "Omega (Eq. 7) ranks the measured change better than Cov (Fig. 2)"),
+        Comparison(
+            "paper", "cov", "spearman", +1, "Omega (Eq. 7) ranks the measured change better than Cov (Fig. 2)"
+        ),
         Comparison("reference", "cov", "spearman", +1, "the released code's Omega ranks it better than Cov"),
     )
     return Claim(
@@ -880,7 +931,9 @@ def run_estimator(
     budget = {**(ESTIMATOR_QUICK if quick else ESTIMATOR_DEFAULT), **(budget or {})}
     unknown = set(budget) - set(ESTIMATOR_DEFAULT)
     if unknown:
-        raise ValueError(f"unknown estimator budget keys {sorted(unknown)}; valid: {sorted(ESTIMATOR_DEFAULT)}")
+        raise ValueError(
+            f"unknown estimator budget keys {sorted(unknown)}; valid: {sorted(ESTIMATOR_DEFAULT)}"
+        )
     base_ov = ["trainer.num_threads=1", "logging.progress=false", *overrides]
     load_config("testbed", base_ov)  # a bad override fails here, before any work
     cache = next((o.split("=", 1)[1] for o in overrides if o.startswith("warm_start.cache_dir=")), None)
@@ -891,7 +944,9 @@ def run_estimator(
     failed, n_run, n_reused = [], 0, 0
     for i, seed in enumerate(seeds):
         sdir = cdir / f"seed{seed}"
-        key = _spec_key({"budget": budget, "overrides": base_ov, "seed": seed, "task": getattr(task, "name", None)})
+        key = _spec_key(
+            {"budget": budget, "overrides": base_ov, "seed": seed, "task": getattr(task, "name", None)}
+        )
         marker = sdir / "run.json"
         sweep = None
         if marker.exists() and (sdir / "sweep.json").exists():
@@ -926,7 +981,11 @@ def run_estimator(
                     log=lambda m: None,
                 )
                 sweep = json.loads((sdir / "sweep.json").read_text())
-                marker.write_text(json.dumps({"key": key, "finished": True, "wall_s": time.perf_counter() - ts, **_provenance()}))
+                marker.write_text(
+                    json.dumps(
+                        {"key": key, "finished": True, "wall_s": time.perf_counter() - ts, **_provenance()}
+                    )
+                )
                 n_run += 1
                 log(f"  seed {seed}: done in {time.perf_counter() - ts:.1f} s ({len(sweep['rows'])} probes)")
             except Exception as exc:
@@ -955,8 +1014,16 @@ def run_estimator(
     for c in claim.comparisons:
         a = {s: d["spearman"] for s, d in arms[c.arm]["per_seed"].items()}
         b = {s: d["spearman"] for s, d in arms[c.baseline]["per_seed"].items()}
-        comps.append({"arm": c.arm, "baseline": c.baseline, "metric": c.metric, "direction": c.direction,
-                      "text": c.text, **compare(a, b, c.direction)})
+        comps.append(
+            {
+                "arm": c.arm,
+                "baseline": c.baseline,
+                "metric": c.metric,
+                "direction": c.direction,
+                "text": c.text,
+                **compare(a, b, c.direction),
+            }
+        )
     verdict = claim_verdict([c["verdict"] for c in comps])
     if failed:
         verdict = f"incomplete ({len(failed)} probes failed); from the finished probes: {verdict}"
@@ -999,7 +1066,10 @@ def _provenance() -> dict:
     try:
         root = Path(__file__).resolve().parents[2]
         rev = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
         )
         if rev.returncode == 0:
             out["git_commit"] = rev.stdout.strip()
@@ -1022,7 +1092,9 @@ def write_reproduction(out_dir: str | Path, path: str | Path | None = None) -> P
         f = out / name / "result.json"
         res = json.loads(f.read_text()) if f.exists() else None
         if res is None or res.get("quick"):
-            rows.append(f"| {name} | - | not run at the default budget | not run | `steer reproduce {name}` |")
+            rows.append(
+                f"| {name} | - | not run at the default budget | not run | `steer reproduce {name}` |"
+            )
             continue
         nums = "; ".join(
             f"{c['text']}: {c['metric']} {_num(c['mean'])} ± {_num(c['se'])} (n={c['n']}) -> {c['verdict']}"

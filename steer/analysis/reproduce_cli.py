@@ -37,8 +37,12 @@ def register(subparsers) -> None:
     p.add_argument("claim", choices=[*CLAIMS, "all"], help="the claim to run")
     p.add_argument("--quick", action="store_true", help="a tiny budget (a micro policy, 2 steps, 2 seeds)")
     p.add_argument("--out", default="runs/reproduce", help="output directory (default: runs/reproduce)")
-    p.add_argument("--seeds", type=_ints, default=None, help="comma-separated seeds (default 0,1,2; quick 0,1)")
-    p.add_argument("--jobs", type=int, default=0, help="runs trained at the same time (0 = one per CPU, max 8)")
+    p.add_argument(
+        "--seeds", type=_ints, default=None, help="comma-separated seeds (default 0,1,2; quick 0,1)"
+    )
+    p.add_argument(
+        "--jobs", type=int, default=0, help="runs trained at the same time (0 = one per CPU, max 8)"
+    )
     p.add_argument(
         "--fractions",
         type=_floats,
@@ -46,8 +50,12 @@ def register(subparsers) -> None:
         help="quadrants: intervention fractions (default 0.1; appendix D.2 uses 0.05,0.1,0.2)",
     )
     p.add_argument("--reproduction", default=None, help="also write the REPRODUCTION.md table to this path")
-    p.add_argument("overrides", nargs="*", metavar="key=value",
-                   help="extra trainer overrides applied to every run (write them right after CLAIM)")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="extra trainer overrides applied to every run (write them right after CLAIM)",
+    )
     p.set_defaults(func=_reproduce)
 
     r = subparsers.add_parser(
@@ -57,7 +65,9 @@ def register(subparsers) -> None:
     r.add_argument("runs", nargs="+", help="run directories (or metrics.jsonl files)")
     r.add_argument("--out", default="runs/report", help="output directory (default: runs/report)")
     r.add_argument("--labels", default=None, help="comma-separated labels, one per run")
-    r.add_argument("--format", default="auto", help="log format: auto, steer (verl, trl: not implemented yet)")
+    r.add_argument(
+        "--format", default="auto", help="log format: auto, steer (verl, trl: not implemented yet)"
+    )
     r.add_argument("--title", default="steer report")
     r.add_argument("--window", type=int, default=1, help="moving-average window of the curves")
     r.set_defaults(func=_report)
@@ -82,7 +92,11 @@ def _reproduce(args) -> int:
             for a in [name]
             + (["--quick"] if args.quick else [])
             + (["--seeds", ",".join(map(str, args.seeds))] if args.seeds else [])
-            + (["--fractions", ",".join(f"{f:g}" for f in args.fractions)] if args.fractions and name == "quadrants" else [])
+            + (
+                ["--fractions", ",".join(f"{f:g}" for f in args.fractions)]
+                if args.fractions and name == "quadrants"
+                else []
+            )
             + list(args.overrides)
         )
         try:

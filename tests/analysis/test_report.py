@@ -15,7 +15,9 @@ from steer.analysis.report import READERS, ReportError, make_report, read_run
 
 
 def _records(h0: float, h1: float, steps: int = 12) -> list[dict]:
-    recs = [{"step": 0, "heldout/acc": 0.3, "heldout/acc_se": 0.05, "heldout/pass@1": 0.3, "heldout/pass@4": 0.5}]
+    recs = [
+        {"step": 0, "heldout/acc": 0.3, "heldout/acc_se": 0.05, "heldout/pass@1": 0.3, "heldout/pass@4": 0.5}
+    ]
     for i in range(1, steps + 1):
         h = h0 + (h1 - h0) * i / steps
         r = {
@@ -32,7 +34,9 @@ def _records(h0: float, h1: float, steps: int = 12) -> list[dict]:
         for q, share in zip(("I", "II", "III", "IV"), (0.5, 0.1, 0.1, 0.3)):
             r[f"m/quadrant/{q}/share"] = share
         recs.append(r)
-    recs[-1].update({"heldout/acc": 0.35, "heldout/acc_se": 0.05, "heldout/pass@1": 0.35, "heldout/pass@4": 0.6})
+    recs[-1].update(
+        {"heldout/acc": 0.35, "heldout/acc_se": 0.05, "heldout/pass@1": 0.35, "heldout/pass@4": 0.6}
+    )
     return recs
 
 
@@ -85,7 +89,15 @@ def test_report_files_and_self_contained_html(tmp_path):
     a = _write_run(tmp_path / "runs" / "grpo", _records(1.0, 0.4))
     b = _write_run(tmp_path / "runs" / "steer", _records(1.0, 0.8))
     res = make_report([a, b], tmp_path / "out", title="two runs")
-    assert set(res["images"]) == {"entropy", "accuracy", "passk_steps", "passk", "quadrants", "weights", "clip"}
+    assert set(res["images"]) == {
+        "entropy",
+        "accuracy",
+        "passk_steps",
+        "passk",
+        "quadrants",
+        "weights",
+        "clip",
+    }
     for p in res["images"].values():
         assert p.exists() and p.stat().st_size > 2000
     html = res["html"].read_text()

@@ -12,7 +12,6 @@ import pytest
 
 from steer.analysis import reproduce as R
 
-
 # ------------------------------------------------------------------ the verdict rule
 
 
@@ -201,7 +200,12 @@ def test_psr_nsr_quick_reuse_rerun_and_failure(tmp_path, analysis_ws_cache, monk
     monkeypatch.setattr(Trainer, "train_step", real)
     logs = []
     fixed = R.run_claim(
-        "psr-nsr", out2, quick=True, jobs=1, overrides=[f"warm_start.cache_dir={analysis_ws_cache}"], log=logs.append
+        "psr-nsr",
+        out2,
+        quick=True,
+        jobs=1,
+        overrides=[f"warm_start.cache_dir={analysis_ws_cache}"],
+        log=logs.append,
     )
     assert fixed["n_run"] == 1 and fixed["n_reused"] == 5 and not fixed["failed"]
     assert [c["mean"] for c in fixed["comparisons"]] == [c["mean"] for c in first["comparisons"]]
@@ -235,7 +239,14 @@ def test_write_reproduction_lists_missing_and_quick_claims_as_not_run(tmp_path):
         "wall_s": 12.0,
         "date": "2026-12-01",
         "comparisons": [
-            {"text": "NSR > PSR", "metric": "entropy_final", "mean": 0.25, "se": 0.01, "n": 3, "verdict": "reproduced"}
+            {
+                "text": "NSR > PSR",
+                "metric": "entropy_final",
+                "mean": 0.25,
+                "se": 0.01,
+                "n": 3,
+                "verdict": "reproduced",
+            }
         ],
     }
     (tmp_path / "psr-nsr").mkdir()
@@ -282,8 +293,13 @@ def test_estimator_quick_over_the_probe(tmp_path, analysis_ws_cache):
     task = _CoinTask(build_task(load_config("testbed", ["task.train_size=16", "task.heldout_size=4"]).task))
     kw = dict(
         quick=True,
-        overrides=[f"warm_start.cache_dir={analysis_ws_cache}", "task.train_size=16", "task.heldout_size=4",
-                   "rollout.max_new_tokens=12", "warm_start.overrides.batch_size=16"],
+        overrides=[
+            f"warm_start.cache_dir={analysis_ws_cache}",
+            "task.train_size=16",
+            "task.heldout_size=4",
+            "rollout.max_new_tokens=12",
+            "warm_start.overrides.batch_size=16",
+        ],
         task=task,
         budget={"warm_start_steps": 10, "num_prompts": 3, "n": 4},
         log=lambda m: None,
