@@ -154,6 +154,7 @@ class Trainer:
         self.model = model.to(self.device)
         self.tokenizer = tokenizer
         self.task = task if task is not None else build_task(cfg.task)
+        self._warn_eval_entropy_memory()
         self.ref_model = None
         if "ref_logp" in self.method.requires:
             self.ref_model = copy.deepcopy(self.model).eval()
@@ -178,6 +179,22 @@ class Trainer:
         self._tb: TensorBoardLogger | None = None
 
     # ------------------------------------------------------------------ helpers
+
+    def _warn_eval_entropy_memory(self) -> None:
+        """``eval.entropy`` keeps the raw logits of a whole ``generate`` call; say so when that is
+        large (a big vocabulary)."""
+        e = self.cfg.eval
+        if not e.entropy:
+            return
+        vocab = getattr(getattr(self.model, "config", None), "vocab_size", None) or len(self.tokenizer)
+        tokens = e.max_new_tokens or self.cfg.rollout.max_new_tokens
+        gib = e.batch_size * tokens * int(vocab) * 4 / 2**30
+        if gib > 2:
+            self.log(
+                f"warning: eval.entropy=true keeps the raw logits of each held-out generate call, about "
+                f"{gib:.0f} GiB (eval.batch_size={e.batch_size} x {tokens} tokens x vocabulary {vocab}); "
+                "set eval.entropy=false or lower eval.batch_size"
+            )
 
     def current_lr(self, step: int) -> float:
         w = self.cfg.optim.warmup_steps

@@ -224,3 +224,13 @@ def test_reasoning_gym_task_trains_and_evaluates(small_cfg):
     for key in ("heldout/acc", "heldout/pass@4", "heldout/solved", "heldout/diversity", "heldout/entropy"):
         assert key in last and math.isfinite(last[key]), key
     assert last["heldout/solutions_available"] == 1.0
+
+
+def test_eval_entropy_memory_warning(small_cfg):
+    logs = []
+    Trainer(small_cfg("eval.batch_size=200000", "rollout.max_new_tokens=24"), log=logs.append)
+    assert any("eval.entropy=false" in m for m in logs)
+    logs.clear()
+    Trainer(small_cfg(), log=logs.append)
+    Trainer(small_cfg("eval.batch_size=200000", "eval.entropy=false"), log=logs.append)
+    assert not any("eval.entropy" in m for m in logs)
