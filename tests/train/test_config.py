@@ -184,3 +184,20 @@ def test_bad_task_options_fail_early(overrides, needle):
 def test_real_recipe_keeps_no_eval_logits():
     assert load_config("qwen_math_7b_dapo").eval.entropy is False
     assert load_config("testbed").eval.entropy is True
+
+
+def test_docs_configuration_reference_matches_the_schema():
+    """docs/training.md lists every schema key with its default and type, and nothing else."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "training.md").read_text()
+    section = doc.split("## Configuration reference", 1)[1].split("\n## ", 1)[0]
+    rows = dict(
+        (m.group(1), (m.group(2), m.group(3).strip()))
+        for m in re.finditer(r"^\| `([^`]+)` \| `([^`]*)` \| ([^|]+) \|$", section, flags=re.M)
+    )
+    schema = {k: (repr(v), t.replace(" | ", " or ")) for k, v, t in describe_schema()}  # no | in a table
+    assert set(rows) == set(schema)
+    for k, (default, typ) in schema.items():
+        assert rows[k] == (default, typ), k
