@@ -525,9 +525,11 @@ def plan_runs(
     quick: bool,
     seeds: Sequence[int],
     overrides: Sequence[str] = (),
+    progress: bool = False,
 ) -> list[RunPlan]:
     """Every (arm, seed) run of ``claim`` with its validated config and what to do with it.
-    Raises ``ConfigError`` / ``ValueError`` naming the bad key before any work."""
+    Raises ``ConfigError`` / ``ValueError`` naming the bad key before any work. ``progress``: the
+    trainer's per-step progress bar (not part of a run's settings)."""
     from steer.train.config import load_config
 
     budget = list(QUICK_BUDGET) + list(claim.quick_overrides) if quick else list(DEFAULT_BUDGET)
@@ -545,7 +547,8 @@ def plan_runs(
                 + list(overrides)
                 + [f"logging.out_dir={run_dir}"]
             )
-            cfg = load_config(claim.config, ov)
+            ui = ["logging.progress=true"] if progress else []
+            cfg = load_config(claim.config, ov + ui)
             spec = {
                 "config": claim.config,
                 "overrides": [o for o in ov if not o.startswith("logging.out_dir=")],
@@ -802,8 +805,11 @@ def run_claim(
     out = Path(out_dir)
     t0 = time.perf_counter()
     log(f"reproduce {name} ({claim.figure}): {len(claim.arms)} arms x {len(seeds)} seeds")
-    plans = plan_runs(claim, out, quick=quick, seeds=seeds, overrides=overrides)
-    execute_plans(plans, jobs=jobs if jobs else (1 if quick else default_jobs()), log=log)
+    n_jobs = jobs if jobs else (1 if quick else default_jobs())
+    # a per-step bar of each run when they train one at a time on a terminal
+    bar = n_jobs == 1 and log is _log and sys.stderr.isatty()
+    plans = plan_runs(claim, out, quick=quick, seeds=seeds, overrides=overrides, progress=bar)
+    execute_plans(plans, jobs=n_jobs, log=log)
     res = analyse(claim, plans)
     records = res.pop("records")
     from steer.analysis.plots import plot_arm_bands

@@ -322,3 +322,25 @@ def test_estimator_quick_over_the_probe(tmp_path, analysis_ws_cache):
     assert again["comparisons"][0]["mean"] == c["mean"]
     with pytest.raises(ValueError, match="unknown estimator budget keys"):
         R.run_estimator(tmp_path, quick=True, budget={"nope": 1}, log=lambda m: None)
+
+
+@pytest.mark.slow
+def test_cli_reproduce_all_quick(tmp_path):
+    """The real command: every claim at the --quick budget in a fresh process (minutes)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "STEER_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "steer.cli", "reproduce", "all", "--quick", "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=3600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in R.CLAIMS:
+        res = json.loads((tmp_path / "out" / name / "result.json").read_text())
+        assert res["quick"] is True and res["comparisons"], name
+        assert f"reproduce {name}: " in proc.stderr
