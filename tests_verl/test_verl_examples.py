@@ -67,7 +67,10 @@ def test_paper_recipe_composes_and_the_actor_config_builds(loss_mode, tmp_path):
 def test_extreme_setting_clips():
     args = _args({"MODEL": "Qwen/Qwen2.5-Math-7B", "CLIP_LOW": "0.99", "CLIP_HIGH": "5"})
     cfg = _compose(args)
-    assert (cfg.actor_rollout_ref.actor.clip_ratio_low, cfg.actor_rollout_ref.actor.clip_ratio_high) == (0.99, 5)
+    assert (cfg.actor_rollout_ref.actor.clip_ratio_low, cfg.actor_rollout_ref.actor.clip_ratio_high) == (
+        0.99,
+        5,
+    )
 
 
 def test_every_script_parses():

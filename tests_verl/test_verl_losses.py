@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from verl_test_helpers import actor_config, make_data, model_output, random_batch
 from verl.trainer.ppo.core_algos import POLICY_LOSS_REGISTRY, get_policy_loss_fn
 from verl.workers.config.actor import PolicyLossConfig
 from verl.workers.utils import losses as verl_losses
+from verl_test_helpers import actor_config, make_data, model_output, random_batch
 
 from steer.core.registry import build_method
 from steer.core.types import LossBatch
@@ -47,7 +47,9 @@ def test_lambda_min_1_is_verls_vanilla_exactly(seed, agg, mode):
     b = _batch(seed)
     n = int(b["mask"].sum())
     kw = dict(loss_agg_mode=agg)
-    ref = _run(actor_config(PolicyLossConfig(loss_mode="vanilla"), **kw), b, batch_num_tokens=n, global_batch_size=6)
+    ref = _run(
+        actor_config(PolicyLossConfig(loss_mode="vanilla"), **kw), b, batch_num_tokens=n, global_batch_size=6
+    )
     # the linear mapping runs from lambda_max down to lambda_min: GRPO needs both at 1
     extra = {"lambda_max": 1.0} if mode == "steer_linear" else {}
     ours = _run(
@@ -131,9 +133,13 @@ def test_entropy_adv_shapes_verls_advantage_in_the_loss(seed):
 
     b = _batch(seed)
     n = int(b["mask"].sum())
-    loss, flat_grad, _ = _run(actor_config(SteerPolicyLossConfig(loss_mode="entropy_adv")), b, batch_num_tokens=n)
+    loss, flat_grad, _ = _run(
+        actor_config(SteerPolicyLossConfig(loss_mode="entropy_adv")), b, batch_num_tokens=n
+    )
     shaped = dict(b)
-    shaped["advantages"] = shape_entropy_advantage(b["advantages"], b["old_entropy"], b["mask"], alpha=0.4, kappa=2.0)
+    shaped["advantages"] = shape_entropy_advantage(
+        b["advantages"], b["old_entropy"], b["mask"], alpha=0.4, kappa=2.0
+    )
     exp_loss, exp_grad, _ = _core_expected("grpo", shaped, n_tokens=n, clip_c=10.0)
     torch.testing.assert_close(loss, exp_loss, rtol=1e-6, atol=1e-7)
     torch.testing.assert_close(_padded_grad(flat_grad, b), exp_grad, rtol=1e-6, atol=1e-7)
@@ -146,7 +152,11 @@ def test_kl_cov_through_ours_matches_verls_kl_cov(seed):
     kw = dict(policy_loss=None)
     del kw["policy_loss"]
     ref = _run(actor_config(PolicyLossConfig(loss_mode="kl_cov", kl_cov_ratio=0.05)), b, batch_num_tokens=n)
-    ours = _run(actor_config(SteerPolicyLossConfig(loss_mode="steer_kl_cov", kl_cov_ratio=0.05)), b, batch_num_tokens=n)
+    ours = _run(
+        actor_config(SteerPolicyLossConfig(loss_mode="steer_kl_cov", kl_cov_ratio=0.05)),
+        b,
+        batch_num_tokens=n,
+    )
     torch.testing.assert_close(ours[0], ref[0], rtol=1e-6, atol=1e-7)
     torch.testing.assert_close(ours[1], ref[1], rtol=1e-6, atol=1e-7)
 
@@ -174,7 +184,10 @@ def test_global_batch_normalisation_over_micro_batches_and_ranks(seed, agg):
     token = steer_losses._SCOPE.set(scope)
     try:
         # one rank, four micro-batches
-        parts = [_run(cfg, b, rows=r, batch_num_tokens=n, global_batch_size=8) for r in ([0, 1], [2, 3], [4, 5], [6, 7])]
+        parts = [
+            _run(cfg, b, rows=r, batch_num_tokens=n, global_batch_size=8)
+            for r in ([0, 1], [2, 3], [4, 5], [6, 7])
+        ]
         # two ranks (dp_size 2), two micro-batches each
         ranks = [
             [_run(cfg, b, rows=r, dp_size=2, batch_num_tokens=n, global_batch_size=8) for r in rr]
@@ -219,13 +232,29 @@ def test_entropy_reaches_the_loss_and_calculate_entropy_is_checked():
     assert torch.equal(seen["entropy"], b["entropy"])
     assert torch.equal(seen["old_entropy"], b["old_entropy"])
     with pytest.raises(RuntimeError, match="calculate_entropy=True"):
-        _run(actor_config(SteerPolicyLossConfig(loss_mode="steer"), calculate_entropy=False), b, batch_num_tokens=n)
+        _run(
+            actor_config(SteerPolicyLossConfig(loss_mode="steer"), calculate_entropy=False),
+            b,
+            batch_num_tokens=n,
+        )
     with pytest.raises(RuntimeError, match="calculate_entropy=True"):
-        _run(actor_config(SteerPolicyLossConfig(loss_mode="steer")), b, batch_num_tokens=n, with_entropy=False)
+        _run(
+            actor_config(SteerPolicyLossConfig(loss_mode="steer")), b, batch_num_tokens=n, with_entropy=False
+        )
     # the released code's estimator needs only the old entropy
-    _run(actor_config(SteerPolicyLossConfig(loss_mode="steer_reference"), calculate_entropy=False), b, batch_num_tokens=n, with_entropy=False)
+    _run(
+        actor_config(SteerPolicyLossConfig(loss_mode="steer_reference"), calculate_entropy=False),
+        b,
+        batch_num_tokens=n,
+        with_entropy=False,
+    )
     with pytest.raises(RuntimeError, match="old-policy entropy"):
-        _run(actor_config(SteerPolicyLossConfig(loss_mode="steer_reference")), b, batch_num_tokens=n, with_old_entropy=False)
+        _run(
+            actor_config(SteerPolicyLossConfig(loss_mode="steer_reference")),
+            b,
+            batch_num_tokens=n,
+            with_old_entropy=False,
+        )
 
 
 def test_called_outside_the_hook_explains_itself():
@@ -250,7 +279,9 @@ def test_rollout_is_weights_are_honoured():
     w = torch.rand(b["mask"].shape, generator=torch.Generator().manual_seed(5)) + 0.5
     cfg = actor_config(SteerPolicyLossConfig(loss_mode="steer", lambda_min=1.0))
     ours = _run(cfg, b, batch_num_tokens=n, rollout_is_weights=w)
-    ref = _run(actor_config(PolicyLossConfig(loss_mode="vanilla")), b, batch_num_tokens=n, rollout_is_weights=w)
+    ref = _run(
+        actor_config(PolicyLossConfig(loss_mode="vanilla")), b, batch_num_tokens=n, rollout_is_weights=w
+    )
     plain = _run(cfg, b, batch_num_tokens=n)
     assert torch.equal(ours[0], ref[0]) and torch.equal(ours[1], ref[1])
     assert not torch.equal(ours[0], plain[0])
@@ -270,7 +301,9 @@ def test_bad_keys_and_values_fail_when_verl_builds_the_config():
     from verl.utils.config import omega_conf_to_dataclass
 
     target = "steer.integrations.verl.SteerPolicyLossConfig"
-    ok = omega_conf_to_dataclass(OmegaConf.create({"_target_": target, "loss_mode": "steer", "lambda_min": 0.8}))
+    ok = omega_conf_to_dataclass(
+        OmegaConf.create({"_target_": target, "loss_mode": "steer", "lambda_min": 0.8})
+    )
     assert isinstance(ok, SteerPolicyLossConfig) and ok.lambda_min == 0.8
     with pytest.raises(ValueError, match="lambda_min"):
         SteerPolicyLossConfig(loss_mode="steer", lambda_min=1.5)
@@ -285,11 +318,15 @@ def test_bad_keys_and_values_fail_when_verl_builds_the_config():
     with pytest.raises(ValueError, match="lambda_min"):
         SteerPolicyLossConfig(loss_mode="steer", lambda_min=0.8, method_params={"lambda_min": 0.9})
     with pytest.raises(Exception, match="lamda_min"):  # a typo in a key: verl's own instantiation error
-        omega_conf_to_dataclass(OmegaConf.create({"_target_": target, "loss_mode": "steer", "lamda_min": 0.8}))
+        omega_conf_to_dataclass(
+            OmegaConf.create({"_target_": target, "loss_mode": "steer", "lamda_min": 0.8})
+        )
     # verl's own class refuses steer keys (why the subclass exists)
     with pytest.raises(Exception, match="lambda_min"):
         omega_conf_to_dataclass(
-            OmegaConf.create({"_target_": "verl.workers.config.PolicyLossConfig", "loss_mode": "steer", "lambda_min": 0.8})
+            OmegaConf.create(
+                {"_target_": "verl.workers.config.PolicyLossConfig", "loss_mode": "steer", "lambda_min": 0.8}
+            )
         )
 
 
@@ -297,12 +334,16 @@ def test_actor_config_check_at_init_names_calculate_entropy():
     from steer.integrations.verl.losses import check_actor_config
 
     check_actor_config(actor_config(SteerPolicyLossConfig(loss_mode="steer")))
-    check_actor_config(actor_config(SteerPolicyLossConfig(loss_mode="steer_reference"), calculate_entropy=False))
+    check_actor_config(
+        actor_config(SteerPolicyLossConfig(loss_mode="steer_reference"), calculate_entropy=False)
+    )
     check_actor_config(actor_config(PolicyLossConfig(loss_mode="vanilla"), calculate_entropy=False))
     with pytest.raises(ValueError, match="calculate_entropy=True"):
         check_actor_config(actor_config(SteerPolicyLossConfig(loss_mode="steer"), calculate_entropy=False))
     with pytest.raises(ValueError, match="calculate_entropy=True"):
-        check_actor_config(actor_config(PolicyLossConfig(loss_mode="forking_tokens"), calculate_entropy=False))
+        check_actor_config(
+            actor_config(PolicyLossConfig(loss_mode="forking_tokens"), calculate_entropy=False)
+        )
 
 
 def test_init_model_is_wrapped_with_the_check():

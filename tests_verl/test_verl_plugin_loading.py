@@ -40,7 +40,9 @@ def test_external_modules_route_for_older_verl():
     r = _python(PROBE, VERL_USE_EXTERNAL_PLUGINS="none")
     assert r.returncode == 0, r.stderr
     assert _modes(r.stdout) == set()
-    r = _python(PROBE, VERL_USE_EXTERNAL_PLUGINS="none", VERL_USE_EXTERNAL_MODULES="steer.integrations.verl.plugin")
+    r = _python(
+        PROBE, VERL_USE_EXTERNAL_PLUGINS="none", VERL_USE_EXTERNAL_MODULES="steer.integrations.verl.plugin"
+    )
     assert r.returncode == 0, r.stderr
     assert _modes(r.stdout) == set(LOSS_MODES)
 
@@ -104,7 +106,17 @@ def test_verls_own_cpu_tests_of_losses_and_core_algorithms_pass_with_the_plugin(
     for f in files:
         assert f.exists(), f"verl's test file {f} is missing from the wheel"
     r = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(d), *map(str, files)],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(d),
+            *map(str, files),
+        ],
         capture_output=True,
         text=True,
         timeout=600,

@@ -29,21 +29,33 @@ def _fn(**reward_kwargs):
 
 def test_scores_through_the_verifier_pool_by_data_source():
     fn = _fn(pool_workers=1)
-    right = fn(data_source="math500", solution_str="so it is \\boxed{\\frac{1}{2}}", ground_truth="0.5", extra_info={})
+    right = fn(
+        data_source="math500",
+        solution_str="so it is \\boxed{\\frac{1}{2}}",
+        ground_truth="0.5",
+        extra_info={},
+    )
     wrong = fn(data_source="math500", solution_str="\\boxed{3}", ground_truth="0.5", extra_info={})
     assert right["score"] == 1.0 and right["acc"] == 1.0
     assert wrong["score"] == 0.0 and wrong["acc"] == 0.0
     # DAPO's convention (+1 / -1 on the last "Answer:" line), as verl's math_dapo
     dapo_ok = fn(data_source="math_dapo", solution_str="work\nAnswer: 42", ground_truth="42", extra_info=None)
-    dapo_bad = fn(data_source="math_dapo", solution_str="work\nAnswer: 41", ground_truth="42", extra_info=None)
+    dapo_bad = fn(
+        data_source="math_dapo", solution_str="work\nAnswer: 41", ground_truth="42", extra_info=None
+    )
     assert dapo_ok["score"] == 1.0 and dapo_bad["score"] == -1.0
 
 
 def test_scorer_from_extra_info_and_kwargs():
     fn = _fn(pool_workers=1, scorer="math_verify")
-    assert fn(data_source="math_dapo", solution_str="\\boxed{7}", ground_truth="7", extra_info=None)["score"] == 1.0
+    assert (
+        fn(data_source="math_dapo", solution_str="\\boxed{7}", ground_truth="7", extra_info=None)["score"]
+        == 1.0
+    )
     fn2 = _fn(pool_workers=1)
-    out = fn2(data_source="x", solution_str="\\boxed{7}", ground_truth="7", extra_info={"scorer": "math_verify"})
+    out = fn2(
+        data_source="x", solution_str="\\boxed{7}", ground_truth="7", extra_info={"scorer": "math_verify"}
+    )
     assert out["score"] == 1.0
 
 

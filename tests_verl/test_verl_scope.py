@@ -10,9 +10,9 @@ import functools
 import pytest
 import torch
 from tensordict import TensorDict
-from verl_test_helpers import actor_config, make_data, model_output, random_batch
 from verl.workers.engine.base import BaseEngine
 from verl.workers.utils import losses as verl_losses
+from verl_test_helpers import actor_config, make_data, model_output, random_batch
 
 from steer.integrations.verl import SteerPolicyLossConfig
 
@@ -50,7 +50,9 @@ class ListEngine(BaseEngine):
                 grads.append(flat.grad.clone())
             losses.append(loss.detach())
             metrics.append(m)
-        self.passes.append({"forward_only": forward_only, "losses": losses, "grads": grads, "metrics": metrics})
+        self.passes.append(
+            {"forward_only": forward_only, "losses": losses, "grads": grads, "metrics": metrics}
+        )
         return {"metrics": {}}
 
 
@@ -94,5 +96,8 @@ def test_other_loss_modes_are_untouched_by_the_scope_pass():
 
     b = random_batch(8, 9, seed=5)
     eng = ListEngine(b, int(b["mask"].sum()))
-    eng.train_batch(TensorDict({}, batch_size=[8]), functools.partial(verl_losses.ppo_loss, config=actor_config(PolicyLossConfig())))
+    eng.train_batch(
+        TensorDict({}, batch_size=[8]),
+        functools.partial(verl_losses.ppo_loss, config=actor_config(PolicyLossConfig())),
+    )
     assert [p["forward_only"] for p in eng.passes] == [False]

@@ -16,7 +16,9 @@ from verl.utils import tensordict_utils as tu
 PROMPT_LEN = 3
 
 
-def random_batch(B: int, T: int, *, seed: int, empty_rows=(), equal_reward_rows=(), dtype=torch.float32) -> dict:
+def random_batch(
+    B: int, T: int, *, seed: int, empty_rows=(), equal_reward_rows=(), dtype=torch.float32
+) -> dict:
     """Padded response tensors with random lengths (some rows empty), advantages with whole
     equal-reward groups (A = 0), log-probs and entropies of a plausible size."""
     g = torch.Generator().manual_seed(seed)
@@ -82,7 +84,9 @@ def make_data(
     if rollout_is_weights is not None:
         fields["rollout_is_weights"] = rollout_is_weights[idx]
     td = TensorDict(fields, batch_size=[B])
-    tu.assign_non_tensor(td, dp_size=dp_size, batch_num_tokens=batch_num_tokens, global_batch_size=global_batch_size)
+    tu.assign_non_tensor(
+        td, dp_size=dp_size, batch_num_tokens=batch_num_tokens, global_batch_size=global_batch_size
+    )
     return td
 
 

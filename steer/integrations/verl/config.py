@@ -21,14 +21,23 @@ is always verl's ``loss_agg_mode``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from verl.workers.config.actor import PolicyLossConfig
 
 __all__ = ["STEER_FIELDS", "SteerPolicyLossConfig"]
 
 #: the explicit fields that map 1:1 to a core method parameter of the same name
-STEER_FIELDS = ("lambda_min", "estimator", "mapping", "lambda_max", "quantile", "scope", "max_floor", "omega_lr")
+STEER_FIELDS = (
+    "lambda_min",
+    "estimator",
+    "mapping",
+    "lambda_max",
+    "quantile",
+    "scope",
+    "max_floor",
+    "omega_lr",
+)
 
 
 @dataclass
@@ -49,14 +58,14 @@ class SteerPolicyLossConfig(PolicyLossConfig):
     """
 
     steer_method: str = ""
-    lambda_min: Optional[float] = None
-    estimator: Optional[str] = None
-    mapping: Optional[str] = None
-    lambda_max: Optional[float] = None
-    quantile: Optional[float] = None
-    scope: Optional[str] = None
-    max_floor: Optional[float] = None
-    omega_lr: Optional[float] = None
+    lambda_min: float | None = None
+    estimator: str | None = None
+    mapping: str | None = None
+    lambda_max: float | None = None
+    quantile: float | None = None
+    scope: str | None = None
+    max_floor: float | None = None
+    omega_lr: float | None = None
     method_params: dict = field(default_factory=dict)
     use_verl_clip: bool = True
 

@@ -117,7 +117,9 @@ _SCOPE: contextvars.ContextVar[dict | None] = contextvars.ContextVar("steer_verl
 #: collector of (metrics, n_tokens) of every trained micro-batch of the current update
 _COLLECT: contextvars.ContextVar[list | None] = contextvars.ContextVar("steer_verl_collect", default=None)
 #: set during the scope pre-pass (the loss then only computes scope statistics)
-_SCOPE_PASS: contextvars.ContextVar[list | None] = contextvars.ContextVar("steer_verl_scope_pass", default=None)
+_SCOPE_PASS: contextvars.ContextVar[list | None] = contextvars.ContextVar(
+    "steer_verl_scope_pass", default=None
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -305,7 +307,8 @@ def _verl_metrics(tl_metrics: dict, log_prob, old_log_prob, mask) -> dict[str, f
         neg_kl = torch.clamp(log_prob.detach() - old_log_prob, min=-20.0, max=20.0)
         ppo_kl = float(masked_mean(-neg_kl, mask)) if bool(mask.any()) else 0.0
     return {
-        "actor/pg_clipfrac": float(tl_metrics.get("clipfrac_low", 0.0)) + float(tl_metrics.get("clipfrac_high", 0.0)),
+        "actor/pg_clipfrac": float(tl_metrics.get("clipfrac_low", 0.0))
+        + float(tl_metrics.get("clipfrac_high", 0.0)),
         "actor/ppo_kl": ppo_kl,
         "actor/pg_clipfrac_lower": float(tl_metrics.get("clipfrac_dual", 0.0)),
     }
@@ -329,7 +332,9 @@ def _make_loss(loss_mode: str):
         method = method_for(loss_mode, config)
         if ctx is not None and _needs(loss_mode, method)[0] and not ctx.calculate_entropy:
             raise _missing_entropy_error(loss_mode, ctx)
-        batch = _build_batch(loss_mode, method, old_log_prob, log_prob, advantages, response_mask, config, ctx)
+        batch = _build_batch(
+            loss_mode, method, old_log_prob, log_prob, advantages, response_mask, config, ctx
+        )
         mask = batch.response_mask
         collector = _SCOPE_PASS.get()
         if collector is not None:  # scope pre-pass: statistics only, no loss
@@ -466,7 +471,9 @@ def _train_batch_with_scope(original):
                 from verl.utils.device import get_device_id
 
                 v = v.to(get_device_id())
-                torch.distributed.all_reduce(v, op=torch.distributed.ReduceOp.MAX, group=self.get_data_parallel_group())
+                torch.distributed.all_reduce(
+                    v, op=torch.distributed.ReduceOp.MAX, group=self.get_data_parallel_group()
+                )
             reduced[k] = v.cpu().reshape(())
         token = _SCOPE.set(reduced or None)
         try:
@@ -544,7 +551,9 @@ def ensure_installed() -> None:
 
         for mode in LOSS_MODES:
             existing = core_algos.POLICY_LOSS_REGISTRY.get(mode)
-            ours = getattr(existing, "_steer_loss_mode", None) == mode or getattr(existing, "_steer_failed", False)
+            ours = getattr(existing, "_steer_loss_mode", None) == mode or getattr(
+                existing, "_steer_failed", False
+            )
             if existing is not None and not ours:
                 raise RuntimeError(
                     f"verl already has a policy loss named {mode!r} ({existing.__module__}.{existing.__name__}); "

@@ -61,7 +61,9 @@ class HFCPUServer:
         self.config = config
         self.replica_rank = replica_rank
         path = getattr(model_config, "local_path", None) or model_config.path
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="sdpa")
+        self.model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=torch.float32, attn_implementation="sdpa"
+        )
         self.model.eval()
         tok = AutoTokenizer.from_pretrained(path)
         eos = self.model.generation_config.eos_token_id
@@ -238,9 +240,13 @@ class HFCPUServerAdapter(BaseRollout):
     async def release(self):
         return None
 
-    async def update_weights(self, weights, global_steps: int | None = None, wire_format: str = "named_tensors", **kwargs):
+    async def update_weights(
+        self, weights, global_steps: int | None = None, wire_format: str = "named_tensors", **kwargs
+    ):
         if wire_format != "named_tensors":
-            raise ValueError(f"the hf_cpu test rollout takes wire_format='named_tensors', got {wire_format!r}")
+            raise ValueError(
+                f"the hf_cpu test rollout takes wire_format='named_tensors', got {wire_format!r}"
+            )
         tensors: list[tuple[str, torch.Tensor]] = []
         if inspect.isasyncgen(weights) or hasattr(weights, "__aiter__"):
             async for name, w in weights:
