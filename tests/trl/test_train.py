@@ -105,3 +105,20 @@ def test_two_step_advantage_level_run(tokenizer, tmp_path):
     assert changed and len(logs) == 2 and all(math.isfinite(r["loss"]) for r in logs)
     assert seen and all(a == m and has_ent for a, m, has_ent in seen)
     assert "steer/weight_mean" in logs[-1]
+
+
+def test_off_policy_run_carries_the_rollout_entropy(tokenizer, tmp_path):
+    """steer_reference reads the rollout policy's entropy; with num_iterations=2 the loss is off
+    policy, so it comes from an extra no-grad forward at rollout time and travels in the buffer."""
+    tr = make_trainer(tokenizer, tmp_path, steer=True, steer_method="steer_reference", num_iterations=2)
+    seen = []
+    orig = tr._compute_loss
+
+    def spy(model, inputs):
+        seen.append(("steer_old_entropy" in inputs, "old_per_token_logps" in inputs))
+        return orig(model, inputs)
+
+    tr._compute_loss = spy
+    changed, logs = _train(tr)
+    assert changed and seen and all(a and b for a, b in seen)
+    assert all(math.isfinite(r["loss"]) and "steer/weight_mean" in r for r in logs)
