@@ -52,6 +52,12 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 def _probe(args: argparse.Namespace) -> int:
     from steer.train.config import ConfigError
 
+    if args.sweep and args.checkpoint:
+        print(
+            "steer probe: --checkpoint does not apply to --sweep (the sweep warm-starts its own models)",
+            file=sys.stderr,
+        )
+        return 2
     try:
         if args.sweep:
             from steer.analysis.probe import run_sweep
@@ -95,6 +101,7 @@ def _probe(args: argparse.Namespace) -> int:
             bins=args.bins,
             out_dir=args.out or "runs/probe",
             plots=not args.no_plots,
+            checkpoint=args.checkpoint,
         )
     except ConfigError as exc:
         print(f"steer probe: {exc}", file=sys.stderr)
@@ -122,7 +129,14 @@ def register(subparsers) -> None:
         "config (model.*, task.*, rollout.*, method.*, optim.*). See docs/probe.md.",
     )
     p.add_argument(
-        "--config", default="testbed", help="trainer config: YAML file or shipped name (default testbed)"
+        "--checkpoint",
+        help="a steer train checkpoint (a step folder, or a run folder: its newest): its weights, its AdamW "
+        "state and, unless --config is given, its config",
+    )
+    p.add_argument(
+        "--config",
+        default=None,
+        help="trainer config: YAML file or shipped name (default testbed, or the checkpoint's)",
     )
     p.add_argument("--model", help="any HF causal LM by path or name (sets model.source=hf)")
     p.add_argument("--data", help="prompts from a parquet/JSONL file in verl's schema (sets task.name=math)")

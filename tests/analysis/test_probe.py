@@ -378,3 +378,64 @@ def test_sweep_runs_and_records_every_variant(tmp_path):
     assert "Verdict" in (tmp_path / "sweep" / "sweep.md").read_text()
     data = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
     assert data["warm_start"]["steps"] == 5 and data["errors"] == []
+
+
+def test_probe_from_a_trainer_checkpoint(policy_dir, tmp_path):
+    """One trainer step (the coin task, so the gradient is not zero), then the probe from its
+    checkpoint: the weights are the checkpoint's, AdamW continues its state (momentum: the update
+    is no longer P * (-grad L)), SGD stays exact."""
+    from steer.train.tasks import build_task
+    from steer.train.trainer import Trainer
+
+    run = tmp_path / "run"
+    cfg = _cfg(
+        policy_dir,
+        "trainer.steps=1",
+        "trainer.prompts_per_step=4",
+        "trainer.num_mini_batches=1",
+        "rollout.n=4",
+        "eval.every=0",
+        "eval.at_start=false",
+        "eval.at_end=false",
+        "eval.n_samples=4",
+        "eval.ks=[1,2,4]",
+        "checkpoint.every=1",
+        "logging.progress=false",
+        "logging.tensorboard=false",
+        f"logging.out_dir={run}",
+    )
+    trainer = Trainer(cfg, task=CoinTask(build_task(cfg.task)), log=lambda m: None)
+    trainer.fit()
+    out = run_probe(
+        None,
+        ["trainer.num_threads=1"],
+        checkpoint=run,
+        task=CoinTask(build_task(cfg.task)),
+        optimizers=["sgd:1", "adamw:1e-3"],
+        num_prompts=4,
+        n=4,
+        return_details=True,
+        log=lambda m: None,
+    )
+    assert out["checkpoint"]["step"] == 1
+    assert out["model"]["name_or_path"] == str(policy_dir)
+    adam = out["settings"]["adamw_lr0.001"]["update"]
+    sgd = out["settings"]["sgd_lr1"]["update"]
+    assert adam["optimizer_state"] == "checkpoint" and sgd["optimizer_state"] == "fresh"
+    assert sgd["residual_vs_preconditioned_gradient"] < 1e-5
+    assert adam["residual_vs_preconditioned_gradient"] > 1e-3  # the first step's momentum
+    # the probe's theta_0 is the checkpoint's: its statistics are the trained model's
+    from steer.train.rollout import response_token_stats
+
+    b = out["details"]["batch"]
+    st = response_token_stats(trainer.model.eval(), b.prompt_ids, b.prompt_mask, b.response_ids)
+    mk = b.response_mask
+    torch.testing.assert_close(
+        out["details"]["base"]["entropy"][mk], st.entropy.detach()[mk], rtol=1e-5, atol=1e-6
+    )
+    from steer.testbed import load_policy
+
+    st0 = response_token_stats(load_policy(policy_dir)[0].eval(), b.prompt_ids, b.prompt_mask, b.response_ids)
+    assert float((st0.entropy.detach()[mk] - st.entropy.detach()[mk]).abs().max()) > 1e-4  # the step mattered
+    with pytest.raises(ValueError, match="no valid steer train checkpoint"):
+        run_probe(None, checkpoint=tmp_path / "nothing", log=lambda m: None)

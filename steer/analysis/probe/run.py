@@ -279,16 +279,28 @@ def _loss_batch(st, batch, base, advantages, sl, lr, n_tok, n_seq, method, max_l
     )
 
 
-def _make_optimizer(setting: OptimSetting, params: list[Tensor], optim_cfg):
+def _make_optimizer(setting: OptimSetting, params: list[Tensor], optim_cfg, adam_state: dict | None = None):
+    """SGD without momentum, or AdamW (``optim.*`` betas, eps, weight decay): a fresh state, or
+    ``adam_state`` (a trainer checkpoint's ``optimizer.pt``) with the setting's learning rate."""
     if setting.name == "sgd":
         return torch.optim.SGD(params, lr=setting.lr, momentum=0.0, weight_decay=0.0)
-    return torch.optim.AdamW(
+    opt = torch.optim.AdamW(
         params,
         lr=setting.lr,
         betas=(optim_cfg.beta1, optim_cfg.beta2),
         eps=optim_cfg.eps,
         weight_decay=optim_cfg.weight_decay,
     )
+    if adam_state is not None:
+        try:
+            opt.load_state_dict(adam_state)
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise ValueError(
+                f"the checkpoint's optimiser state does not fit this model's parameters: {exc}"
+            ) from exc
+        for g in opt.param_groups:
+            g["lr"] = setting.lr
+    return opt
 
 
 def _preconditioner(setting: OptimSetting, opt, params: dict[str, Tensor], clip_coef: float):
@@ -431,6 +443,7 @@ def _probe_setting(
     bins: int,
     log: Callable[[str], None],
     max_len: int | None = None,
+    adam_state: dict | None = None,
 ) -> tuple[dict, dict[str, Tensor], dict[str, Tensor]]:
     t0 = time.perf_counter()
     log(f"  {setting.tag}: loss, backward and one {setting.name} step")
@@ -443,7 +456,7 @@ def _probe_setting(
     clip_coef = 1.0
     if grad_clip is not None and gnorm > grad_clip:
         clip_coef = grad_clip / (gnorm + 1e-6)  # torch.nn.utils.clip_grad_norm_'s factor
-    opt = _make_optimizer(setting, list(params.values()), optim_cfg)
+    opt = _make_optimizer(setting, list(params.values()), optim_cfg, adam_state)
     for k, p in params.items():
         p.grad = grads[k] * clip_coef
     opt.step()
@@ -571,8 +584,16 @@ def _probe_setting(
             if setting.name == "sgd"
             else (
                 "AdamW diagonal lr (1-b1)/(1-b1^t) / (sqrt(v_hat)+eps) from its state after the step "
-                "(fresh state: exact for the first step without weight decay; an approximation otherwise)"
+                + (
+                    "(the checkpoint's state: an approximation, the update also holds the momentum of "
+                    "earlier steps and any weight decay)"
+                    if adam_state is not None
+                    else "(fresh state: exact for the first step without weight decay; an approximation otherwise)"
+                )
             ),
+            "optimizer_state": "checkpoint"
+            if (adam_state is not None and setting.name == "adamw")
+            else "fresh",
             "residual_vs_preconditioned_gradient": update_residual,
         },
         "fig1_binned": _binned(meas_v, {k: _scaled(flat[k]) for k in ESTIMATOR_NAMES}, bins),
@@ -632,6 +653,24 @@ def _steer_omega(method, base, advantages, mask, lr) -> Tensor:
     return method.compute_omega(lb)
 
 
+def _load_checkpoint(path, log):
+    """A trainer checkpoint: the directory itself, or the newest valid one under a run folder or
+    its ``checkpoints`` folder. ValueError when there is none or it is corrupt."""
+    from steer.train import checkpoint as ckpt
+
+    p = Path(path)
+    if not (p / "manifest.json").exists():
+        root = p / "checkpoints" if (p / "checkpoints").is_dir() else p
+        found, _ = ckpt.find_latest_valid(root, log=log)
+        if found is None:
+            raise ValueError(f"no valid steer train checkpoint in {path}")
+        p = found
+    try:
+        return ckpt.load_checkpoint(p)
+    except ckpt.CheckpointError as exc:
+        raise ValueError(str(exc)) from exc
+
+
 def _load_everything(cfg, model, tokenizer, task, log):
     from steer.train.tasks import build_task
     from steer.train.trainer import load_model_and_tokenizer, resolve_device
@@ -664,6 +703,7 @@ def run_probe(
     out_dir: str | Path | None = None,
     plots: bool = True,
     return_details: bool = False,
+    checkpoint: str | Path | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict:
     """Run the probe; returns a dict of every number (see docs/probe.md, "Output").
@@ -682,6 +722,10 @@ def run_probe(
     (None = no clipping). ``micro_batch_size``: rows per forward (default
     ``trainer.micro_batch_size``, 0 = all). Writes ``probe.json``, ``probe.md``, ``tokens.npz`` and
     PNGs into ``out_dir`` when given. The model's parameters are restored to theta_0 at the end.
+    ``checkpoint``: a ``steer train`` checkpoint directory (``.../checkpoints/step_00000040``, or a
+    run folder or its ``checkpoints`` folder: the newest valid one): the probe starts from its
+    weights, every AdamW setting from its optimiser state (the setting's learning rate replaces the
+    run's), and ``config`` defaults to the run's own ``config.yaml`` (``overrides`` still apply).
     ``return_details`` adds ``out["details"]``: the batch, rewards, advantages, the theta_0
     statistics, the per-token arrays of every setting and each setting's parameter update (tensors;
     not written to the JSON; memory-hungry on a large model).
@@ -697,10 +741,13 @@ def run_probe(
         raise ValueError(f"grad_clip must be None or a finite number > 0, got {grad_clip!r}")
     if not (isinstance(bins, int) and bins >= 2):
         raise ValueError(f"bins must be an integer >= 2, got {bins!r}")
+    loaded = _load_checkpoint(checkpoint, log) if checkpoint is not None else None
     if isinstance(config, Config):
         cfg = config
         if overrides:
             raise ValueError("overrides need a config path or name, not a Config object")
+    elif config is None and loaded is not None:
+        cfg = load_config(loaded.path / "config.yaml", list(overrides))
     else:
         cfg = load_config(config or "testbed", list(overrides))
     k = int(num_prompts if num_prompts is not None else cfg.trainer.prompts_per_step)
@@ -718,6 +765,16 @@ def run_probe(
 
     method = build_method_from_config(cfg)
     model, tokenizer, task, device = _load_everything(cfg, model, tokenizer, task, log)
+    adam_state = None
+    if loaded is not None:
+        try:
+            model.load_state_dict({k: v.to(device) for k, v in loaded.model_state.items()})
+        except RuntimeError as exc:
+            raise ValueError(
+                f"the checkpoint {loaded.path} does not fit the configured model: {exc}"
+            ) from exc
+        adam_state = loaded.optimizer_state
+        log(f"from checkpoint {loaded.path} (step {loaded.state.get('step')})")
     params = trainable_parameters(model)
     n_params = sum(p.numel() for p in params.values())
     theta0 = _snapshot(params)
@@ -795,6 +852,7 @@ def run_probe(
                 bins=bins,
                 log=log,
                 max_len=int(cfg.rollout.max_new_tokens),
+                adam_state=adam_state,
             )
             results[s.tag] = r
             tokens[s.tag] = tok
@@ -835,6 +893,9 @@ def run_probe(
         "config": to_dict(cfg),
         "seed": seed,
         "grad_clip": grad_clip,
+        "checkpoint": None
+        if loaded is None
+        else {"path": str(loaded.path), "step": loaded.state.get("step")},
         "prob_buckets": list(PROB_BUCKETS),
     }
     if out_dir is not None:
