@@ -183,3 +183,26 @@ def test_forking_aggregates_over_selected_tokens(tokenizer, tmp_path):
         m = ours.steer_method
         expected = m.aggregate(m.token_loss(lb), lb)
     torch.testing.assert_close(la, expected, rtol=1e-6, atol=0)
+
+
+def test_non_finite_input_raises_before_any_backward(pair):
+    """NaN on a valid token stops the step with NonFiniteError (naming the input); NaN on padding
+    is ignored and gives the same loss as without it."""
+    from steer.core.errors import NonFiniteError
+
+    _, ours = pair
+    _set(ours, "dapo", {}, 1)
+    inputs = synthetic_inputs(ours, seed=21)
+    clean, _ = loss_and_grads(ours, inputs)
+    pad = inputs["completion_mask"] == 0
+    assert bool(pad.any())
+    padded = dict(inputs, old_per_token_logps=inputs["old_per_token_logps"].masked_fill(pad, float("nan")))
+    torch.testing.assert_close(loss_and_grads(ours, padded)[0], clean, rtol=0, atol=0)
+    bad = inputs["old_per_token_logps"].clone()
+    bad[1, -1] = float("nan")  # row 1 is full length: a valid token
+    assert inputs["completion_mask"][1, -1] == 1
+    ours.model.zero_grad(set_to_none=True)
+    with pytest.raises(NonFiniteError) as e:
+        ours._compute_loss(ours.model, dict(inputs, old_per_token_logps=bad))
+    assert e.value.name == "old_logp"
+    assert all(p.grad is None for p in ours.model.parameters())

@@ -240,6 +240,9 @@ class SteerGRPOTrainer(GRPOTrainer):
         advantages = advantages.expand_as(per_token_logps)
         old = inputs.get("old_per_token_logps")
         old = per_token_logps.detach() if old is None else old
+        # padding carries no information; a non-finite value there (e.g. from an external sampler)
+        # must not reach the core's per-token statistics
+        old = old.masked_fill(~mask.bool(), 0.0)
         old_entropy = None
         if "old_entropy" in self._steer_requires:
             old_entropy = inputs.get(_OLD_ENTROPY)
