@@ -1033,19 +1033,26 @@ def clip_by_prob_metrics(
     """
     m = as_bool_mask(response_mask)
     with torch.no_grad():
-        p = old_logp.detach().double().exp()
-        bucket = (p * 10).floor().clamp(0, 9).long().reshape(-1)
-        rows = torch.stack([m, surrogate.clipped_low, surrogate.clipped_high, surrogate.clipped_dual])
-        rows = (rows & m).reshape(4, -1).double()
-        counts = torch.zeros(4, 10, dtype=torch.float64, device=rows.device).index_add_(1, bucket, rows)
+        # one integer code per token: bucket + 10 * kind (kind 0 none, 1 low, 2 high, 3 dual; the three
+        # clips are mutually exclusive: low and dual need A < 0 with r < 1 - eps_low resp. r > c > 1,
+        # high needs A > 0), 40 for padding; a single bincount gives every count
+        u8 = torch.uint8  # every code fits in 0..40; uint8 keeps these passes cheap
+        bucket = (old_logp.detach().float().exp() * 10).floor_().clamp_(0, 9).to(u8)
+        kind = (
+            surrogate.clipped_low.to(u8)
+            + surrogate.clipped_high.to(u8) * 2
+            + surrogate.clipped_dual.to(u8) * 3
+        )
+        code = (bucket + kind * 10).masked_fill_(~m, 40)
+        counts = torch.bincount(code.reshape(-1), minlength=41)[:40].reshape(4, 10)
     vals = counts.tolist()
     out: dict[str, float] = {}
     for k in range(10):
         b = f"clip_by_prob/p{k}"
-        out[f"{b}/tokens"] = vals[0][k]
-        out[f"{b}/low"] = vals[1][k]
-        out[f"{b}/high"] = vals[2][k]
-        out[f"{b}/dual"] = vals[3][k]
+        out[f"{b}/tokens"] = float(vals[0][k] + vals[1][k] + vals[2][k] + vals[3][k])
+        out[f"{b}/low"] = float(vals[1][k])
+        out[f"{b}/high"] = float(vals[2][k])
+        out[f"{b}/dual"] = float(vals[3][k])
     return out
 
 
