@@ -721,7 +721,8 @@ def run_probe(
     rollouts each (default ``rollout.n``). ``grad_clip``: clip the gradient norm like the trainer
     (None = no clipping). ``micro_batch_size``: rows per forward (default
     ``trainer.micro_batch_size``, 0 = all). Writes ``probe.json``, ``probe.md``, ``tokens.npz`` and
-    PNGs into ``out_dir`` when given. The model's parameters are restored to theta_0 at the end.
+    PNGs into ``out_dir`` when given. The model's parameters are restored to theta_0 at the end
+    (a model passed in stays switched to eager attention, which forward-mode AD needs).
     ``checkpoint``: a ``steer train`` checkpoint directory (``.../checkpoints/step_00000040``, or a
     run folder or its ``checkpoints`` folder: the newest valid one): the probe starts from its
     weights, every AdamW setting from its optimiser state (the setting's learning rate replaces the
