@@ -946,7 +946,13 @@ def markdown_report(out: dict) -> str:
         "",
         f"Policy: {m['source']} {m['name_or_path'] or '(testbed warm-start)'}, {m['parameters']:,} parameters "
         f"(hidden {m['hidden_size']}, {m['num_hidden_layers']} layers, vocabulary {m['vocab_size']}), "
-        f"{m['dtype']} on {m['device']}. Method {out['method']['name']}. "
+        f"{m['dtype']} on {m['device']}"
+        + (
+            f", weights and AdamW state from checkpoint {out['checkpoint']['path']} (step {out['checkpoint']['step']})"
+            if out.get("checkpoint")
+            else ""
+        )
+        + f". Method {out['method']['name']}. "
         f"{d['prompts']} prompts x {d['rollouts_per_prompt']} rollouts = {d['responses']} responses, "
         f"{d['valid_tokens']} tokens ({d['tokens_with_nonzero_advantage']} with a non-zero advantage), "
         f"accuracy {d['accuracy']:.3f}, mean entropy {d['entropy_mean']:.3f} nats/token.",
