@@ -2,7 +2,10 @@
 
 Rules (written from the published description, not copied): look only at the last 300
 characters of the response; take the text after the last ``Answer:`` there; normalise it and the
-gold with Minerva-style final-answer normalisation; exact string equality; +1 / -1.
+gold with Minerva-style final-answer normalisation; exact string equality; +1 / -1. Deviation:
+the ``=`` split applies only to a single assignment.
+
+The answer is cleaned like the gold (outer ``$``, a final period).
 
 Extension (documented): when the tail has no ``Answer:`` line, the last ``\\boxed{}`` in the tail
 is used instead (the DAPO-Math-17k prompts in ../shared/data ask for ``\\boxed{}``; verl's
@@ -78,7 +81,9 @@ _UNITS = (
 
 def normalize_final_answer(answer: str) -> str:
     """Minerva-style normalisation of a final answer string."""
-    s = answer.split("=")[-1]
+    # the right side of one assignment ("k = 5" -> "5"); a list of assignments stays whole, so
+    # its last value alone ("f(n)=n, g(n)=1" -> "1") is not the answer
+    s = answer.split("=")[-1] if answer.count("=") == 1 else answer
     for r in _REMOVE:
         s = s.replace(r, "")
     for u in _UNITS:

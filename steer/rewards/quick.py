@@ -1,10 +1,10 @@
 """A small, safe evaluator for plain LaTeX arithmetic, used as a cheap pre-check before sympy.
 
 It reads a subset of LaTeX: numbers, ``+ - * /``, ``\\cdot``, ``\\times``, ``\\div``, implicit
-products, ``^`` (a group, a number or a letter), ``\\frac``/``\\dfrac``/``\\tfrac``, ``\\sqrt``
+products, ``^`` (a group, a number or a letter), ``n!`` of a non-negative integer constant, ``\\frac``/``\\dfrac``/``\\tfrac``, ``\\sqrt``
 and ``\\sqrt[n]``, ``\\pi``, ``e`` (Euler's number), single-letter and Greek-letter variables,
 parentheses and brace groups. Anything else (relations, commas, sets, intervals, text,
-functions, factorials, percent, degrees, ``i``) makes it give up (None), and the caller falls
+functions, factorials of anything else, percent, degrees, ``i``) makes it give up (None), and the caller falls
 back to the full parser. The precedence follows latex2sympy's where they differ from school
 algebra: an implicit product binds tighter than ``/`` (``1/2x`` is ``1/(2x)``) and ``a^b^c`` is
 ``(a^b)^c``; forms that latex2sympy reads oddly (``2(3)`` is 5 there) are refused.
@@ -17,6 +17,7 @@ tower is refused, not computed.
 
 from __future__ import annotations
 
+import math
 import re
 from fractions import Fraction
 from functools import lru_cache
@@ -28,8 +29,12 @@ MAX_CHARS = 200
 MAX_DEPTH = 40
 #: Largest |exponent * log2|base|| evaluated; beyond it the value is refused.
 MAX_BITS = 100_000
+#: The same bound for mpmath values (their exponent is a Python int: 10^{10^{10}} is cheap).
+MAX_MP_BITS = 10**15
+#: Largest n for which n! is computed exactly; beyond it, mpmath's gamma function.
+MAX_EXACT_FACTORIAL = 1000
 
-_TOKEN_RE = re.compile(r"\s*(?:(\d+\.\d*|\d*\.\d+|\d+)|(\\[a-zA-Z]+|\\[,;:! ])|([a-zA-Z])|([-+*/^(){}\[\]]))")
+_TOKEN_RE = re.compile(r"\s*(?:(\d+\.\d*|\d*\.\d+|\d+)|(\\[a-zA-Z]+|\\[,;:! ])|([a-zA-Z])|([-+*/^(){}\[\]!]))")
 _GREEK = {
     "alpha", "beta", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta", "vartheta",
     "kappa", "lambda", "mu", "nu", "xi", "rho", "sigma", "tau", "phi", "varphi", "chi", "psi",
@@ -174,6 +179,10 @@ class _Parser:
 
     def power(self):
         v, lit = self.atom()
+        while self.peek() == ("op", "!"):
+            self.take()
+            v = self.factorial(v)
+            lit = False
         while self.peek() == ("op", "^"):
             self.take()
             k, tv = self.peek()
@@ -188,6 +197,21 @@ class _Parser:
             v = _pow_exact(v, e) if self.exact else _pow(v, e)
             lit = False
         return v, lit
+
+    def factorial(self, v):
+        """n! of a non-negative integer constant (latex2sympy's factorial); anything else
+        gives up."""
+        if self.symbols:
+            raise _GiveUp
+        if self.exact:
+            if v.denominator != 1 or v < 0:
+                raise _GiveUp
+            if v > MAX_EXACT_FACTORIAL:
+                raise _Inexact
+            return Fraction(math.factorial(int(v)))
+        if isinstance(v, mpmath.mpc) or v < 0 or v != mpmath.floor(v):
+            raise _GiveUp
+        return mpmath.factorial(v)
 
     def group(self):
         self.take("op", "{")
@@ -252,7 +276,7 @@ def _pow(base, e):
             raise _GiveUp
         return mpmath.mpf(0)
     mag = abs(mpmath.log(abs(base), 2)) if abs(base) != 1 else 0
-    if abs(e) * mag > MAX_BITS or abs(e) > MAX_BITS:
+    if abs(e) * mag > MAX_MP_BITS or abs(e) > MAX_MP_BITS:
         raise _GiveUp
     return mpmath.power(base, e)
 
@@ -267,7 +291,7 @@ def _pow_exact(base, e):
         return Fraction(0)
     bits = max(abs(base.numerator).bit_length(), base.denominator.bit_length())
     if abs(k) * bits > MAX_BITS or abs(k) > MAX_BITS:
-        raise _GiveUp
+        raise _Inexact  # too large to hold exactly: mpmath's floats
     return base**k
 
 
@@ -415,6 +439,6 @@ def compare(a: str, b: str, *, tol_differ: float = 1e-6, tol_equal: float = 1e-2
             d = abs(x - y)
             if d > tol_differ * _scale(x, y):
                 return False
-            if d > tol_equal * _scale(x, y):
-                equal_everywhere = False
+            if d > tol_equal * _scale(x, y) or _scale(x, y) > 1e15:
+                equal_everywhere = False  # beyond 1e15, DPS digits cannot tell n from n + 1
     return True if equal_everywhere else None
