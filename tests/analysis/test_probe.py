@@ -439,3 +439,32 @@ def test_probe_from_a_trainer_checkpoint(policy_dir, tmp_path):
     assert float((st0.entropy.detach()[mk] - st.entropy.detach()[mk]).abs().max()) > 1e-4  # the step mattered
     with pytest.raises(ValueError, match="no valid steer train checkpoint"):
         run_probe(None, checkpoint=tmp_path / "nothing", log=lambda m: None)
+
+
+@pytest.mark.parametrize("method", ["entropy_bonus", "clip_cov"])
+def test_entropy_term_and_random_selection(policy_dir, method):
+    """An entropy bonus enters c_t through v_t = -dL/dH_t (= coef / N); a method that draws random
+    tokens (Clip-Cov) draws the same ones for every setting. Sum c_t = sum jvp for SGD either way."""
+    from steer.train.tasks import build_task
+
+    cfg = _cfg(policy_dir, f"method.name={method}")
+    out = run_probe(
+        cfg,
+        task=CoinTask(build_task(cfg.task)),
+        optimizers=["sgd:1", "sgd:0.5"],
+        num_prompts=4,
+        n=4,
+        return_details=True,
+        log=lambda m: None,
+    )
+    det = out["details"]
+    n_tok = int(det["batch"].response_mask.sum())
+    for tag, r in out["settings"].items():
+        assert r["totals"]["cause"] == pytest.approx(r["totals"]["jvp"], rel=1e-5, abs=1e-9), tag
+    a, b = det["tokens"]["sgd_lr1"], det["tokens"]["sgd_lr0.5"]
+    assert torch.equal(a["coef_u"], b["coef_u"])
+    if method == "entropy_bonus":
+        coef = cfg.method.get("entropy_coef", 0.001)
+        torch.testing.assert_close(a["coef_v"], torch.full_like(a["coef_v"], coef / n_tok), rtol=1e-5, atol=0)
+    else:
+        assert bool((a["coef_v"] == 0).all())

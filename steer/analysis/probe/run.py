@@ -835,7 +835,9 @@ def run_probe(
         tokens: dict[str, dict[str, Tensor]] = {}
         updates: dict[str, dict[str, Tensor]] = {}
         log(f"{len(settings)} optimiser setting(s), one real step each from the same parameters")
+        method_state = method.state_dict()  # every setting draws the same random tokens (Clip-Cov, ...)
         for s in settings:
+            method.load_state_dict(method_state)
             r, tok, upd = _probe_setting(
                 s,
                 model=model,
