@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
@@ -82,6 +84,7 @@ def _metric(line: str, key: str) -> float:
     return float(m.group(1))
 
 
+@pytest.mark.timeout(1000)
 def test_main_ppo_grpo_run_with_loss_mode_steer_on_cpu(tmp_path):
     import e2e_assets
 
