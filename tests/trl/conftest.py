@@ -8,9 +8,10 @@ def tokenizer():
     return build_tokenizer()
 
 
-@pytest.fixture(autouse=True, scope="session")
+@pytest.fixture(autouse=True, scope="module")
 def _one_thread():
-    """The tiny models gain nothing from threads; one keeps the shared CI cores free."""
+    """The tiny models gain nothing from threads; one keeps the shared CI cores free. Module scope:
+    the thread count is restored after each module, so tests elsewhere never see it."""
     import torch
 
     n = torch.get_num_threads()
