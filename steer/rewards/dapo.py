@@ -104,6 +104,12 @@ def normalize_final_answer(answer: str) -> str:
     return s.strip()
 
 
+def _join_inline(s: str) -> str:
+    """``a$, $b`` (a list written as separate inline formulas) -> ``a, b``: the ``$...$`` rule
+    below would otherwise keep only the separator, and every such list would equal every other."""
+    return re.sub(r"\$\s*,\s*\$", ", ", s)
+
+
 def score_dapo(response: str, gold: str) -> tuple[bool, str | None, str]:
     """Return ``(correct, extracted prediction, reason)``; the registry maps it to +1 / -1."""
     tail = response[-TAIL_CHARS:]
@@ -112,7 +118,7 @@ def score_dapo(response: str, gold: str) -> tuple[bool, str | None, str]:
         pred = last_boxed(tail)
     if pred is None:
         return False, None, "no answer"
-    p = normalize_final_answer(clean_gold(pred))  # the answer cleaned like the gold ("18." -> "18")
-    g = normalize_final_answer(clean_gold(str(gold)))
+    p = normalize_final_answer(_join_inline(clean_gold(pred)))  # cleaned like the gold ("18." -> "18")
+    g = normalize_final_answer(_join_inline(clean_gold(str(gold))))
     ok = p == g
     return ok, p, "ok" if ok else "mismatch"
