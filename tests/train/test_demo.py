@@ -91,6 +91,7 @@ def test_steer_demo_quick_command(tmp_path):
     assert "wall time" in r.stdout
 
 
+@pytest.mark.slow
 def test_demo_worker_failure_is_reported_at_once(tmp_path, policy_path):
     """A method that fails in its worker process stops the demo with that worker's traceback
     (the other worker is stopped, not waited for)."""
