@@ -219,3 +219,27 @@ def plot_arm_bands(
     else:
         ax.text(0.5, 0.5, f"no '{key}' logged", ha="center", transform=ax.transAxes)
     return _save(fig, Path(path))
+
+
+def plot_clip_by_prob(runs: Mapping[str, Records], path: str | Path, *, first_steps: int = 10) -> Path:
+    """Clip triggers per probability decile of the sampled token (``m/clip_by_prob/p{k}/{low,high}``
+    counts), averaged over each run's first ``first_steps`` steps, as in the paper's Fig. 9; one
+    panel per run, lower and upper clip side by side."""
+    n = max(1, len(runs))
+    fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 3.6), squeeze=False)
+    for ax, (label, recs) in zip(axes[0], runs.items()):
+        train = [r for r in recs if "entropy" in r][:first_steps]
+        for j, side in enumerate(("low", "high")):
+            vals = []
+            for k in range(10):
+                xs = [r.get(f"m/clip_by_prob/p{k}/{side}") for r in train]
+                xs = [float(x) for x in xs if isinstance(x, (int, float)) and x == x]
+                vals.append(sum(xs) / len(xs) if xs else 0.0)
+            ax.bar([k + 0.4 * j - 0.2 for k in range(10)], vals, width=0.4, label=f"{side} clip")
+        ax.set_xticks(range(10), [f"{k / 10:.1f}" for k in range(10)], fontsize=7)
+        ax.set_xlabel("probability of the sampled token (decile start)")
+        ax.set_ylabel(f"triggers per step (first {len(train)} steps)")
+        ax.set_title(f"{label}: clip triggers by probability", fontsize=10)
+        ax.grid(alpha=0.3, axis="y")
+        ax.legend(fontsize=8)
+    return _save(fig, Path(path))

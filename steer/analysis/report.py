@@ -131,7 +131,7 @@ def make_report(
 ) -> dict:
     """Read every run, write the plots, ``report.md`` and ``report.html``; returns
     ``{"summaries", "images", "md", "html"}``."""
-    from steer.analysis.plots import plot_lines, plot_passk, plot_quadrants
+    from steer.analysis.plots import plot_clip_by_prob, plot_lines, plot_passk, plot_quadrants
     from steer.analysis.summary import summarize_run, write_summary
 
     log = log or (lambda m: None)
@@ -188,7 +188,7 @@ def make_report(
             title="Token weight",
             ylabel="weight",
         )
-    clip = _has(runs, lambda k: k.startswith("m/clip"))
+    clip = _has(runs, lambda k: k.startswith("m/clipfrac"))
     if clip:
         images["clip"] = plot_lines(
             runs,
@@ -198,6 +198,8 @@ def make_report(
             ylabel="fraction",
             window=window,
         )
+    if _has(runs, lambda k: k.startswith("m/clip_by_prob/")):
+        images["clip_by_prob"] = plot_clip_by_prob(runs, out / "clip_by_prob.png")
     summaries = {name: summarize_run(recs) for name, recs in runs.items()}
     notes = [f"{name}: {p}" for name, p in zip(names, ps)]
     md, html = write_summary(summaries, images, out, title=title, notes=notes, basename="report")

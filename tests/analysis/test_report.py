@@ -33,6 +33,9 @@ def _records(h0: float, h1: float, steps: int = 12) -> list[dict]:
         }
         for q, share in zip(("I", "II", "III", "IV"), (0.5, 0.1, 0.1, 0.3)):
             r[f"m/quadrant/{q}/share"] = share
+        for k in range(10):
+            r[f"m/clip_by_prob/p{k}/low"] = float(k < 3)
+            r[f"m/clip_by_prob/p{k}/high"] = float(k == 1)
         recs.append(r)
     recs[-1].update(
         {"heldout/acc": 0.35, "heldout/acc_se": 0.05, "heldout/pass@1": 0.35, "heldout/pass@4": 0.6}
@@ -155,7 +158,7 @@ def real_runs(tmp_path_factory, analysis_ws_cache):
 def test_report_on_real_runs(real_runs, tmp_path):
     res = make_report(real_runs, tmp_path / "rep", labels=["grpo", "entropy_adv"])
     # (no quadrant shares: the micro policy of the quick budget solves nothing, every advantage is 0)
-    for name in ("entropy", "accuracy", "passk", "weights", "clip"):
+    for name in ("entropy", "accuracy", "passk", "weights", "clip", "clip_by_prob"):
         assert name in res["images"], name
     s = res["summaries"]
     assert s["grpo"]["steps"] == 3 and "end/acc" in s["grpo"] and "end/pass@4" in s["entropy_adv"]
