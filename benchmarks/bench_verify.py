@@ -1,4 +1,4 @@
-"""Verification throughput and latency of the reward pool (issue 4 "Benchmark").
+"""Verification throughput and latency of the reward pool.
 
 MATH-500-style responses: each MATH-500 gold answer embedded at the end of a realistic
 reasoning text (inline ``$...$`` math taken from the problem, a few equations, a final

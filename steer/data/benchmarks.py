@@ -1,4 +1,4 @@
-"""Benchmark registry: names -> files in the shared data folder (issue 4 "Data").
+"""Benchmark registry: names -> files in the shared data folder.
 
 The folder is, in order: the ``data_dir`` argument, the ``STEER_DATA_DIR`` environment variable,
 ``<repo root>/../shared/data``. If none exists the error names every place looked at.

@@ -1,10 +1,11 @@
 """Math rewards: math-verify, DAPO and Qwen-style scorers run in a process pool with a hard
-per-item wall-clock limit (issue 4; spec evaluation.md §1-§2).
+per-item wall-clock limit (spec evaluation.md §1-§2).
 
 Trainer-facing API: :func:`score_responses` (batch), :func:`compute_score` (verl signature),
 :class:`VerifierPool` / :func:`score_batch` / :class:`Verdict`, the registry functions
 :func:`list_scorers`, :func:`get_scorer`, :func:`default_scorer`. Importing this package does
-not import math_verify (the workers do).
+not import math_verify (the workers do). Answer text is never evaluated as code (security model
+in docs/evaluation.md).
 """
 
 from steer.rewards.api import compute_score, compute_score_float, score_responses

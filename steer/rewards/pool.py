@@ -1,4 +1,4 @@
-"""Process pool for answer verification with a hard wall-clock limit per item (issue 4).
+"""Process pool for answer verification with a hard wall-clock limit per item.
 
 Design
 ------

@@ -1,4 +1,4 @@
-"""Scorer registry: scorer by name, default scorer by ``data_source`` (issue 4 "Rewards").
+"""Scorer registry: scorer by name, default scorer by ``data_source``.
 
 A scorer is a pure function ``(response, gold) -> (correct, pred, reason)`` that runs inside a
 pool worker; the registry also says which reward value a verdict maps to (math_verify and qwen:

@@ -1,5 +1,5 @@
 """Every gold answer of every file in ../shared/data, written as a model response in the format
-its prompt asks for, scores correct; the gold of another problem scores wrong (issue 4 "Tests").
+its prompt asks for, scores correct; the gold of another problem scores wrong.
 
 Default suite: math-verify on the six benchmark files in full (positives; the negative control
 in full on aime/amc/math500 and on the first 100 problems of minerva/olympiad); math-verify and

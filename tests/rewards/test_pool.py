@@ -1,5 +1,5 @@
 """The verification pool: hard per-item limit with kill + respawn, error reasons, cache, the
-verl signature, use from threads (issue 4 "Rewards")."""
+verl signature, use from threads."""
 
 import os
 import time
