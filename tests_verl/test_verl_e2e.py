@@ -51,6 +51,7 @@ def _overrides(d: Path) -> list[str]:
         "actor_rollout_ref.actor.calculate_entropy=true",
         "actor_rollout_ref.actor.policy_loss._target_=steer.integrations.verl.SteerPolicyLossConfig",
         f"+actor_rollout_ref.actor.policy_loss.lambda_min={LAMBDA_MIN}",
+        "+actor_rollout_ref.actor.policy_loss.scope=minibatch",  # the exact Eq. 10 scope pass
         "actor_rollout_ref.rollout.name=hf_cpu",
         "actor_rollout_ref.rollout.n=2",
         "actor_rollout_ref.rollout.tensor_model_parallel_size=1",
