@@ -100,6 +100,7 @@ def test_report_files_and_self_contained_html(tmp_path):
         "quadrants",
         "weights",
         "clip",
+        "clip_by_prob",
     }
     for p in res["images"].values():
         assert p.exists() and p.stat().st_size > 2000
