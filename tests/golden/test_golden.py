@@ -28,15 +28,6 @@ INTENDED: dict[str, dict[str, str]] = {
         "not 1; those tokens have zero loss, so the update is unchanged",
         "m/weight_min": "as m/weight_mean",
     },
-    "dr_grpo": {
-        "*": "seq-mean-token-sum-norm divides by the configured maximum response length "
-        "(LossBatch.max_response_length = rollout.max_new_tokens) instead of the step's padded length, "
-        "once the trainer passes it: the update, and so every later metric, changes",
-    },
-    "quadrant": {
-        "m/quadrant/selected": "a count: summed over micro-batches and mini-batches (declared reduction "
-        "in steer.core.metrics) instead of token-averaged by the old key-suffix rule",
-    },
 }
 
 
