@@ -214,3 +214,9 @@ def test_math_verify_plain_forms(pred, gold):
     assert score_math_verify(f"\\boxed{{{pred}}}", gold)[0]
     assert score_math_verify(f"\\boxed{{{gold}}}", pred)[0]  # the gold side too
     assert not score_math_verify(r"\boxed{17}", pred)[0]
+
+
+def test_math_verify_integers_exact():
+    assert not score_math_verify(r"\boxed{2042223}", "2042222")[0]
+    assert not score_math_verify(r"\boxed{5.0000001}", "5")[0]
+    assert score_math_verify(r"\boxed{2042222.0}", "2042222")[0]
