@@ -247,6 +247,8 @@ def _quick_equal(a: str, b: str, rel_tol: float) -> bool | None:
     constants by value (an integer reference exactly: rational arithmetic is exact there),
     expressions in variables by their values at three assignments; None when undecided."""
     va, vb = quick.values(a), quick.values(b)
+    if va is not None and vb is None and quick.is_huge(a):
+        return False  # a gigantic constant against a reference outside the subset
     if va is None or vb is None:
         return None
     (xa, na, ea), (xb, nb, eb) = va, vb
