@@ -229,3 +229,17 @@ def test_timeouts_and_deaths_are_not_cached(pool):  # pool registers test_sleep 
         assert again.reason == first.reason.split(" (")[0] or again.reason.startswith("error: worker died")
     v = pool.score(r"\boxed{41}", "41")
     assert pool.score(r"\boxed{41}", "41").cached and v.correct  # final verdicts still are
+
+
+def test_gigantic_answers_cost_no_worker_time():
+    """A universal answer such as (10^{10})! against a gold outside the exact evaluator's subset
+    is wrong at once, not after the time limit (each one would cost a worker its limit)."""
+    with VerifierPool(1, timeout=2.0) as p:
+        items = [
+            ScoreItem(f"so \\boxed{{{u}}}", r"\lfloor \frac{n}{2} \rfloor + k", s)
+            for u in ("(10^{10})!", "100000!", "10^{10^{10}}")
+            for s in ("math_verify", "qwen")
+        ]
+        v = p.score_batch(items)
+    assert [x.reason for x in v] == ["mismatch"] * len(items)
+    assert max(x.cpu_seconds for x in v) < 1.0
