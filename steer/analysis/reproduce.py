@@ -868,7 +868,9 @@ ESTIMATOR_QUICK = {
     "widths": (),
     "depths": (),
     "vocabs": (),
-    "warm_start_steps": 100,
+    # the base variant of the default sweep, warm-started like the default (the same cache entry):
+    # with 100 warm-start steps every group was equal-reward (all wrong) and no probe could run
+    "warm_start_steps": None,
     "optimizers": ("sgd:0.01",),
     "num_prompts": 8,
     "n": 8,
