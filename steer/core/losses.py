@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -44,21 +45,17 @@ __all__ = [
     "SurrogateResult",
     "aggregate",
     "assign_quadrants",
-    "clip_cov_policy_loss",
     "clip_cov_select",
     "clipped_surrogate",
     "entropy_bonus_loss",
-    "forking_policy_loss",
     "forking_token_mask",
-    "kl_cov_policy_loss",
     "kl_cov_select",
     "kl_penalty",
     "kl_penalty_loss",
+    "policy_loss",
     "quadrant_metrics",
-    "quadrant_policy_loss",
     "quadrant_weights",
     "standard_metrics",
-    "vanilla_policy_loss",
 ]
 
 KL_TYPES = ("k1", "abs", "k2", "k3", "k1+", "abs+", "k3+")
@@ -224,31 +221,22 @@ def weight_metrics(response_mask: Tensor, weight: Tensor | None, n: int | None =
     }
 
 
-def _agg_kwargs(global_num_tokens, global_num_seqs, loss_scale_factor) -> dict:
-    return {
-        "global_num_tokens": global_num_tokens,
-        "global_num_seqs": global_num_seqs,
-        "loss_scale_factor": loss_scale_factor,
-    }
-
-
-def finish_policy_loss(
-    token_loss: TokenLoss,
-    response_mask: Tensor,
-    loss_agg_mode: str,
-    global_num_tokens: float | Tensor | None,
-    global_num_seqs: float | Tensor | None,
-    loss_scale_factor: float | None,
+def policy_loss(
+    token_loss_fn: Callable[..., tuple[TokenLoss, SurrogateResult]],
+    *args,
+    loss_agg_mode: str = "token-mean",
+    normalisers: Normalisers | None = None,
+    **kwargs,
 ) -> tuple[Tensor, dict[str, float]]:
-    """``(aggregate_token_loss(token_loss), token_loss.metrics + pg_loss)``: the ``*_policy_loss``
-    functions are their ``*_token_loss`` followed by this."""
-    loss = aggregate_token_loss(
-        token_loss,
-        response_mask,
-        loss_agg_mode,
-        Normalisers(global_num_tokens, global_num_seqs, loss_scale_factor),
-    )
-    return loss, {"pg_loss": float(loss.detach()), **token_loss.metrics}
+    """Any ``*_token_loss`` of this module aggregated once: ``(scalar loss, metrics + pg_loss)``.
+
+    ``policy_loss(vanilla_token_loss, logp, old_logp, advantages, mask, eps_high=0.28,
+    normalisers=Normalisers(num_tokens=n))`` is the aggregated clipped surrogate.
+    """
+    mask = args[3] if len(args) > 3 else kwargs["response_mask"]
+    tl, _ = token_loss_fn(*args, **kwargs)
+    loss = aggregate_token_loss(tl, mask, loss_agg_mode, normalisers)
+    return loss, {"pg_loss": float(loss.detach()), **tl.metrics}
 
 
 def vanilla_token_loss(
@@ -279,37 +267,6 @@ def vanilla_token_loss(
     )
     metrics = standard_metrics(response_mask, surrogate=s, entropy=entropy)
     return TokenLoss(s.loss_mat, None, metrics), s
-
-
-def vanilla_policy_loss(
-    logp: Tensor,
-    old_logp: Tensor,
-    advantages: Tensor,
-    response_mask: Tensor,
-    *,
-    eps_low: float = 0.2,
-    eps_high: float = 0.2,
-    clip_c: float | None = None,
-    loss_agg_mode: str = "token-mean",
-    global_num_tokens: float | Tensor | None = None,
-    global_num_seqs: float | Tensor | None = None,
-    loss_scale_factor: float | None = None,
-    entropy: Tensor | None = None,
-) -> tuple[Tensor, dict[str, float]]:
-    """Clipped surrogate (:func:`clipped_surrogate`) aggregated by :func:`aggregate`; ``(loss, metrics)``."""
-    tl, _ = vanilla_token_loss(
-        logp,
-        old_logp,
-        advantages,
-        response_mask,
-        eps_low=eps_low,
-        eps_high=eps_high,
-        clip_c=clip_c,
-        entropy=entropy,
-    )
-    return finish_policy_loss(
-        tl, response_mask, loss_agg_mode, global_num_tokens, global_num_seqs, loss_scale_factor
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -404,43 +361,6 @@ def clip_cov_token_loss(
     return TokenLoss(loss_mat, keep, metrics), s
 
 
-def clip_cov_policy_loss(
-    logp: Tensor,
-    old_logp: Tensor,
-    advantages: Tensor,
-    response_mask: Tensor,
-    *,
-    eps_low: float = 1.0,
-    eps_high: float = 1.0,
-    clip_cov_ratio: float = 2e-4,
-    clip_cov_lb: float = 1.0,
-    clip_cov_ub: float = 5.0,
-    generator: torch.Generator | None = None,
-    loss_agg_mode: str = "token-mean",
-    global_num_tokens: float | Tensor | None = None,
-    global_num_seqs: float | Tensor | None = None,
-    loss_scale_factor: float | None = None,
-    entropy: Tensor | None = None,
-) -> tuple[Tensor, dict[str, float]]:
-    """:func:`clip_cov_token_loss` aggregated; ``(loss, metrics)``."""
-    tl, _ = clip_cov_token_loss(
-        logp,
-        old_logp,
-        advantages,
-        response_mask,
-        eps_low=eps_low,
-        eps_high=eps_high,
-        clip_cov_ratio=clip_cov_ratio,
-        clip_cov_lb=clip_cov_lb,
-        clip_cov_ub=clip_cov_ub,
-        generator=generator,
-        entropy=entropy,
-    )
-    return finish_policy_loss(
-        tl, response_mask, loss_agg_mode, global_num_tokens, global_num_seqs, loss_scale_factor
-    )
-
-
 def kl_cov_select(
     logp: Tensor, advantages: Tensor, response_mask: Tensor, *, kl_cov_ratio: float = 2e-3
 ) -> Tensor:
@@ -494,37 +414,6 @@ def kl_cov_token_loss(
     metrics = standard_metrics(m, surrogate=s, entropy=entropy)
     metrics["kl_cov/selected_frac"] = float(sel.sum()) / max(int(m.sum()), 1)
     return TokenLoss(loss_mat, None, metrics), s
-
-
-def kl_cov_policy_loss(
-    logp: Tensor,
-    old_logp: Tensor,
-    advantages: Tensor,
-    response_mask: Tensor,
-    *,
-    kl_cov_ratio: float = 2e-3,
-    kl_cov_coef: float = 1.0,
-    log_ratio_clamp: float = 20.0,
-    loss_agg_mode: str = "token-mean",
-    global_num_tokens: float | Tensor | None = None,
-    global_num_seqs: float | Tensor | None = None,
-    loss_scale_factor: float | None = None,
-    entropy: Tensor | None = None,
-) -> tuple[Tensor, dict[str, float]]:
-    """:func:`kl_cov_token_loss` aggregated; ``(loss, metrics)``."""
-    tl, _ = kl_cov_token_loss(
-        logp,
-        old_logp,
-        advantages,
-        response_mask,
-        kl_cov_ratio=kl_cov_ratio,
-        kl_cov_coef=kl_cov_coef,
-        log_ratio_clamp=log_ratio_clamp,
-        entropy=entropy,
-    )
-    return finish_policy_loss(
-        tl, response_mask, loss_agg_mode, global_num_tokens, global_num_seqs, loss_scale_factor
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -614,39 +503,6 @@ def forking_token_loss(
     return apply_weighting(tl, wt, response_mask), s
 
 
-def forking_policy_loss(
-    logp: Tensor,
-    old_logp: Tensor,
-    advantages: Tensor,
-    response_mask: Tensor,
-    entropy: Tensor,
-    *,
-    rho: float = 0.2,
-    eps_low: float = 0.2,
-    eps_high: float = 0.28,
-    clip_c: float | None = 10.0,
-    loss_agg_mode: str = "token-mean",
-    global_num_tokens: float | Tensor | None = None,
-    global_num_seqs: float | Tensor | None = None,
-    loss_scale_factor: float | None = None,
-) -> tuple[Tensor, dict[str, float]]:
-    """:func:`forking_token_loss` aggregated over the selected tokens; ``(loss, metrics)``."""
-    tl, _ = forking_token_loss(
-        logp,
-        old_logp,
-        advantages,
-        response_mask,
-        entropy,
-        rho=rho,
-        eps_low=eps_low,
-        eps_high=eps_high,
-        clip_c=clip_c,
-    )
-    return finish_policy_loss(
-        tl, response_mask, loss_agg_mode, global_num_tokens, global_num_seqs, loss_scale_factor
-    )
-
-
 # --------------------------------------------------------------------------------------------
 # entropy regularisation (fixed and Skywork-OR1 adaptive)
 
@@ -656,10 +512,7 @@ def entropy_bonus_loss(
     response_mask: Tensor,
     coef: float,
     loss_agg_mode: str = "token-mean",
-    *,
-    global_num_tokens: float | Tensor | None = None,
-    global_num_seqs: float | Tensor | None = None,
-    loss_scale_factor: float | None = None,
+    normalisers: Normalisers | None = None,
 ) -> Tensor:
     """Entropy regulariser term ``-coef * agg(H)`` to add to the policy loss (spec §11).
 
@@ -668,13 +521,9 @@ def entropy_bonus_loss(
     """
     if not math.isfinite(coef):
         raise ValueError(f"entropy coefficient must be finite, got {coef!r}")
-    agg = aggregate(
-        entropy,
-        response_mask,
-        loss_agg_mode,
-        **_agg_kwargs(global_num_tokens, global_num_seqs, loss_scale_factor),
+    return -coef * aggregate_token_loss(
+        TokenLoss(entropy, None, {}), response_mask, loss_agg_mode, normalisers
     )
-    return -coef * agg
 
 
 class AdaptiveEntropyController:
@@ -778,10 +627,7 @@ def kl_penalty_loss(
     coef: float,
     kind: str = "k3",
     loss_agg_mode: str = "token-mean",
-    *,
-    global_num_tokens: float | Tensor | None = None,
-    global_num_seqs: float | Tensor | None = None,
-    loss_scale_factor: float | None = None,
+    normalisers: Normalisers | None = None,
 ) -> tuple[Tensor, float]:
     """``coef * agg(kl)`` (KL as loss, verl ``use_kl_loss``); returns (term, mean kl over valid tokens).
 
@@ -792,9 +638,7 @@ def kl_penalty_loss(
     lp = torch.where(m, logp, zero_lp)
     ref = torch.where(m, ref_logp.detach(), torch.zeros((), dtype=ref_logp.dtype, device=ref_logp.device))
     kl = kl_penalty(lp, ref, kind)
-    term = coef * aggregate(
-        kl, m, loss_agg_mode, **_agg_kwargs(global_num_tokens, global_num_seqs, loss_scale_factor)
-    )
+    term = coef * aggregate_token_loss(TokenLoss(kl, None, {}), m, loss_agg_mode, normalisers)
     return term, _masked_mean_float(kl.detach(), m, 0.0)
 
 
@@ -972,53 +816,6 @@ def quadrant_weighting(
     metrics = {"quadrant/selected": float(sel.sum())}
     metrics.update({k.replace("quadrant/", "intervention/", 1): v for k, v in quadrant_metrics(q).items()})
     return Weighting(w, metrics)
-
-
-def quadrant_policy_loss(
-    logp: Tensor,
-    old_logp: Tensor,
-    advantages: Tensor,
-    response_mask: Tensor,
-    *,
-    target: str,
-    action: str = "mask",
-    fraction: float = 0.1,
-    factor: float = 2.0,
-    by: str = "prob",
-    entropy: Tensor | None = None,
-    high_prob: float = 0.8,
-    low_prob: float = 0.2,
-    generator: torch.Generator | None = None,
-    eps_low: float = 0.2,
-    eps_high: float = 0.2,
-    clip_c: float | None = None,
-    loss_agg_mode: str = "token-mean",
-    global_num_tokens: float | Tensor | None = None,
-    global_num_seqs: float | Tensor | None = None,
-    loss_scale_factor: float | None = None,
-) -> tuple[Tensor, dict[str, float]]:
-    """:func:`quadrant_token_loss` aggregated; ``(loss, metrics)``."""
-    tl, _ = quadrant_token_loss(
-        logp,
-        old_logp,
-        advantages,
-        response_mask,
-        target=target,
-        action=action,
-        fraction=fraction,
-        factor=factor,
-        by=by,
-        entropy=entropy,
-        high_prob=high_prob,
-        low_prob=low_prob,
-        generator=generator,
-        eps_low=eps_low,
-        eps_high=eps_high,
-        clip_c=clip_c,
-    )
-    return finish_policy_loss(
-        tl, response_mask, loss_agg_mode, global_num_tokens, global_num_seqs, loss_scale_factor
-    )
 
 
 def clip_by_prob_metrics(

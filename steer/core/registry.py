@@ -486,9 +486,7 @@ class Method:
                 m,
                 coef,
                 c.loss_agg_mode,
-                global_num_tokens=norm.num_tokens,
-                global_num_seqs=norm.num_seqs,
-                loss_scale_factor=norm.scale_factor,
+                norm,
             )
             loss = loss + ent_term
             extra["entropy_coef"] = float(coef)
@@ -501,9 +499,7 @@ class Method:
                 c.kl_coef,
                 c.kl_type,
                 c.loss_agg_mode,
-                global_num_tokens=norm.num_tokens,
-                global_num_seqs=norm.num_seqs,
-                loss_scale_factor=norm.scale_factor,
+                norm,
             )
             loss = loss + kl_term
             extra["kl_loss"] = float(kl_term.detach())

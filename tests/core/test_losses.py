@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from steer.core import losses as L
+from steer.core.types import Normalisers
 
 
 def make(seed: int, b: int = 6, t: int = 11, dtype=torch.float64, spread: float = 0.5):
@@ -185,11 +186,33 @@ def test_aggregate_rejects_impossible_global_normalisers(mode):
     # the same check reaches the policy losses and the forking loss (checked against all valid tokens)
     lp = torch.zeros(3, 4, dtype=torch.float64)
     with pytest.raises(ValueError, match="global_num_tokens"):
-        L.vanilla_policy_loss(lp, lp, x, m, loss_agg_mode=mode, global_num_tokens=5.0)
+        L.policy_loss(
+            L.vanilla_token_loss, lp, lp, x, m, loss_agg_mode=mode, normalisers=Normalisers(num_tokens=5.0)
+        )
     with pytest.raises(ValueError, match="global_num_tokens"):
-        L.forking_policy_loss(lp, lp, x, m, x.abs(), rho=0.2, loss_agg_mode=mode, global_num_tokens=5.0)
+        L.policy_loss(
+            L.forking_token_loss,
+            lp,
+            lp,
+            x,
+            m,
+            x.abs(),
+            rho=0.2,
+            loss_agg_mode=mode,
+            normalisers=Normalisers(num_tokens=5.0),
+        )
     # forking: global_num_tokens == local count is valid although ceil(rho N) > rho N selected tokens
-    loss, _ = L.forking_policy_loss(lp, lp, x, m, x.abs(), rho=0.2, loss_agg_mode=mode, global_num_tokens=6.0)
+    loss, _ = L.policy_loss(
+        L.forking_token_loss,
+        lp,
+        lp,
+        x,
+        m,
+        x.abs(),
+        rho=0.2,
+        loss_agg_mode=mode,
+        normalisers=Normalisers(num_tokens=6.0),
+    )
     assert torch.isfinite(loss)
 
 
@@ -234,7 +257,8 @@ def test_clip_cov_selection_and_loss():
     )
     assert torch.equal(sel, sel2)  # reproducible
     x = logp.clone().requires_grad_()
-    loss, met = L.clip_cov_policy_loss(
+    loss, met = L.policy_loss(
+        L.clip_cov_token_loss,
         x,
         old,
         adv,
@@ -259,7 +283,7 @@ def test_kl_cov_matches_reference():
     nk = max(int(k * n), 1)
     top = sorted(cov, key=lambda c: -cov[c])[:nk]
     x = logp.clone().requires_grad_()
-    loss, met = L.kl_cov_policy_loss(x, old, adv, mask, kl_cov_ratio=k, kl_cov_coef=beta)
+    loss, met = L.policy_loss(L.kl_cov_token_loss, x, old, adv, mask, kl_cov_ratio=k, kl_cov_coef=beta)
     total = 0.0
     for c in cov:
         d = float(logp[c]) - float(old[c])
@@ -281,8 +305,8 @@ def test_forking_tokens(rho):
     k = max(math.ceil(rho * len(cells)), 1)
     want = set(sorted(cells, key=lambda c: -float(ent[c]))[:k])
     assert {tuple(c) for c in top.nonzero().tolist()} == want
-    loss, _ = L.forking_policy_loss(
-        logp, old, adv, mask, ent, rho=rho, eps_low=0.2, eps_high=0.28, clip_c=10.0
+    loss, _ = L.policy_loss(
+        L.forking_token_loss, logp, old, adv, mask, ent, rho=rho, eps_low=0.2, eps_high=0.28, clip_c=10.0
     )
     s = L.clipped_surrogate(logp, old, adv, mask, eps_low=0.2, eps_high=0.28, clip_c=10.0)
     # token-mean over the selected tokens
@@ -396,8 +420,8 @@ def test_quadrant_assignment_and_weights():
 
 def test_standard_metrics_values():
     logp, old, adv, mask, ent = make(11, spread=0.8)
-    loss, met = L.vanilla_policy_loss(
-        logp, old, adv, mask, eps_low=0.2, eps_high=0.28, clip_c=1.5, entropy=ent
+    loss, met = L.policy_loss(
+        L.vanilla_token_loss, logp, old, adv, mask, eps_low=0.2, eps_high=0.28, clip_c=1.5, entropy=ent
     )
     n = int(mask.sum())
     lo = hi = du = 0
@@ -455,11 +479,11 @@ def test_nan_on_valid_tokens_raises():
     with pytest.raises(ValueError, match="logp"):
         L.clipped_surrogate(bad, old, adv, mask)
     with pytest.raises(ValueError, match="logp"):
-        L.vanilla_policy_loss(bad, old, adv, mask)
+        L.policy_loss(L.vanilla_token_loss, bad, old, adv, mask)
     with pytest.raises(ValueError, match="logp"):
-        L.kl_cov_policy_loss(bad, old, adv, mask)
+        L.policy_loss(L.kl_cov_token_loss, bad, old, adv, mask)
     with pytest.raises(ValueError, match="logp"):
-        L.clip_cov_policy_loss(bad, old, adv, mask)
+        L.policy_loss(L.clip_cov_token_loss, bad, old, adv, mask)
     bad_adv = adv.clone()
     bad_adv[i, j] = float("inf")
     with pytest.raises(ValueError, match="advantages"):
@@ -516,7 +540,9 @@ def test_vanilla_loss_matches_verl(clip):
     logp, old, adv, mask, _ = make(15, b=8, t=20, dtype=torch.float32, spread=0.6)
     x1 = logp.clone().requires_grad_()
     x2 = logp.clone().requires_grad_()
-    ours, _ = L.vanilla_policy_loss(x1, old.float(), adv.float(), mask, eps_low=low, eps_high=high, clip_c=c)
+    ours, _ = L.policy_loss(
+        L.vanilla_token_loss, x1, old.float(), adv.float(), mask, eps_low=low, eps_high=high, clip_c=c
+    )
     theirs, _ = ca.compute_policy_loss_vanilla(
         old.float(), x2, adv.float(), mask, "token-mean", config=_VerlCfg(low, high, c)
     )
@@ -533,8 +559,8 @@ def test_clip_cov_matches_verl():
     kw = {"clip_cov_ratio": 0.05, "clip_cov_lb": 0.05, "clip_cov_ub": 5.0}
     x1 = logp.clone().requires_grad_()
     x2 = logp.clone().requires_grad_()
-    ours, met = L.clip_cov_policy_loss(
-        x1, old.float(), adv, mask, generator=torch.Generator().manual_seed(123), **kw
+    ours, met = L.policy_loss(
+        L.clip_cov_token_loss, x1, old.float(), adv, mask, generator=torch.Generator().manual_seed(123), **kw
     )
     torch.manual_seed(123)  # verl draws with the global generator; same seed -> same permutation
     theirs, _ = ca.compute_policy_loss_clip_cov(
@@ -552,7 +578,9 @@ def test_kl_cov_matches_verl():
     logp, old, adv, mask, _ = make(17, b=8, t=40, dtype=torch.float32, spread=0.3)
     x1 = logp.clone().requires_grad_()
     x2 = logp.clone().requires_grad_()
-    ours, _ = L.kl_cov_policy_loss(x1, old.float(), adv.float(), mask, kl_cov_ratio=0.02, kl_cov_coef=1.0)
+    ours, _ = L.policy_loss(
+        L.kl_cov_token_loss, x1, old.float(), adv.float(), mask, kl_cov_ratio=0.02, kl_cov_coef=1.0
+    )
     cfg = _VerlCfg(0.2, 0.2, kl_cov_ratio=0.02, ppo_kl_coef=1.0)
     theirs, _ = ca.compute_policy_loss_kl_cov(old.float(), x2, adv.float(), mask, "token-mean", config=cfg)
     ours.backward()
