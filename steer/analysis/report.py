@@ -3,13 +3,18 @@ PNGs, ``report.md`` and a self-contained ``report.html`` (images embedded as bas
 
 Each run is read by a small per-format reader into records in our metrics schema (the lines of
 ``steer train``'s ``metrics.jsonl``: ``step``, ``entropy``, ``acc``, ``heldout/*``, ``m/*``, ...).
-Formats: ``steer`` (a run directory with ``metrics.jsonl``, or that file itself). ``verl`` and
-``trl`` logs are not read yet: asking for them fails with a message that says so.
+Formats: ``steer`` (a run directory with ``metrics.jsonl``, or that file itself), ``verl`` (the
+console output of ``verl.trainer.main_ppo`` with ``trainer.logger=[console]`` saved to a file: its
+``step:N - key:value - ...`` lines) and ``trl`` (the ``trainer_state.json`` that transformers'
+Trainer writes: its ``log_history``). The verl and TRL readers map onto our keys only what has the
+same meaning (:data:`VERL_KEYS`, :data:`TRL_KEYS`, and each integration's ``steer/`` metrics, which
+are the core's own) and leave the rest out; docs/reproduce.md lists the mapping.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -49,32 +54,231 @@ def read_steer(path: Path) -> Records:
     return out
 
 
-def _not_done(fmt: str) -> Callable[[Path], Records]:
-    def reader(path: Path) -> Records:
-        raise ReportError(
-            f"{path}: reading {fmt} logs is not implemented yet (formats done: steer); "
-            f"convert the run to a steer metrics.jsonl or wait for the {fmt} reader"
-        )
+def _number(v) -> float | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float)):
+        return float(v)
+    return None
 
-    return reader
+
+# ---------------------------------------------------------------------------------------------
+# verl: the console logger's step lines
+
+#: verl's keys -> ours, where the meaning is the same. ``actor/entropy`` is the token-mean entropy
+#: of the step's rollouts under the policy that sampled them (verl's old-log-prob pass), as our
+#: ``entropy`` (Eq. 4); ``critic/score/mean`` the mean reward-function score of the rollouts (before
+#: any KL-in-reward), as our ``reward``. Every ``actor/steer/<key>`` (the plugin's core metrics,
+#: reduced over the whole step by ``steer.core.metrics``) becomes ``m/<key>``.
+VERL_KEYS: dict[str, str] = {
+    "actor/entropy": "entropy",
+    "critic/score/mean": "reward",
+    "response_length/mean": "response_length",
+    "response_length/max": "response_length_max",
+    "actor/grad_norm": "grad_norm",
+    "actor/lr": "lr",
+    "actor/pg_loss": "m/pg_loss",
+    "timing_s/step": "time/step",
+}
+#: used only when the line has no ``actor/steer/clipfrac_dual`` (verl's own losses): verl's
+#: ``pg_clipfrac_lower`` is the dual clip's share (A < 0 and r > c), the core's ``clipfrac_dual``.
+#: verl's ``actor/pg_clipfrac`` (lower and upper clip together) has no single key of ours and is
+#: left out.
+VERL_FALLBACK_KEYS: dict[str, str] = {"actor/pg_clipfrac_lower": "m/clipfrac_dual"}
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_VERL_STEP = re.compile(r"(?:^|\s)step:(\d+) - (.*)$")
+_VERL_VALUE = re.compile(r"^(?:np\.\w+\()?\s*([-+]?(?:[0-9.]+(?:[eE][-+]?\d+)?|nan|inf))\s*\)?$")
+
+
+def _verl_value(text: str) -> float | None:
+    m = _VERL_VALUE.match(text.strip())
+    if not m:
+        return None
+    try:
+        return float(m.group(1))
+    except ValueError:
+        return None
+
+
+def parse_verl_line(line: str) -> dict | None:
+    """verl's ``key:value`` pairs of one console step line (``None`` if the line is not one);
+    numbers only (``np.int64(2)`` reads as 2.0), other values are dropped."""
+    m = _VERL_STEP.search(_ANSI.sub("", line).rstrip())
+    if not m:
+        return None
+    out: dict = {"step": int(m.group(1))}
+    for item in m.group(2).split(" - "):
+        key, sep, val = item.rpartition(":")
+        if not sep or not key.strip():
+            continue
+        v = _verl_value(val)
+        if v is not None:
+            out[key.strip()] = v
+    return out
+
+
+def verl_to_steer(raw: Mapping) -> dict:
+    """One verl step (a parsed line) in our schema: :data:`VERL_KEYS`, ``actor/steer/*`` -> ``m/*``."""
+    rec: dict = {"step": int(raw["step"])}
+    for k, v in raw.items():
+        if k in VERL_KEYS:
+            rec[VERL_KEYS[k]] = v
+        elif k.startswith("actor/steer/"):
+            rec["m/" + k[len("actor/steer/") :]] = v
+    for k, ours in VERL_FALLBACK_KEYS.items():
+        if k in raw and ours not in rec:
+            rec[ours] = raw[k]
+    return rec
+
+
+def read_verl(path: Path) -> Records:
+    """Records of a verl run from its console output saved to a file (``python -m
+    verl.trainer.main_ppo ... trainer.logger=[console] > run.log 2>&1``): every ``step:N - ...``
+    line; Ray's ``(TaskRunner pid=...)`` prefixes and colour codes are allowed, other lines are
+    skipped; a step printed twice (a resumed run) keeps its last line."""
+    if path.is_dir():
+        raise ReportError(
+            f"{path}: a verl run is read from its console log file (the trainer.logger=[console] "
+            "output saved to a file), not from a directory"
+        )
+    by_step: dict[int, dict] = {}
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            raw = parse_verl_line(line)
+            if raw is not None:
+                by_step[raw["step"]] = verl_to_steer(raw)
+    if not by_step:
+        raise ReportError(
+            f"{path}: no verl step lines ('step:N - key:value - ...'; run verl with "
+            "trainer.logger=[console] and save its output)"
+        )
+    return [by_step[s] for s in sorted(by_step)]
+
+
+# ---------------------------------------------------------------------------------------------
+# TRL: trainer_state.json's log_history
+
+#: TRL's GRPOTrainer keys -> ours, where the meaning is the same. TRL's ``entropy`` is the
+#: token-mean entropy of the policy on the step's completions, computed in the loss (for the first
+#: pass over a batch, the policy that sampled it: our ``entropy``); ``reward`` the mean of the
+#: reward functions' weighted sum over the completions, as our ``reward``.
+TRL_KEYS: dict[str, str] = {
+    "entropy": "entropy",
+    "reward": "reward",
+    "completions/mean_length": "response_length",
+    "completions/max_length": "response_length_max",
+    "grad_norm": "grad_norm",
+    "learning_rate": "lr",
+    "loss": "loss",
+    "step_time": "time/step",
+}
+#: used only when the entry has no ``steer/`` clip metrics (a stock GRPOTrainer): TRL's
+#: ``clip_ratio/low_mean`` is the share of tokens with A < 0 and r < 1 - eps (the core's
+#: ``clipfrac_low``), ``clip_ratio/high_mean`` those with A > 0 and r > 1 + eps_high (``clipfrac_high``).
+TRL_FALLBACK_KEYS: dict[str, str] = {
+    "clip_ratio/low_mean": "m/clipfrac_low",
+    "clip_ratio/high_mean": "m/clipfrac_high",
+}
+#: steer's TRL metrics log STEER's Omega keys without the method prefix our trainer writes
+_TRL_RENAME = {"steer/omega_max": "m/steer/omega_max", "steer/omega_abs_mean": "m/steer/omega_abs_mean"}
+
+
+def trl_to_steer(entry: Mapping) -> dict | None:
+    """One ``log_history`` entry in our schema (``None`` for an entry that is not a training
+    step's log: the final ``train_runtime`` summary, evaluation entries)."""
+    if not isinstance(entry.get("step"), int) or not any(k in entry for k in ("entropy", "reward", "loss")):
+        return None
+    rec: dict = {"step": int(entry["step"])}
+    for k, v in entry.items():
+        x = _number(v)
+        if x is None:
+            continue
+        if k in TRL_KEYS:
+            rec[TRL_KEYS[k]] = x
+        elif k in _TRL_RENAME:
+            rec[_TRL_RENAME[k]] = x
+        elif k.startswith("steer/"):
+            rec["m/" + k[len("steer/") :]] = x
+    for k, ours in TRL_FALLBACK_KEYS.items():
+        x = _number(entry.get(k))
+        if x is not None and ours not in rec:
+            rec[ours] = x
+    return rec
+
+
+def _checkpoint_step(p: Path) -> int | None:
+    tail = p.parent.name[len("checkpoint-") :]
+    return int(tail) if tail.isdigit() else None
+
+
+def _trl_state_file(path: Path) -> Path:
+    if path.is_file():
+        return path
+    if (path / "trainer_state.json").exists():
+        return path / "trainer_state.json"
+    ckpts = [p for p in path.glob("checkpoint-*/trainer_state.json") if _checkpoint_step(p) is not None]
+    if ckpts:  # the latest checkpoint's state holds the whole history
+        return max(ckpts, key=_checkpoint_step)
+    raise ReportError(
+        f"{path}: no trainer_state.json (neither in the directory nor in a checkpoint-*/; "
+        "call trainer.save_state() or save a checkpoint)"
+    )
+
+
+def read_trl(path: Path) -> Records:
+    """Records of a TRL run: ``trainer_state.json`` (the file, its directory, or an output
+    directory with ``checkpoint-*/``: the latest checkpoint's), one record per training log entry
+    (``logging_steps`` apart); a step logged twice keeps its last entry."""
+    f = _trl_state_file(path)
+    try:
+        state = json.loads(f.read_text())
+    except json.JSONDecodeError as exc:
+        raise ReportError(f"{f}: not JSON ({exc.msg})") from None
+    hist = state.get("log_history") if isinstance(state, dict) else None
+    if not isinstance(hist, list):
+        raise ReportError(f"{f}: no 'log_history' list (not a transformers trainer_state.json)")
+    by_step: dict[int, dict] = {}
+    for entry in hist:
+        rec = trl_to_steer(entry) if isinstance(entry, dict) else None
+        if rec is not None:
+            by_step[rec["step"]] = rec
+    if not by_step:
+        raise ReportError(f"{f}: log_history has no training log entries")
+    return [by_step[s] for s in sorted(by_step)]
 
 
 #: Per-format readers (path -> records in our schema).
 READERS: dict[str, Callable[[Path], Records]] = {
     "steer": read_steer,
-    "verl": _not_done("verl"),
-    "trl": _not_done("trl"),
+    "verl": read_verl,
+    "trl": read_trl,
 }
-DONE_FORMATS = ("steer",)
+DONE_FORMATS = ("steer", "verl", "trl")
+
+
+def _looks_like_verl(path: Path) -> bool:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return any(parse_verl_line(line) is not None for line in fh)
+    except OSError:
+        return False
 
 
 def detect_format(path: Path) -> str:
     if (path.is_dir() and (path / "metrics.jsonl").exists()) or (path.is_file() and path.suffix == ".jsonl"):
         return "steer"
-    if path.is_dir() and (path / "trainer_state.json").exists():
+    if path.is_file() and path.name == "trainer_state.json":
         return "trl"
+    if path.is_dir() and (
+        (path / "trainer_state.json").exists() or any(path.glob("checkpoint-*/trainer_state.json"))
+    ):
+        return "trl"
+    if path.is_file() and _looks_like_verl(path):
+        return "verl"
     raise ReportError(
-        f"{path}: cannot tell the log format (no metrics.jsonl); pass --format (one of {sorted(READERS)})"
+        f"{path}: cannot tell the log format (no metrics.jsonl, trainer_state.json or verl step "
+        f"lines); pass --format (one of {sorted(READERS)})"
     )
 
 
@@ -164,6 +368,15 @@ def make_report(
             ylabel="accuracy",
             window=window,
             marker=None,
+        )
+    if _has(runs, lambda k: k == "reward"):
+        images["reward"] = plot_lines(
+            runs,
+            ["reward"],
+            out / "reward.png",
+            title="Mean reward of the step's rollouts",
+            ylabel="reward",
+            window=window,
         )
     passk = _has(runs, lambda k: k.startswith("heldout/pass@"))
     if passk:
