@@ -77,7 +77,9 @@ def test_verl_reader_on_a_real_console_log():
 
 
 def test_verl_line_edge_cases(tmp_path):
-    line = "step:3 - actor/entropy:0.5 - training/epoch:np.int64(2) - num_turns/mean:np.float64(2.0) - note:abc"
+    line = (
+        "step:3 - actor/entropy:0.5 - training/epoch:np.int64(2) - num_turns/mean:np.float64(2.0) - note:abc"
+    )
     assert parse_verl_line(line) == {
         "step": 3,
         "actor/entropy": 0.5,
@@ -153,8 +155,15 @@ def test_trl_edge_cases(tmp_path):
         d = out / f"checkpoint-{step}"
         d.mkdir(parents=True)
         hist = [
-            {"step": s, "loss": 0.1, "entropy": 1.0 - 0.01 * s, "reward": 0.5, "clip_ratio/low_mean": 0.02,
-             "clip_ratio/high_mean": 0.03, "epoch": 0.1}
+            {
+                "step": s,
+                "loss": 0.1,
+                "entropy": 1.0 - 0.01 * s,
+                "reward": 0.5,
+                "clip_ratio/low_mean": 0.02,
+                "clip_ratio/high_mean": 0.03,
+                "epoch": 0.1,
+            }
             for s in range(1, step + 1)
         ] + [{"step": step, "eval_reward": 0.4, "eval_loss": 1.0}, {"step": step, "train_runtime": 1.0}]
         (d / "trainer_state.json").write_text(json.dumps({"log_history": hist}))
@@ -185,9 +194,19 @@ def test_report_over_steer_verl_and_trl_runs(tmp_path):
     steer_run = tmp_path / "ours"
     steer_run.mkdir()
     recs = [
-        {"step": s, "entropy": 1.0 - 0.1 * s, "reward": 0.2 * s, "acc": 0.1 * s, "m/weight_mean": 0.9,
-         "m/weight_min": 0.7, "m/clipfrac_low": 0.01, "m/quadrant/I/share": 0.25,
-         "m/quadrant/II/share": 0.25, "m/quadrant/III/share": 0.25, "m/quadrant/IV/share": 0.25}
+        {
+            "step": s,
+            "entropy": 1.0 - 0.1 * s,
+            "reward": 0.2 * s,
+            "acc": 0.1 * s,
+            "m/weight_mean": 0.9,
+            "m/weight_min": 0.7,
+            "m/clipfrac_low": 0.01,
+            "m/quadrant/I/share": 0.25,
+            "m/quadrant/II/share": 0.25,
+            "m/quadrant/III/share": 0.25,
+            "m/quadrant/IV/share": 0.25,
+        }
         for s in (1, 2, 3)
     ]
     (steer_run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
