@@ -66,7 +66,9 @@ def register(subparsers) -> None:
     r.add_argument("--out", default="runs/report", help="output directory (default: runs/report)")
     r.add_argument("--labels", default=None, help="comma-separated labels, one per run")
     r.add_argument(
-        "--format", default="auto", help="log format: auto, steer (verl, trl: not implemented yet)"
+        "--format",
+        default="auto",
+        help="log format: auto, steer, verl (a console log file), trl (trainer_state.json or its folder)",
     )
     r.add_argument("--title", default="steer report")
     r.add_argument("--window", type=int, default=1, help="moving-average window of the curves")
