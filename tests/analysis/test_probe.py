@@ -5,7 +5,6 @@ functions on float64 reference statistics, the c_t / JVP totals, equal-reward gr
 from __future__ import annotations
 
 import json
-import zlib
 
 import pytest
 import torch
@@ -14,6 +13,7 @@ from steer.analysis.correlation import agreement
 from steer.analysis.jvp import trainable_parameters
 from steer.analysis.probe import ESTIMATOR_NAMES, parse_optimizers, run_probe
 from steer.core.estimators import omega_cov, omega_exact, omega_paper, omega_reference
+from tests.analysis.helpers import CoinTask
 
 SMALL = [
     "trainer.num_threads=1",
@@ -21,32 +21,6 @@ SMALL = [
     "task.train_size=16",
     "task.heldout_size=4",
 ]
-
-
-class CoinTask:
-    """The countdown prompts with a deterministic pseudo-random verdict per response, so that a
-    random tiny policy gets groups with mixed rewards (and some equal-reward groups)."""
-
-    name = "coin"
-    chat_template = True
-
-    def __init__(self, inner):
-        self.inner = inner
-
-    def train_problems(self):
-        return self.inner.train_problems()
-
-    def heldout_problems(self):
-        return self.inner.heldout_problems()
-
-    def prompt(self, problem):
-        return self.inner.prompt(problem)
-
-    def correct(self, problem, response):
-        return zlib.crc32(response.encode()) % 2 == 0
-
-    def canonical(self, problem, response):
-        return None
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 import math
 import random
-import zlib
 
 import pytest
 
 from steer.analysis import reproduce as R
+from tests.analysis.helpers import CoinTask
 
 # ------------------------------------------------------------------ the verdict rule
 
@@ -260,37 +260,11 @@ def test_write_reproduction_lists_missing_and_quick_claims_as_not_run(tmp_path):
 # ------------------------------------------------------------------ the estimator claim (the probe)
 
 
-class _CoinTask:
-    """Countdown prompts with a pseudo-random verdict per response (mixed-reward groups even for a
-    barely trained policy, so that the probe's step moves the policy)."""
-
-    name = "coin"
-    chat_template = True
-
-    def __init__(self, inner):
-        self.inner = inner
-
-    def train_problems(self):
-        return self.inner.train_problems()
-
-    def heldout_problems(self):
-        return self.inner.heldout_problems()
-
-    def prompt(self, problem):
-        return self.inner.prompt(problem)
-
-    def correct(self, problem, response):
-        return zlib.crc32(response.encode()) % 2 == 0
-
-    def canonical(self, problem, response):
-        return None
-
-
 def test_estimator_quick_over_the_probe(tmp_path, analysis_ws_cache):
     from steer.train.config import load_config
     from steer.train.tasks import build_task
 
-    task = _CoinTask(build_task(load_config("testbed", ["task.train_size=16", "task.heldout_size=4"]).task))
+    task = CoinTask(build_task(load_config("testbed", ["task.train_size=16", "task.heldout_size=4"]).task))
     kw = dict(
         quick=True,
         overrides=[
