@@ -313,6 +313,9 @@ def test_bad_keys_and_values_fail_when_verl_builds_the_config():
         SteerPolicyLossConfig(loss_mode="steer", method_params={"not_a_parameter": 1})
     with pytest.raises(ValueError, match="exact"):
         SteerPolicyLossConfig(loss_mode="steer", estimator="exact")
+    for name in ("steer_causal", "entropy_band"):  # need the model before the loss
+        with pytest.raises(ValueError, match="cause"):
+            SteerPolicyLossConfig(loss_mode="steer", steer_method=name)
     with pytest.raises(ValueError, match="global"):
         SteerPolicyLossConfig(loss_mode="steer", scope="global")
     with pytest.raises(ValueError, match="lambda_min"):

@@ -43,6 +43,7 @@ import torch
 from torch import Tensor
 from torch.func import functional_call, jvp
 
+from steer.core.errors import NonFiniteError
 from steer.core.stats import token_stats_from_logits
 from steer.train.rollout import response_logits
 
@@ -199,7 +200,9 @@ def jvp_response_stats(
     lp, h, dlp, dh = (torch.where(mask, r, zero) for r in res)
     for name, t in (("log-prob", lp), ("entropy", h), ("log-prob JVP", dlp), ("entropy JVP", dh)):
         if not bool(torch.isfinite(t).all()):
-            raise ValueError(f"non-finite {name} on valid tokens (NaN/inf in the forward-mode pass)")
+            raise NonFiniteError(
+                f"non-finite {name} on valid tokens (NaN/inf in the forward-mode pass)", name=name
+            )
     return lp, h, dlp, dh
 
 
@@ -261,7 +264,7 @@ def entropy_gradient(
         model.train(was_training)
     for k, g in grads.items():
         if not bool(torch.isfinite(g).all()):
-            raise ValueError(f"non-finite entropy gradient in parameter {k!r}")
+            raise NonFiniteError(f"non-finite entropy gradient in parameter {k!r}", name="entropy gradient")
     return grads
 
 

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from steer.core.types import Normalisers, TokenLoss, as_bool_mask, check_same_shape
 
-__all__ = ["AGG_MODES", "aggregate", "aggregate_token_loss"]
+__all__ = ["AGG_MODES", "aggregate", "aggregate_token_loss", "method_normalisers", "token_coefficients"]
 
 AGG_MODES = (
     "token-mean",
@@ -166,3 +166,33 @@ def aggregate_token_loss(
         global_num_seqs=n.num_seqs,
         loss_scale_factor=n.scale_factor,
     )
+
+
+def method_normalisers(batch, config) -> Normalisers:
+    """The aggregation normalisers of a :class:`steer.core.types.LossBatch` for a method's config:
+    the batch's mini-batch counts and the ``seq-mean-token-sum-norm`` constant
+    (``config.loss_scale_factor``, else the batch's configured ``max_response_length``, else None:
+    the padded length)."""
+    scale = getattr(config, "loss_scale_factor", None)
+    if scale is None and getattr(batch, "max_response_length", None) is not None:
+        scale = float(batch.max_response_length)
+    return batch.normalisers(scale)
+
+
+def token_coefficients(
+    mask: Tensor, mode: str = "token-mean", normalisers: Normalisers | None = None, *, dtype=torch.float64
+) -> Tensor:
+    """(B, T) ``d agg / d L_t``: the coefficient of each token's loss in the aggregated loss
+    (aggregation is linear in the loss matrix, so ``agg(L) = sum_t coef_t L_t``). 0 on padding.
+
+    Obtained by differentiating :func:`aggregate_token_loss` itself at a zero loss matrix, so it
+    follows every mode and normaliser of the aggregation without restating them.
+    """
+    m = as_bool_mask(mask)
+    x = torch.zeros(m.shape, dtype=dtype, device=m.device, requires_grad=True)
+    with torch.enable_grad():
+        agg = aggregate_token_loss(TokenLoss(loss_mat=x), m, mode, normalisers)
+        (g,) = torch.autograd.grad(agg, x, allow_unused=True)
+    if g is None:
+        return torch.zeros(m.shape, dtype=dtype, device=m.device)
+    return torch.where(m, g, torch.zeros((), dtype=dtype, device=m.device))

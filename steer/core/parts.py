@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 #: The names a part may require beyond logp, old_logp, advantages, response_mask and lr.
-REQUIREMENTS = frozenset({"entropy", "old_entropy", "sums", "ref_logp", "old_logp", "generator"})
+REQUIREMENTS = frozenset({"entropy", "old_entropy", "sums", "ref_logp", "old_logp", "generator", "cause"})
 
 
 # --------------------------------------------------------------------------------------------
@@ -173,7 +173,10 @@ class Part:
     - ``requires``: what it reads (frozenset or ``config -> frozenset``).
     - ``surrogates``: weightings only: the policy losses it composes with.
     - ``scope_stats``: weightings only: ``fn(batch, mask, config, surrogate) -> dict[str, Tensor]``
-      for statistics the caller MAX-reduces over the mini-batch (None: none).
+      for statistics the caller reduces over the mini-batch (None: none).
+    - ``scope_reduce``: weightings only: ``fn(config, [stats, ...]) -> stats``, how per-micro-batch
+      statistics combine into the mini-batch's (None: the elementwise MAX of every key, which a
+      caller can also take over ranks with an all-reduce).
     - ``surrogate``: policy losses only: ``fn(batch, mask, config) -> SurrogateResult``, the
       loss's ratio and clip masks without its random token selection (for the scope pre-pass
       and ``Method.compute_omega``, which must not consume the method's generator).
@@ -187,6 +190,7 @@ class Part:
     requires: Requires = frozenset()
     surrogates: tuple[str, ...] = ()
     scope_stats: Callable | None = None
+    scope_reduce: Callable | None = None
     surrogate: Callable | None = None
     doc: str = ""
 
@@ -246,6 +250,7 @@ def register_weighting(
     requires: Requires = frozenset(),
     surrogates: tuple[str, ...] = ("vanilla",),
     scope_stats: Callable | None = None,
+    scope_reduce: Callable | None = None,
     doc: str = "",
 ):
     """Decorator: register ``fn(batch, mask, config, surrogate, generator) -> Weighting``."""
@@ -256,6 +261,7 @@ def register_weighting(
         requires=requires,
         surrogates=tuple(surrogates),
         scope_stats=scope_stats,
+        scope_reduce=scope_reduce,
         doc=doc,
     )
 

@@ -231,4 +231,17 @@ PRESETS: tuple[Preset, ...] = (
         citation="steer_directional (this project's own variant, not from a paper): STEER's exp weights on the entropy-decreasing tokens only (Omega < 0), lambda_min at the most negative over the mini-batch",
         caveats="untested in training at scale; mapping='quantile' (rho share of the negative tokens) needs scope='microbatch'",
     ),
+    Preset(
+        "steer_causal",
+        weighting="steer_causal",
+        defaults={**_STEER_RECIPE},
+        citation="steer_causal (this project's own method, not from a paper): steer_directional's weights on each token's cause c_t of the mini-batch's entropy change (one backward + one forward-mode pass per mini-batch) instead of Omega",
+        caveats="single-process trainer only (needs the model for the JVP); Adam's first step uses an identity preconditioner",
+    ),
+    Preset(
+        "entropy_band",
+        weighting="entropy_band",
+        citation="entropy_band (this project's own method, not from a paper): closed-loop; weights 1 (GRPO) while the predicted entropy change of the optimiser step lies in [-b H, +b H], else the tokens pushing it out are damped with the weakest strength that reaches the band",
+        caveats="single-process trainer only; abstains (weights 1) on Adam's first step, whose update is not linear in the gradient; the prediction ignores gradient clipping",
+    ),
 )

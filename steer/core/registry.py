@@ -32,9 +32,10 @@ import torch
 from torch import Tensor
 
 from steer.core import advantages as _advantages  # noqa: F401  (registers the estimators)
+from steer.core import causal as _causal  # noqa: F401  (registers steer_causal, entropy_band)
 from steer.core import losses as L
 from steer.core import steer as _steer
-from steer.core.aggregation import aggregate_token_loss
+from steer.core.aggregation import aggregate_token_loss, method_normalisers
 from steer.core.errors import NonFiniteError, check_finite
 from steer.core.estimators import omega_paper
 from steer.core.parts import (
@@ -360,6 +361,18 @@ class Method:
             raise ValueError(f"method {self.name!r} needs LossBatch.sum_p2 and sum_p2_logp")
         if "ref_logp" in req and batch.ref_logp is None:
             raise ValueError(f"method {self.name!r} needs LossBatch.ref_logp (kl_coef != 0)")
+        if "cause" in req:
+            if batch.token_cause is None:
+                raise ValueError(
+                    f"method {self.name!r} needs LossBatch.token_cause (the per-token JVP along the "
+                    "preconditioned entropy gradient; the single-process trainer computes it)"
+                )
+            check_same_shape(token_cause=batch.token_cause, response_mask=batch.response_mask)
+            check_finite(m, token_cause=batch.token_cause)
+            if batch.cause_offset is not None and not math.isfinite(float(batch.cause_offset)):
+                raise NonFiniteError(
+                    f"cause_offset must be finite, got {batch.cause_offset!r}", name="cause_offset", count=1
+                )
         check_finite(
             m,
             logp=batch.logp,
@@ -383,11 +396,7 @@ class Method:
         """The aggregation normalisers of ``batch`` for this method: the mini-batch counts and the
         ``seq-mean-token-sum-norm`` constant (``loss_scale_factor``, else the batch's configured
         ``max_response_length``, else the padded length)."""
-        c = self.config
-        scale = c.loss_scale_factor
-        if scale is None and batch.max_response_length is not None:
-            scale = float(batch.max_response_length)
-        return batch.normalisers(scale)
+        return method_normalisers(batch, self.config)
 
     def aggregate(self, token_loss: TokenLoss, batch: LossBatch) -> Tensor:
         """The scalar policy loss of ``token_loss``: the method's ``loss_agg_mode`` with the
@@ -414,6 +423,24 @@ class Method:
         m = self._validate_loss_batch(batch)
         with torch.no_grad():
             return w.scope_stats(batch, m, self.config, self._surrogate(batch, m))
+
+    def reduce_scope_stats(self, stats: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+        """Combine the :meth:`scope_stats` of every micro-batch of a mini-batch into the
+        mini-batch's: the weighting's own reduction where it declares one (``entropy_band``
+        solves for its strength over the whole mini-batch), else the elementwise MAX of every key.
+        An empty list, or a method without statistics, gives ``{}``."""
+        stats = [s for s in stats if s]
+        if not stats:
+            return {}
+        w = self._weighting
+        if w is not None and w.scope_reduce is not None:
+            return w.scope_reduce(self.config, stats)
+        out = dict(stats[0])
+        for more in stats[1:]:
+            if set(more) != set(out):
+                raise ValueError(f"scope statistics have different keys: {sorted(out)} vs {sorted(more)}")
+            out = {k: torch.maximum(v, more[k]) for k, v in out.items()}
+        return out
 
     def compute_omega(self, batch: LossBatch) -> Tensor:
         """The STEER method's per-token Omega for this batch (detached, 0 on padding): the Omega
@@ -479,6 +506,8 @@ class Method:
         pg = aggregate_token_loss(tl, m, c.loss_agg_mode, norm)
         loss = pg
         extra: dict[str, float] = {"pg_loss": float(pg.detach())}
+        if batch.token_cause is not None:
+            extra.update(self._predicted_change(batch, m, pg))
         coef = self.controller.realised_coef if self.controller is not None else c.entropy_coef
         if self.controller is not None or c.entropy_coef != 0:
             ent_term = L.entropy_bonus_loss(
@@ -508,6 +537,30 @@ class Method:
         metrics.update(extra)
         metrics["loss"] = float(loss.detach())
         return loss, metrics
+
+    def cause_coefficients(self, batch: LossBatch) -> Tensor:
+        """(B, T) detached float64 ``u_t = -d L0 / d log pi_t`` of the method's surrogate loss L0
+        without its token weights (``coef_t * I_clip r_t A_t``), 0 on padding: what a caller needs
+        for the unweighted policy gradient ``-grad sum_t u_t log pi_t`` that the cause pass
+        linearises the optimiser step at. Needs no ``token_cause``."""
+        m = as_bool_mask(batch.response_mask)
+        return _causal.cause_coefficients(batch, m, self.config, self._surrogate(batch, m))
+
+    def _predicted_change(self, batch: LossBatch, m: Tensor, pg: Tensor) -> dict[str, float]:
+        """``cause/pred_sum``: ``sum_t u_t g_t`` with ``u_t = -d pg / d log pi_t`` of the method's own
+        aggregated policy loss (its weights, masks and normaliser, by autograd) and
+        ``g_t = batch.token_cause``: the first-order change of the mini-batch's total entropy that
+        this micro-batch's policy-loss gradient causes (the regularisers' terms are not in it).
+        ``cause/pred_sum_unweighted``: the same with every weight 1 (the surrogate alone)."""
+        g = batch.token_cause.detach().double()
+        if batch.logp.requires_grad and pg.requires_grad:
+            (du,) = torch.autograd.grad(pg, batch.logp, retain_graph=True, allow_unused=True)
+            u = torch.zeros_like(g) if du is None else -du.detach().double().to(g.device)
+            pred = float((u * g)[m.to(g.device)].sum())
+        else:
+            pred = math.nan
+        c0 = _causal.token_cause(batch, m, self.config, self._surrogate(batch, m))
+        return {"cause/pred_sum": pred, "cause/pred_sum_unweighted": float(c0[m.to(c0.device)].sum())}
 
     # ---- controllers and state ---------------------------------------------------------------
     def on_step_end(self, step_metrics: dict) -> dict:

@@ -77,6 +77,15 @@ class LossBatch:
       means "this batch is the whole scope" (the method uses its own statistics).
     - ``omega_max``: the older spelling of ``scope_stats["omega_max"]`` (a precomputed max|Omega|
       over a wider scope); ``scope_stats`` wins when both are given.
+    - ``token_cause``: (B, T) detached ``g_t = <grad log pi_t, P grad H_mb>``: how each token's
+      log-prob moves along the preconditioned gradient of the mini-batch's total entropy (``P``
+      the optimiser's linearised step, learning rate included). With a loss's own coefficient
+      ``u_t = -dL/d log pi_t`` it gives the token's cause ``c_t = u_t g_t`` of the mini-batch's
+      entropy change (``steer.analysis.jvp``; needed by methods that require ``"cause"``).
+    - ``cause_offset``: the first-order change of the mini-batch's total entropy from the part of
+      the optimiser step that no token weight controls (Adam's momentum, weight decay), in the
+      same units as ``sum_t c_t``; None = unknown (e.g. Adam's first step, whose update is not
+      linear in the gradient).
     """
 
     logp: Tensor
@@ -94,6 +103,8 @@ class LossBatch:
     max_response_length: int | None = None
     omega_max: Tensor | float | None = None
     scope_stats: dict[str, Tensor] | None = None
+    token_cause: Tensor | None = None
+    cause_offset: float | None = None
 
     def normalisers(self, scale_factor: float | None = None) -> Normalisers:
         """This batch's global normalisers as one :class:`Normalisers` object."""

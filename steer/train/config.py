@@ -122,6 +122,10 @@ class TrainerConfig:
     ``scope=minibatch``) are MAX-reduced over every micro-batch before the loss, so the update
     does not depend on it (up to float rounding).
     ``nonfinite``: ``skip`` (drop that optimiser step and log it) or ``stop`` (raise).
+    ``cause_probe``: run the cause pass (``steer.train.cause``: one backward of the mini-batch's
+    entropy and one forward-mode pass per mini-batch, plus a forward after the step) for any
+    method and log the predicted against the realised entropy change of every optimiser step
+    (``cause/*``); methods that require it (``steer_causal``, ``entropy_band``) always run it.
     """
 
     steps: int = 60
@@ -135,6 +139,7 @@ class TrainerConfig:
     max_nonfinite_skips: int = 20
     num_threads: int = 0
     stop_after: int = 0
+    cause_probe: bool = False
 
 
 @dataclass

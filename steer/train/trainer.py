@@ -175,6 +175,7 @@ class Trainer:
         self.nonfinite_skips = 0
         self.consecutive_skips = 0
         self.last_heldout: dict = {}
+        self.last_cause = None  # the last mini-batch's cause pass (methods that require "cause")
         self._jsonl: JsonlLogger | None = None
         self._tb: TensorBoardLogger | None = None
 
@@ -255,12 +256,17 @@ class Trainer:
         global_num_tokens: float,
         global_num_seqs: float,
         scope_stats: dict[str, Tensor] | None = None,
+        token_cause: Tensor | None = None,
+        cause_offset: float | None = None,
+        entropy_graph: bool = False,
     ) -> LossBatch:
         """The :class:`LossBatch` of the responses ``idx`` of a step (one micro-batch): a forward
         of the current policy on them (``token_stats_from_logits`` at the sampler's temperature),
         plus what ``method.requires`` asks for, and the configured maximum response length
         (``rollout.max_new_tokens``, the constant of Dr. GRPO's aggregation), on the model's
-        device. Gradients flow unless
+        device; ``token_cause`` (the whole step's (B, T), rows ``idx`` taken) and ``cause_offset``
+        from the mini-batch's cause pass when the method requires ``"cause"``; ``entropy_graph``
+        keeps the entropy's graph whatever the method needs (the cause pass). Gradients flow unless
         called under ``torch.no_grad()``. The one place a loss batch is built."""
         req = self.method.requires
         st = self._stats(self.model, data.rollouts, idx, with_sums="sums" in req)
@@ -272,7 +278,7 @@ class Trainer:
             response_mask=data.rollouts.response_mask[idx].to(dev),
             # a method that needs no entropy still gets a detached copy: its quadrant metrics
             # (sign of A x sign of the entropy-change indicator) need it, its gradient does not
-            entropy=st.entropy if "entropy" in req else st.entropy.detach(),
+            entropy=st.entropy if ("entropy" in req or entropy_graph) else st.entropy.detach(),
             old_entropy=data.old_entropy[idx].to(dev) if "old_entropy" in req else None,
             sum_p2=st.sum_p2 if "sums" in req else None,
             sum_p2_logp=st.sum_p2_logp if "sums" in req else None,
@@ -282,6 +288,8 @@ class Trainer:
             global_num_seqs=float(global_num_seqs),
             max_response_length=int(self.cfg.rollout.max_new_tokens),
             scope_stats=scope_stats,
+            token_cause=token_cause[idx].to(dev) if token_cause is not None else None,
+            cause_offset=cause_offset,
         )
 
     def _handle_nonfinite(self, what: str, step: int, mb: int) -> None:
@@ -371,7 +379,12 @@ class Trainer:
         ``scope=minibatch``) need them over the whole mini-batch before any loss: the first
         micro-batch's own forward is probed, and when it returns statistics and there are
         several micro-batches, the others get a no-grad forward first and every key is
-        MAX-reduced over them (``LossBatch.scope_stats``). Otherwise there is no extra pass."""
+        reduced over them (``method.reduce_scope_stats``: the MAX, or the weighting's own
+        reduction) into ``LossBatch.scope_stats``. Otherwise there is no extra pass.
+
+        A method that requires ``"cause"`` first gets the mini-batch's cause pass
+        (:func:`steer.train.cause.cause_pass`: one backward of the mini-batch's entropy and one
+        forward-mode pass); it is kept in ``self.last_cause`` for the realised-change log."""
         mask = data.rollouts.response_mask
         norm = dict(
             lr=lr,
@@ -382,15 +395,22 @@ class Trainer:
         total = 0.0
         out: list = []
         chunks = [mb_idx[rel] for rel in self._chunks(len(mb_idx))]
+        self.last_cause = None
         try:
+            if "cause" in self.method.requires or self.cfg.trainer.cause_probe:
+                cp = self._cause_pass(data, mb_idx, chunks, norm)
+                full = torch.zeros(mask.shape, dtype=torch.float32)
+                full[mb_idx] = cp.direction.float().cpu() * cp.clip_coef_used
+                norm["token_cause"] = full
+                norm["cause_offset"] = cp.offset
+                self.last_cause = cp
             first = self.loss_batch(data, chunks[0], **norm)
             if len(chunks) > 1:
                 stats = self.method.scope_stats(first)
                 if stats:
                     with torch.no_grad():
-                        for idx in chunks[1:]:
-                            more = self.method.scope_stats(self.loss_batch(data, idx, **norm))
-                            stats = {k: torch.maximum(v, more[k]) for k, v in stats.items()}
+                        more = [self.method.scope_stats(self.loss_batch(data, idx, **norm)) for idx in chunks[1:]]
+                    stats = self.method.reduce_scope_stats([stats, *more])
                     first.scope_stats = stats
                     norm["scope_stats"] = stats
             for i, idx in enumerate(chunks):
@@ -406,6 +426,98 @@ class Trainer:
         except NonFiniteError as exc:
             return total, out, exc.name or "input"
         return total, out, None
+
+    def _cause_pass(self, data: StepData, mb_idx: Tensor, chunks: list[Tensor], norm: dict):
+        """The mini-batch's cause pass (:mod:`steer.train.cause`): per micro-batch one forward with
+        grad and two backwards (``grad H_mb`` and the unweighted policy gradient, accumulated
+        outside the parameters' ``.grad``), the unweighted gradient's clipping factor, then
+        Adam's linearised step and the forward-mode pass."""
+        import time as _time
+
+        from steer.analysis.jvp import trainable_parameters
+        from steer.train import cause as _cause
+
+        t0 = _time.perf_counter()  # loss_batch's ``entropy_graph`` keeps H's graph for grad H_mb
+        params = trainable_parameters(self.model)
+        names = list(params)
+        leaves = [params[k] for k in names]
+        g_h = {k: torch.zeros_like(p) for k, p in params.items()}
+        g_l = {k: torch.zeros_like(p) for k, p in params.items()}
+        ents = []
+        for idx in chunks:
+            lb = self.loss_batch(data, idx, **norm, entropy_graph=True)
+            m = lb.response_mask
+            st_ent = lb.entropy
+            u = self.method.cause_coefficients(lb).to(device=lb.logp.device, dtype=lb.logp.dtype)
+            ents.append(st_ent.detach().float().cpu().masked_fill(~m.cpu(), 0.0))
+            if not bool(m.any()):
+                continue
+            h_sum = st_ent[m].sum()
+            l0 = -(u * lb.logp)[m].sum()
+            for acc, target, keep in ((g_h, h_sum, True), (g_l, l0, False)):
+                gs = torch.autograd.grad(target, leaves, retain_graph=keep, allow_unused=True)
+                for k, g in zip(names, gs):
+                    if g is not None:
+                        acc[k].add_(g.detach())
+            del lb
+        for k in names:
+            if not (bool(torch.isfinite(g_h[k]).all()) and bool(torch.isfinite(g_l[k]).all())):
+                raise NonFiniteError(f"non-finite gradient in the cause pass (parameter {k!r})", name="cause")
+        gnorm = math.sqrt(sum(float((g.double() ** 2).sum()) for g in g_l.values()))
+        kappa0 = min(1.0, self.cfg.optim.grad_clip / (gnorm + 1e-6))  # clip_grad_norm_'s factor
+        g_l = {k: g * kappa0 for k, g in g_l.items()}
+        cp = _cause.cause_pass(
+            self.model,
+            _cause.SubBatch.of(data.rollouts, mb_idx),
+            self.optimizer,
+            grad_entropy=g_h,
+            grad_loss=g_l,
+            entropy_before=torch.cat(ents),
+            temperature=self.cfg.rollout.temperature,
+            micro_batch_size=self.cfg.trainer.micro_batch_size,
+        )
+        self.model.train()
+        cp.clip_coef_used = kappa0
+        cp.seconds = _time.perf_counter() - t0
+        return cp
+
+    def _realised_change(self, data: StepData, mb_idx: Tensor, mb_metrics: list, clip_coef: float) -> dict:
+        """After a mini-batch's optimiser step: its predicted and realised change of the token-mean
+        entropy (the mini-batch's total entropy change divided by its valid tokens), and both
+        relative to the mean entropy before the step. The prediction is ``offset + sum_t lambda_t
+        c_t`` from the method's ``cause/pred_sum`` metric (``_unweighted``: all weights 1);
+        ``cause/clip_coef`` is the step's actual gradient-clipping factor."""
+        from steer.train.cause import SubBatch, entropy_after
+
+        t0 = time.perf_counter()
+        cp = self.last_cause
+        sub = SubBatch.of(data.rollouts, mb_idx)
+        m = sub.response_mask.bool()
+        after = entropy_after(
+            self.model, sub, temperature=self.cfg.rollout.temperature, micro_batch_size=self.cfg.trainer.micro_batch_size
+        )
+        before = cp.entropy_before.double().cpu()
+        n = max(float(m.sum()), 1.0)
+        h_sum = float(before[m].sum())
+        real = float((after.double().cpu() - before)[m].sum())
+        nan = float("nan")
+        off = cp.offset
+        pw = sum(float(mt.get("cause/pred_sum", 0.0)) for mt, _ in mb_metrics)
+        pu = sum(float(mt.get("cause/pred_sum_unweighted", 0.0)) for mt, _ in mb_metrics)
+        pred = nan if off is None else off + pw
+        pred_u = nan if off is None else off + pu
+        rel = (lambda v: v / h_sum) if h_sum > 0 else (lambda v: nan)  # noqa: E731
+        return {
+            "cause/clip_coef": clip_coef,
+            "cause/pred_change": pred / n,
+            "cause/pred_change_unweighted": pred_u / n,
+            "cause/real_change": real / n,
+            "cause/pred_rel_change": rel(pred),
+            "cause/pred_rel_change_unweighted": rel(pred_u),
+            "cause/real_rel_change": rel(real),
+            "cause/offset": nan if off is None else off / n,
+            "time/cause": cp.seconds + (time.perf_counter() - t0),
+        }
 
     def train_step(self, step: int) -> dict:
         """One GRPO step (0-based ``step``); returns its metrics record (without held-out keys)."""
@@ -425,6 +537,7 @@ class Trainer:
         t2 = time.perf_counter()
         steps_taken = 0
         skipped_here = 0
+        cause_log: list[dict] = []
         for epoch in range(cfg.trainer.ppo_epochs):
             if cfg.trainer.shuffle_mini_batches:
                 g = torch.Generator().manual_seed(derive_seed(cfg.trainer.seed, "shuffle", step, epoch))
@@ -445,6 +558,9 @@ class Trainer:
                     continue
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
+                clip_coef = min(1.0, cfg.optim.grad_clip / (float(gn) + 1e-6))  # clip_grad_norm_'s factor
+                if self.last_cause is not None:
+                    cause_log.append(self._realised_change(data, mb_idx, mb_metrics, clip_coef))
                 self.consecutive_skips = 0
                 steps_taken += 1
                 grad_norms.append(float(gn))
@@ -477,6 +593,10 @@ class Trainer:
         extra = self.method.on_step_end({**rec, **agg}) or {}
         for k, v in extra.items():
             rec[f"ctrl/{k}"] = v
+        if cause_log:
+            for k in cause_log[0]:
+                vals = [c[k] for c in cause_log if math.isfinite(c[k])]
+                rec[k] = float(np.mean(vals)) if vals else float("nan")
         rec["tokens/rollout"] = int(valid)
         rec["time/rollout"] = data.t_rollout
         rec["time/old_forward"] = data.t_old

@@ -39,6 +39,8 @@ EXPECTED = [
     "steer_linear",
     "steer_binary",
     "steer_directional",
+    "steer_causal",
+    "entropy_band",
 ]
 
 REQUIRED = {
@@ -71,7 +73,11 @@ def loss_batch(rb: RolloutBatch, adv: torch.Tensor, g, dtype=torch.float32, lr=1
     p2 = torch.rand(b, t, generator=g) * 0.5
     s2 = -torch.rand(b, t, generator=g) * 0.5
     ref = rb.old_logp + 0.05 * torch.randn(b, t, generator=g)
+    # the per-token cause direction (steer_causal, entropy_band); any method reports its prediction
+    cause = torch.randn(b, t, generator=g, dtype=torch.float64) * 1e-3
     return LossBatch(
+        token_cause=torch.where(rb.response_mask, cause, torch.zeros((), dtype=cause.dtype)),
+        cause_offset=0.0,
         logp=logp,
         old_logp=rb.old_logp,
         advantages=adv,

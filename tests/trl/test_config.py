@@ -57,6 +57,8 @@ def test_command_line_parses_our_fields():
         ({"steer_method_kwargs": {"kl_coef": 0.1}}, ["kl_coef", "beta"]),
         ({"steer_method_kwargs": {"loss_agg_mode": "seq-mean-token-mean"}}, ["loss_agg_mode", "loss_type"]),
         ({"steer_method_kwargs": {"estimator": "exact"}}, ["exact", "fused LM head"]),
+        ({"steer_method": "steer_causal"}, ["cause", "steer train"]),
+        ({"steer_method": "entropy_band"}, ["cause", "steer train"]),
         ({"steer_method": "kl_penalty"}, ["beta"]),
         ({"steer_method": "entropy_bonus"}, ["entropy_coef"]),
         ({"steer_method": "adaptive_entropy"}, ["use_adaptive_entropy"]),

@@ -188,6 +188,12 @@ class SteerGRPOConfig(GRPOConfig):
         over = method_overrides(self, name, self.steer_method_kwargs)
         method = build_method(name, **over)  # validates every value (ValueError naming the field)
         c = method.config
+        if "cause" in method.requires:
+            raise ValueError(
+                f"steer_method={name!r} needs each token's cause of the mini-batch's entropy change (a "
+                "backward of the entropy and a forward-mode pass through the model before the loss), which "
+                "SteerGRPOTrainer does not compute; it runs in steer's own trainer (`steer train`)"
+            )
         if getattr(c, "estimator", None) == "exact":
             raise ValueError(
                 "estimator='exact' needs sum_v pi^2 and sum_v pi^2 log pi per token, which TRL's fused LM head "

@@ -180,6 +180,12 @@ def _check_supported(loss_mode: str, name: str, method: Method) -> None:
             "rewards of whole groups, which a verl policy loss does not receive; only methods on "
             f"GRPO advantages (or entropy_adv) run as verl losses (loss modes: {sorted(LOSS_MODES)})"
         )
+    if "cause" in method.requires:
+        raise ValueError(
+            f"policy_loss: method {name!r} needs each token's cause of the mini-batch's entropy change "
+            "(a backward of the entropy and a forward-mode pass through the model before the loss), which "
+            "a verl policy loss cannot compute; it runs in steer's own trainer (`steer train`)"
+        )
     if "sums" in method.requires:
         raise ValueError(
             f"policy_loss: estimator 'exact' needs sum_v pi^2 log pi per token, which verl's engine does "
