@@ -176,6 +176,8 @@ def run(method: str, args, overrides: list[str]) -> dict:
             "old_forward_s": data.t_old,
             "update_s": rec["time/update"],
             "step_s": rec["time/step"],
+            # the cause pass (steer_causal, entropy_band): its mean per optimiser step x the steps
+            "cause_s": rec.get("time/cause", 0.0) * rec["optimizer_steps"],
         }
         costs = _costs(tr, data, tr.current_lr(step), list(captured))
         row["analysis_s"] = max(0.0, costs["loss_s"] - costs["loss_plain_s"]) + costs["reduce_s"]
@@ -213,15 +215,16 @@ def run(method: str, args, overrides: list[str]) -> dict:
 
 def _table(res: dict) -> list[str]:
     lines = [
-        "| method | tokens/step | rollout tok/s | old-logp fwd tok/s | update tok/s | step s | STEER weighting share | analysis metrics share |",
-        "|---|---|---|---|---|---|---|---|",
+        "| method | tokens/step | rollout tok/s | old-logp fwd tok/s | update tok/s | step s | cause pass s/step | STEER weighting share | analysis metrics share |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for m, r in res.items():
         share = f"{r['weighting_share_pct']:.2f}%" if "weighting_share_pct" in r else "-"
         ana = f"{r['analysis_share_pct']:.2f}%" if "analysis_share_pct" in r else "-"
+        cause = f"{r['cause_s']:.2f}" if r.get("cause_s") else "-"
         lines.append(
             f"| {m} | {r['tokens']:.0f} | {r['rollout_tok_s']:.0f} | {r['old_forward_tok_s']:.0f} | "
-            f"{r['update_tok_s']:.0f} | {r['step_s']:.2f} | {share} | {ana} |"
+            f"{r['update_tok_s']:.0f} | {r['step_s']:.2f} | {cause} | {share} | {ana} |"
         )
     return lines
 
@@ -313,6 +316,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--policy", default=None, help="a saved policy (default: the testbed warm-start)")
     ap.add_argument("--baseline", default=None, help="another checkout to run side by side")
     ap.add_argument("--rounds", type=int, default=2, help="with --baseline: alternating runs per tree")
+    ap.add_argument(
+        "--methods",
+        default="grpo,steer",
+        help="comma-separated methods, run one after the other (default grpo,steer; e.g. add steer_causal,entropy_band)",
+    )
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args(argv)
     if args.baseline:
@@ -322,7 +330,10 @@ def main(argv: list[str] | None = None) -> int:
         return compare(args, passthrough + list(args.overrides))
     from benchmarks.common import write_results
 
-    res = {m: run(m, args, args.overrides) for m in ("grpo", "steer")}
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if "grpo" not in methods:
+        methods.insert(0, "grpo")
+    res = {m: run(m, args, args.overrides) for m in methods}
     c = res["grpo"]["config"]
     lines = [
         f"Testbed config (`steer/configs/testbed.yaml`): {c['prompts_per_step']} prompts x {c['n']} rollouts, "
@@ -331,13 +342,26 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *_table(res),
     ]
-    s = res["steer"]
+    if "steer" in res:
+        s = res["steer"]
+        lines += [
+            "",
+            f"STEER weighting (Omega + Eq. 10 weights, all mini-batches of a step, best of 5 re-timings): "
+            f"{1000 * s['weighting_s']:.2f} ms per step = {s['weighting_share_pct']:.2f}% of the step time "
+            f"(target < 2%). compute_loss STEER {1000 * s['loss_steer_s']:.2f} ms vs GRPO "
+            f"{1000 * s['loss_grpo_s']:.2f} ms per step (difference {s['loss_overhead_share_pct']:.2f}% of the step).",
+        ]
+    g = res["grpo"]
+    for m, r in res.items():
+        if r.get("cause_s"):
+            lines += [
+                "",
+                f"{m}: step {r['step_s']:.2f} s = {r['step_s'] / g['step_s']:.2f}x GRPO's {g['step_s']:.2f} s; its "
+                f"cause pass (a forward with two backwards, Adam's linearisation, one forward-mode pass, and the "
+                f"forward after the step) {r['cause_s']:.2f} s per step = {100 * r['cause_s'] / r['step_s']:.0f}% of "
+                f"its step; update (with the pass) {r['update_s']:.2f} s vs GRPO's {g['update_s']:.2f} s.",
+            ]
     lines += [
-        "",
-        f"STEER weighting (Omega + Eq. 10 weights, all mini-batches of a step, best of 5 re-timings): "
-        f"{1000 * s['weighting_s']:.2f} ms per step = {s['weighting_share_pct']:.2f}% of the step time "
-        f"(target < 2%). compute_loss STEER {1000 * s['loss_steer_s']:.2f} ms vs GRPO "
-        f"{1000 * s['loss_grpo_s']:.2f} ms per step (difference {s['loss_overhead_share_pct']:.2f}% of the step).",
         "",
         "Analysis metrics (compute_loss with against without "
         + (", ".join(res["grpo"]["analysis_switches"]) or "nothing to switch off")
@@ -350,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         + " (target < 5%).",
         "",
         f"Command: `python -m benchmarks.bench_trainer --steps {args.steps} --threads {args.threads}"
+        + (f" --methods {args.methods}" if args.methods != "grpo,steer" else "")
         + (f" --policy {args.policy}" if args.policy else "")
         + (" " + " ".join(args.overrides) if args.overrides else "")
         + "`.",

@@ -24,7 +24,15 @@ entropy of the step's rollouts (Eq. 4); ``entropy_final`` its mean over the last
 the arms of a seed); ``entropy_drift`` ``|entropy_final - entropy_start| / entropy_start``;
 ``entropy_fluct`` the sample standard deviation of the step-to-step change of the entropy divided by
 the run's mean entropy (so a run that merely keeps more entropy does not count as fluctuating
-more); ``heldout_acc`` the held-out avg@n accuracy at the end of training.
+more); ``heldout_acc`` the held-out avg@n accuracy at the end of training, ``heldout_pass@k``
+and ``heldout_diversity`` (distinct correct solutions per problem) from the same evaluation;
+``entropy_out_frac`` / ``entropy_out_max`` the share of steps whose entropy is more than
+:data:`TRAJECTORY_BAND` away from the first step's and the largest excess; ``time_step`` the mean
+wall time of a step; ``cause_pred_real_pearson`` (methods that log the cause pass) the Pearson
+correlation over steps of the predicted and the realised mini-batch entropy change.
+
+The ``beyond`` claim is not the paper's: it tests this project's own methods (``steer_directional``,
+``steer_causal``, ``entropy_band``) by the same rule.
 
 Every run writes ``<out>/<claim>/<arm>/seed<k>/`` (the trainer's ``metrics.jsonl`` and
 ``config.yaml``, and ``run.json`` once finished). Rerunning a claim reuses every finished run whose
@@ -149,6 +157,8 @@ class Claim:
     plot_keys: tuple[str, ...] = ("entropy",)
     #: added to the ``--quick`` budget (e.g. more steps for a metric that needs them)
     quick_overrides: tuple[str, ...] = ()
+    #: whose statement it is: the paper's, or this project's own hypothesis
+    source: str = "Paper"
 
 
 def _fmt_value(v) -> str:
@@ -344,6 +354,85 @@ def _lambda() -> Claim:
     )
 
 
+#: The entropy band of the ``beyond`` claim's trajectory metrics: a step is outside it when its
+#: rollout entropy is more than this fraction away from the run's first step (fixed before the runs).
+TRAJECTORY_BAND = 0.2
+
+BEYOND_ARMS = (
+    ("grpo", {"name": "grpo"}),
+    ("steer", {"name": "steer"}),
+    ("steer_directional", {"name": "steer_directional"}),
+    ("steer_causal", {"name": "steer_causal"}),
+    ("entropy_band", {"name": "entropy_band"}),
+    ("clip_higher", {"name": "clip_higher"}),
+    ("entropy_bonus", {"name": "entropy_bonus"}),
+    ("adaptive_entropy", {"name": "adaptive_entropy"}),
+)
+
+
+def _beyond() -> Claim:
+    arms = [Arm(label, m) for label, m in BEYOND_ARMS]
+    # the extreme clipping of Fig. 14 (clip-higher is meaningless there: eps_high is already 5)
+    arms += [Arm(f"{label}_x", {**m, **EXTREME}) for label, m in BEYOND_ARMS if label != "clip_higher"]
+    comps = (
+        Comparison("entropy_band", "grpo", "entropy_drift", -1, "entropy_band's entropy drifts less than GRPO's"),
+        Comparison(
+            "entropy_band",
+            "adaptive_entropy",
+            "entropy_drift",
+            -1,
+            "entropy_band's entropy drifts less than the Skywork controller's (adaptive_entropy)",
+        ),
+        Comparison("entropy_band", "grpo", "heldout_acc", +1, "entropy_band ends with higher held-out accuracy than GRPO"),
+        Comparison("steer_causal", "steer", "entropy_drift", -1, "steer_causal's entropy drifts less than STEER's"),
+        Comparison(
+            "steer_directional", "steer", "entropy_drift", -1, "steer_directional's entropy drifts less than STEER's"
+        ),
+        Comparison(
+            "entropy_band_x", "grpo_x", "entropy_drift", -1, "extreme clipping: entropy_band drifts less than GRPO"
+        ),
+        Comparison(
+            "steer_causal_x", "steer_x", "entropy_drift", -1, "extreme clipping: steer_causal drifts less than STEER"
+        ),
+        Comparison(
+            "entropy_band_x", "grpo_x", "heldout_acc", +1, "extreme clipping: entropy_band beats GRPO on held-out accuracy"
+        ),
+    )
+    return Claim(
+        "beyond",
+        "project's own methods",
+        "weights on each token's cause of the batch's entropy change (steer_causal) and the closed-loop "
+        "entropy_band keep the entropy closer to its start than STEER, GRPO and the Skywork adaptive "
+        "controller, at the demo and at the extreme clipping, without losing held-out accuracy",
+        "testbed",
+        tuple(arms),
+        comps,
+        needs_eval=True,
+        table_metrics=(
+            "entropy_start",
+            "entropy_final",
+            "entropy_drift",
+            "entropy_out_frac",
+            "entropy_out_max",
+            "heldout_acc",
+            "heldout_pass@16",
+            "heldout_diversity",
+            "weight_mean",
+            "time_step",
+            "cause_pred_real_pearson",
+        ),
+        notes=(
+            f"entropy_out_frac / entropy_out_max: share of steps whose rollout entropy is more than "
+            f"{TRAJECTORY_BAND:.0%} away from the first step's, and the largest excess beyond that band",
+            "cause_pred_real_pearson: Pearson correlation over steps of the predicted and the realised "
+            "change of the mini-batch entropy (steer_causal and entropy_band log both every optimiser step)",
+            "the _x arms use eps_low 0.99 / eps_high 5 (Fig. 14's setting); entropy_band's band b = 0.001 per "
+            "optimiser step and steer_causal's lambda_min 0.7 are the defaults written before any run",
+        ),
+        source="This project's hypothesis (its own methods, not from the paper)",
+    )
+
+
 #: Claims run over the trainer (``estimator`` runs the probe instead; see :func:`run_estimator`).
 TRAINER_CLAIMS: dict[str, Callable[..., Claim]] = {
     "clipping": _clipping,
@@ -352,6 +441,7 @@ TRAINER_CLAIMS: dict[str, Callable[..., Claim]] = {
     "entropy-advantage": _entropy_adv,
     "extreme": _extreme,
     "lambda": _lambda,
+    "beyond": _beyond,
 }
 CLAIMS = ("estimator", *TRAINER_CLAIMS)
 
@@ -409,6 +499,20 @@ def run_metrics(records: Sequence[dict]) -> dict:
         vals = [float(r[key]) for r in train if _finite(r.get(key))]
         if vals:
             out[name] = _mean(vals[-tail:]) if name == "train_acc_final" else _mean(vals)
+    if h[0] > 0:
+        dev = [abs(x / h[0] - 1.0) for x in h]
+        out["entropy_out_frac"] = sum(d > TRAJECTORY_BAND for d in dev) / len(dev)
+        out["entropy_out_max"] = max(0.0, max(dev) - TRAJECTORY_BAND)
+    times = [float(r["time/step"]) for r in train if _finite(r.get("time/step"))]
+    if times:
+        out["time_step"] = _mean(times)
+    pairs = [
+        (float(r["cause/pred_change"]), float(r["cause/real_change"]))
+        for r in train
+        if _finite(r.get("cause/pred_change")) and _finite(r.get("cause/real_change"))
+    ]
+    if len(pairs) >= 3:
+        out["cause_pred_real_pearson"] = _pearson([a for a, _ in pairs], [b for _, b in pairs])
     wmin = [float(r["m/weight_min"]) for r in train if _finite(r.get("m/weight_min"))]
     if wmin:
         out["weight_min"] = min(wmin)
@@ -417,8 +521,19 @@ def run_metrics(records: Sequence[dict]) -> dict:
             out["heldout_acc"] = float(r["heldout/acc"])
             if _finite(r.get("heldout/acc_se")):
                 out["heldout_acc_se"] = float(r["heldout/acc_se"])
+            for k, v in r.items():
+                if (k.startswith("heldout/pass@") or k == "heldout/diversity") and _finite(v):
+                    out["heldout_" + k.split("/", 1)[1]] = float(v)
             break
     return out
+
+
+def _pearson(xs: Sequence[float], ys: Sequence[float]) -> float:
+    mx, my = _mean(xs), _mean(ys)
+    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys))
+    sxx = sum((x - mx) ** 2 for x in xs)
+    syy = sum((y - my) ** 2 for y in ys)
+    return sxy / math.sqrt(sxx * syy) if sxx > 0 and syy > 0 else float("nan")
 
 
 def compare(arm_values: dict[int, float], base_values: dict[int, float], direction: int) -> dict:
@@ -730,7 +845,7 @@ def _claim_markdown(claim: Claim, res: dict, meta: dict) -> str:
     lines = [
         f"# steer reproduce {claim.name} ({claim.figure})",
         "",
-        f"**Paper:** {claim.statement}.",
+        f"**{claim.source}:** {claim.statement}.",
         "",
         f"**Verdict: {res['verdict']}**",
         "",

@@ -58,6 +58,24 @@ def register(subparsers) -> None:
     )
     p.set_defaults(func=_reproduce)
 
+    c = subparsers.add_parser(
+        "cause-check",
+        help="predicted (cause pass) against realised entropy change of one step, per token weighting",
+        description=(
+            "At one training state per policy size and seed (after a few GRPO steps), one optimiser step "
+            "under each token weighting from the same parameters: the cause pass's first-order prediction "
+            "against the realised change of the mini-batch's entropy. Writes OUT/result.md and result.json. "
+            "See docs/methods.md (the cause of a token)."
+        ),
+    )
+    c.add_argument("--out", default="runs/cause-check", help="output directory (default: runs/cause-check)")
+    c.add_argument("--sizes", default="tiny,small", help="testbed presets (default tiny,small)")
+    c.add_argument("--seeds", type=_ints, default=[0, 1, 2], help="comma-separated seeds (default 0,1,2)")
+    c.add_argument("--warm-steps", type=int, default=3, help="GRPO steps before the checked one (default 3)")
+    c.add_argument("--quick", action="store_true", help="a tiny budget (short responses, small batches)")
+    c.add_argument("overrides", nargs="*", metavar="key=value", help="extra trainer overrides")
+    c.set_defaults(func=_cause_check)
+
     r = subparsers.add_parser(
         "report",
         help="compare runs: overlaid curves and a final table (PNG, report.md, self-contained report.html)",
@@ -123,6 +141,31 @@ def _reproduce(args) -> int:
         path = write_reproduction(args.out, args.reproduction)
         print(f"wrote {path}", file=sys.stderr)
     return 1 if bad else 0
+
+
+def _cause_check(args) -> int:
+    from steer.analysis.cause_check import run_cause_check
+    from steer.testbed import PRESETS
+    from steer.train.config import ConfigError
+
+    sizes = [x.strip() for x in args.sizes.split(",") if x.strip()]
+    bad = [x for x in sizes if x not in PRESETS]
+    if bad or not sizes:
+        return _err(f"--sizes: unknown preset(s) {bad}; valid: {sorted(PRESETS)}")
+    cmd = "steer cause-check " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    try:
+        run_cause_check(
+            args.out,
+            sizes=sizes,
+            seeds=args.seeds,
+            warm_steps=args.warm_steps,
+            quick=args.quick,
+            overrides=args.overrides,
+            command=cmd.strip(),
+        )
+    except (ConfigError, ValueError) as exc:
+        return _err(str(exc))
+    return 0
 
 
 def _report(args) -> int:

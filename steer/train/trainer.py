@@ -519,6 +519,31 @@ class Trainer:
             "time/cause": cp.seconds + (time.perf_counter() - t0),
         }
 
+    def update_minibatch(self, data: StepData, mb_idx: Tensor, lr: float) -> dict:
+        """One optimiser step on the rows ``mb_idx``: :meth:`minibatch_backward`, gradient clipping,
+        the step, and (with the cause pass) the realised entropy change. Returns ``{"problem"}``
+        (None, or what was non-finite: then nothing was stepped and the gradients are left for the
+        caller to clear), ``"loss"``, ``"grad_norm"``, ``"metrics"`` ([(metrics, tokens)] per
+        micro-batch) and ``"cause"`` (the :meth:`_realised_change` record, or None)."""
+        cfg = self.cfg
+        mb_loss, mb_metrics, bad = self.minibatch_backward(data, mb_idx, lr)
+        gn = None
+        if bad is None:
+            params = [p for p in self.model.parameters() if p.grad is not None]
+            gn = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip, error_if_nonfinite=False)
+            if not bool(torch.isfinite(gn)):
+                bad = "gradient"
+        out = {"problem": bad, "loss": mb_loss, "grad_norm": float("nan"), "metrics": mb_metrics, "cause": None}
+        if bad is not None:
+            return out
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        clip_coef = min(1.0, cfg.optim.grad_clip / (float(gn) + 1e-6))  # clip_grad_norm_'s factor
+        if self.last_cause is not None:
+            out["cause"] = self._realised_change(data, mb_idx, mb_metrics, clip_coef)
+        out["grad_norm"] = float(gn)
+        return out
+
     def train_step(self, step: int) -> dict:
         """One GRPO step (0-based ``step``); returns its metrics record (without held-out keys)."""
         cfg = self.cfg
@@ -546,26 +571,18 @@ class Trainer:
                 order = torch.arange(B)
             for mb in range(cfg.trainer.num_mini_batches):
                 mb_idx = order[mb * mb_size : (mb + 1) * mb_size]
-                mb_loss, mb_metrics, bad = self.minibatch_backward(data, mb_idx, lr)
-                if bad is None:
-                    params = [p for p in self.model.parameters() if p.grad is not None]
-                    gn = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip, error_if_nonfinite=False)
-                    if not bool(torch.isfinite(gn)):
-                        bad = "gradient"
-                if bad is not None:
-                    self._handle_nonfinite(bad, step, mb)
+                upd = self.update_minibatch(data, mb_idx, lr)
+                if upd["problem"] is not None:
+                    self._handle_nonfinite(upd["problem"], step, mb)
                     skipped_here += 1
                     continue
-                self.optimizer.step()
-                self.optimizer.zero_grad(set_to_none=True)
-                clip_coef = min(1.0, cfg.optim.grad_clip / (float(gn) + 1e-6))  # clip_grad_norm_'s factor
-                if self.last_cause is not None:
-                    cause_log.append(self._realised_change(data, mb_idx, mb_metrics, clip_coef))
+                if upd["cause"] is not None:
+                    cause_log.append(upd["cause"])
                 self.consecutive_skips = 0
                 steps_taken += 1
-                grad_norms.append(float(gn))
-                losses.append(mb_loss)
-                for m, tok in mb_metrics:
+                grad_norms.append(upd["grad_norm"])
+                losses.append(upd["loss"])
+                for m, tok in upd["metrics"]:
                     reducer.add(m, tok)
         t_update = time.perf_counter() - t2
 

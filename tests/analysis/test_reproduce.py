@@ -118,6 +118,29 @@ def test_run_metrics_non_finite_and_empty():
     assert "heldout_acc" not in got
 
 
+def test_run_metrics_band_time_heldout_and_cause():
+    recs = [
+        {"step": 1, "entropy": 1.0, "time/step": 2.0, "cause/pred_change": 0.1, "cause/real_change": 0.2},
+        {"step": 2, "entropy": 1.1, "time/step": 4.0, "cause/pred_change": 0.2, "cause/real_change": 0.4},
+        {"step": 3, "entropy": 1.3, "time/step": 3.0, "cause/pred_change": 0.3, "cause/real_change": 0.5},
+        {"step": 4, "entropy": 0.7, "time/step": 3.0, "cause/pred_change": "nan", "cause/real_change": 0.1,
+         "heldout/acc": 0.5, "heldout/pass@4": 0.75, "heldout/diversity": 1.5},
+    ]
+    got = R.run_metrics(recs)
+    band = R.TRAJECTORY_BAND
+    dev = [0.0, 0.1, 0.3, 0.3]
+    assert got["entropy_out_frac"] == pytest.approx(sum(d > band + 1e-12 for d in dev) / 4)
+    assert got["entropy_out_max"] == pytest.approx(max(0.0, max(dev) - band))
+    assert got["time_step"] == 3.0
+    assert got["heldout_pass@4"] == 0.75 and got["heldout_diversity"] == 1.5
+    # Pearson over the 3 steps with both values: (0.1, 0.2), (0.2, 0.4), (0.3, 0.5)
+    xs, ys = [0.1, 0.2, 0.3], [0.2, 0.4, 0.5]
+    mx, my = sum(xs) / 3, sum(ys) / 3
+    num = sum((x - mx) * (y - my) for x, y in zip(xs, ys))
+    den = (sum((x - mx) ** 2 for x in xs) * sum((y - my) ** 2 for y in ys)) ** 0.5
+    assert got["cause_pred_real_pearson"] == pytest.approx(num / den)
+
+
 def test_every_claim_has_valid_arms_and_comparisons():
     for name in R.TRAINER_CLAIMS:
         c = R.build_claim(name)
