@@ -37,7 +37,7 @@ from torch import Tensor
 
 from steer.core.aggregation import method_normalisers, token_coefficients
 from steer.core.parts import NoParams, Weighting, check_choice, check_range, register_weighting
-from steer.core.steer import SCOPES, gradient_weight
+from steer.core.steer import DirectionalMapping, gradient_weight, neg_max
 from steer.core.weights import directional_weights
 
 __all__ = [
@@ -84,47 +84,17 @@ def token_cause(batch, mask: Tensor, config, surrogate) -> Tensor:
 
 
 @dataclass(kw_only=True)
-class CausalParams(NoParams):
-    """``steer_causal``: ``steer_directional``'s mappings on the per-token cause ``c_t``.
-
-    - ``lambda_min`` in (0, 1]: weight of the most negative token (``exp``) or of the selected
-      ones (``quantile``).
-    - ``mapping``: 'exp' or 'quantile' (the ``rho`` share of the negative tokens most negative).
-    - ``scope``: 'minibatch' (default) / 'global' take the most negative ``c_t`` over the
-      mini-batch (``{"cause_neg_max"}``, MAX-reduced); 'microbatch' per micro-batch. The quantile
-      rule needs 'microbatch'.
-    """
-
-    lambda_min: float = 0.7
-    mapping: str = "exp"
-    rho: float = 0.2
-    scope: str = "minibatch"
-
-    def validate(self) -> None:
-        from steer.core.weights import DIRECTIONAL_MAPPINGS
-
-        check_range("lambda_min", self.lambda_min, 0.0, 1.0, lo_open=True)
-        check_choice("mapping", self.mapping, DIRECTIONAL_MAPPINGS)
-        check_range("rho", self.rho, 0.0, 1.0, lo_open=True)
-        check_choice("scope", self.scope, SCOPES)
-        if self.mapping == "quantile" and self.scope != "microbatch":
-            raise ValueError(
-                f"scope={self.scope!r} with mapping='quantile': a quantile over a mini-batch cannot be "
-                "combined from per-micro-batch statistics by a MAX reduction; use scope='microbatch'"
-            )
-        super().validate()
-
-
-def _neg_max(c: Tensor, mask: Tensor) -> Tensor:
-    d = torch.where(mask & (c < 0), -c, torch.zeros((), dtype=c.dtype, device=c.device))
-    return d.max() if d.numel() else torch.zeros((), dtype=c.dtype, device=c.device)
+class CausalParams(DirectionalMapping):
+    """``steer_causal``: ``steer_directional``'s mappings (:class:`steer.core.steer.DirectionalMapping`:
+    ``lambda_min``, ``mapping``, ``rho``, ``scope``) on the per-token cause ``c_t``; the scope
+    statistic is ``{"cause_neg_max"}``."""
 
 
 def _causal_scope(batch, mask: Tensor, c, surrogate) -> dict[str, Tensor]:
     if c.scope == "microbatch":
         return {}
     with torch.no_grad():
-        return {"cause_neg_max": _neg_max(token_cause(batch, mask, c, surrogate), mask)}
+        return {"cause_neg_max": neg_max(token_cause(batch, mask, c, surrogate), mask)}
 
 
 @register_weighting(
@@ -138,13 +108,13 @@ def steer_causal(batch, mask, c, surrogate, generator) -> Weighting:
     """Damp only the tokens whose own gradient lowers the mini-batch's entropy (c_t < 0)."""
     cause = token_cause(batch, mask, c, surrogate)
     stats = getattr(batch, "scope_stats", None) or {}
-    neg_max = stats.get("cause_neg_max")
+    wide = stats.get("cause_neg_max")
     lam = directional_weights(
-        cause, mask, lambda_min=c.lambda_min, mapping=c.mapping, rho=c.rho, omega_neg_max=neg_max
+        cause, mask, lambda_min=c.lambda_min, mapping=c.mapping, rho=c.rho, omega_neg_max=wide
     )
     with torch.no_grad():
         n = max(int(mask.sum()), 1)
-        used = _neg_max(cause, mask) if neg_max is None else torch.as_tensor(neg_max)
+        used = neg_max(cause, mask) if wide is None else torch.as_tensor(wide)
         metrics = {
             "steer_causal/neg_frac": float((mask & (cause < 0)).sum()) / n,
             "steer_causal/cause_neg_max": float(used),

@@ -37,6 +37,7 @@ from steer.core.weights import MAPPINGS, scope_max_abs, steer_weights
 __all__ = [
     "ESTIMATOR_CHOICES",
     "SCOPES",
+    "DirectionalMapping",
     "DirectionalParams",
     "SteerFloorWarning",
     "SteerParams",
@@ -336,31 +337,28 @@ def steer_token_loss(
 
 
 @dataclass(kw_only=True)
-class DirectionalParams(NoParams):
-    """``steer_directional``: damp only the tokens whose Omega predicts an entropy decrease.
+class DirectionalMapping(NoParams):
+    """The directional mappings' parameters (``steer_directional`` on Omega, ``steer_causal`` on the
+    per-token cause c_t): only tokens with a negative score are damped.
 
-    - ``estimator``, ``omega_lr``: as STEER's (:class:`SteerParams`).
     - ``lambda_min`` in (0, 1]: the weight of the most negative token (``exp``) or of the selected
       ones (``quantile``).
-    - ``mapping``: 'exp' (lambda = exp(-k |Omega|) over the Omega < 0 tokens, lambda_min at the
-      most negative) or 'quantile' (the ``rho`` share of the negative tokens that are most negative
-      get lambda_min).
-    - ``scope``: 'minibatch' (default) / 'global' take the most negative Omega over the scope
-      (``Method.scope_stats``: ``{"omega_neg_max"}``); 'microbatch' per micro-batch. The quantile
-      rule needs 'microbatch' (a quantile is not MAX-reducible).
+    - ``mapping``: 'exp' (lambda = exp(-k |score|) over the negative tokens, lambda_min at the most
+      negative) or 'quantile' (the ``rho`` share of the negative tokens that are most negative get
+      lambda_min).
+    - ``scope``: 'minibatch' (default) / 'global' take the most negative score over the scope
+      (``Method.scope_stats``, MAX-reduced); 'microbatch' per micro-batch. The quantile rule needs
+      'microbatch' (a quantile is not MAX-reducible).
     """
 
-    estimator: str = "paper"
     lambda_min: float = 0.7
     mapping: str = "exp"
     rho: float = 0.2
     scope: str = "minibatch"
-    omega_lr: float | None = None
 
     def validate(self) -> None:
         from steer.core.weights import DIRECTIONAL_MAPPINGS
 
-        check_choice("estimator", self.estimator, ESTIMATOR_CHOICES)
         check_range("lambda_min", self.lambda_min, 0.0, 1.0, lo_open=True)
         check_choice("mapping", self.mapping, DIRECTIONAL_MAPPINGS)
         check_range("rho", self.rho, 0.0, 1.0, lo_open=True)
@@ -370,12 +368,29 @@ class DirectionalParams(NoParams):
                 f"scope={self.scope!r} with mapping='quantile': a quantile over a mini-batch cannot be "
                 "combined from per-micro-batch statistics by a MAX reduction; use scope='microbatch'"
             )
+        super().validate()
+
+
+@dataclass(kw_only=True)
+class DirectionalParams(DirectionalMapping):
+    """``steer_directional``: damp only the tokens whose Omega predicts an entropy decrease
+    (:class:`DirectionalMapping` on Omega, scope statistic ``{"omega_neg_max"}``).
+
+    - ``estimator``, ``omega_lr``: as STEER's (:class:`SteerParams`).
+    """
+
+    estimator: str = "paper"
+    omega_lr: float | None = None
+
+    def validate(self) -> None:
+        check_choice("estimator", self.estimator, ESTIMATOR_CHOICES)
         if self.omega_lr is not None:
             check_range("omega_lr", self.omega_lr, 0.0, lo_open=True)
         super().validate()
 
 
-def _neg_max(omega: Tensor, mask: Tensor) -> Tensor:
+def neg_max(omega: Tensor, mask: Tensor) -> Tensor:
+    """The largest ``-score`` over the valid tokens with a negative score (0 when none), detached."""
     o = omega.detach()
     o = o if o.dtype == torch.float64 else o.float()
     d = torch.where(mask & (o < 0), -o, torch.zeros((), dtype=o.dtype, device=o.device))
@@ -386,7 +401,7 @@ def _directional_scope(batch, mask: Tensor, c, surrogate: SurrogateResult) -> di
     if c.scope == "microbatch":
         return {}
     with torch.no_grad():
-        return {"omega_neg_max": _neg_max(_omega_of_batch(batch, c, surrogate), mask)}
+        return {"omega_neg_max": neg_max(_omega_of_batch(batch, c, surrogate), mask)}
 
 
 @register_weighting(
@@ -402,14 +417,14 @@ def steer_directional(batch, mask, c, surrogate, generator) -> Weighting:
 
     omega = _omega_of_batch(batch, c, surrogate)
     stats = getattr(batch, "scope_stats", None) or {}
-    neg_max = stats.get("omega_neg_max")
+    wide = stats.get("omega_neg_max")
     lam = directional_weights(
-        omega, mask, lambda_min=c.lambda_min, mapping=c.mapping, rho=c.rho, omega_neg_max=neg_max
+        omega, mask, lambda_min=c.lambda_min, mapping=c.mapping, rho=c.rho, omega_neg_max=wide
     )
     with torch.no_grad():
         o = omega.detach()
         n = max(int(mask.sum()), 1)
-        used = _neg_max(omega, mask) if neg_max is None else torch.as_tensor(neg_max)
+        used = neg_max(omega, mask) if wide is None else torch.as_tensor(wide)
         metrics = {
             "steer_directional/neg_frac": float((mask & (o < 0)).sum()) / n,
             "steer_directional/omega_neg_max": float(used),
