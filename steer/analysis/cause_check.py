@@ -27,6 +27,8 @@ from pathlib import Path
 
 import torch
 
+from steer.analysis.correlation import pearson
+
 __all__ = ["METHODS", "SIZES", "run_cause_check"]
 
 METHODS = ("grpo", "steer", "steer_directional", "steer_causal", "entropy_band")
@@ -58,14 +60,9 @@ def _log(msg: str) -> None:
 
 
 def _pearson(xs, ys) -> float:
-    n = len(xs)
-    if n < 3:
+    if len(xs) < 3:
         return float("nan")
-    mx, my = sum(xs) / n, sum(ys) / n
-    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys))
-    sxx = sum((x - mx) ** 2 for x in xs)
-    syy = sum((y - my) ** 2 for y in ys)
-    return sxy / math.sqrt(sxx * syy) if sxx > 0 and syy > 0 else float("nan")
+    return pearson(torch.tensor(xs, dtype=torch.float64), torch.tensor(ys, dtype=torch.float64))
 
 
 def _one_state(size: str, seed: int, methods, warm_steps: int, out: Path, extra, log, task=None) -> list[dict]:

@@ -529,11 +529,11 @@ def run_metrics(records: Sequence[dict]) -> dict:
 
 
 def _pearson(xs: Sequence[float], ys: Sequence[float]) -> float:
-    mx, my = _mean(xs), _mean(ys)
-    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys))
-    sxx = sum((x - mx) ** 2 for x in xs)
-    syy = sum((y - my) ** 2 for y in ys)
-    return sxy / math.sqrt(sxx * syy) if sxx > 0 and syy > 0 else float("nan")
+    import torch
+
+    from steer.analysis.correlation import pearson
+
+    return pearson(torch.tensor(list(xs), dtype=torch.float64), torch.tensor(list(ys), dtype=torch.float64))
 
 
 def compare(arm_values: dict[int, float], base_values: dict[int, float], direction: int) -> dict:
