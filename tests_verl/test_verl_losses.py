@@ -128,6 +128,21 @@ def test_equals_the_core_on_the_same_inputs(seed, mode, params):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
+def test_steer_directional_through_the_steer_method_key(seed):
+    """The project's own steer_directional reaches verl through the same adapter
+    (``policy_loss.steer_method``): loss and gradient equal the core's."""
+    b = _batch(seed)
+    n = int(b["mask"].sum())
+    pl = SteerPolicyLossConfig(loss_mode="steer", steer_method="steer_directional", lambda_min=0.6)
+    loss, flat_grad, metrics = _run(actor_config(pl), b, batch_num_tokens=n)
+    exp_loss, exp_grad, tl = _core_expected("steer_directional", b, n_tokens=n, lambda_min=0.6, clip_c=10.0)
+    torch.testing.assert_close(loss, exp_loss, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(_padded_grad(flat_grad, b), exp_grad, rtol=1e-6, atol=1e-7)
+    assert float(tl.weight[b["mask"]].min()) == pytest.approx(0.6)
+    assert metrics["actor/steer/weight_min"] == pytest.approx(0.6)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
 def test_entropy_adv_shapes_verls_advantage_in_the_loss(seed):
     from steer.core.advantages import shape_entropy_advantage
 

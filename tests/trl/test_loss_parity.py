@@ -162,6 +162,36 @@ def test_steer_equals_core(steer_pair, loss_type):
     assert 0.7 - 1e-6 <= m["weight_min"] < 1.0 and m["weight_min"] <= m["weight_mean"] < 1.0
 
 
+@pytest.fixture(scope="module")
+def directional_pair(tokenizer, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("directional")
+    return (
+        make_trainer(tokenizer, tmp / "a", steer=True, steer_method="steer_directional"),
+        make_trainer(tokenizer, tmp / "b", steer=True, steer_method="steer_directional"),
+    )
+
+
+@pytest.mark.parametrize("loss_type", ["dapo", "grpo"])
+def test_steer_directional_equals_core(directional_pair, loss_type):
+    """The project's own steer_directional reaches TRL through the same adapter: its loss and
+    gradients through SteerGRPOTrainer equal the core's on the same inputs."""
+    ours, ref = directional_pair
+    for t in (ours, ref):
+        _set(t, loss_type, {}, 1)
+    ours._steer_acc["train"] = type(ours._steer_acc["train"])()
+    inputs = synthetic_inputs(ours, seed=6, empty_row=loss_type == "dapo")
+    args = copy.copy(ours.args)
+    args.loss_type = loss_type
+    method = build_method("steer_directional", **method_overrides(args, "steer_directional", {}))
+    la, ga = loss_and_grads(ours, inputs)
+    lb, gb = _core_loss_and_grads(ref, inputs, method, loss_type)
+    torch.testing.assert_close(la, lb, rtol=1e-6, atol=0)
+    for n in ga:
+        torch.testing.assert_close(ga[n], gb[n], rtol=1e-5, atol=1e-9)
+    m = ours._steer_acc["train"].result()
+    assert 0.7 - 1e-6 <= m["weight_min"] < 1.0 and 0 < m["steer_directional/neg_frac"] < 1
+
+
 def test_forking_aggregates_over_selected_tokens(tokenizer, tmp_path):
     """The core's forking-token selection (loss_mask, rho) with TRL's dapo normaliser scaled by rho
     equals the core's own token-mean aggregation of the same TokenLoss."""
