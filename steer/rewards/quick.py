@@ -1,18 +1,26 @@
 """A small, safe evaluator for plain LaTeX arithmetic, used as a cheap pre-check before sympy.
 
 It reads a subset of LaTeX: numbers, ``+ - * /``, ``\\cdot``, ``\\times``, ``\\div``, implicit
-products, ``^`` (a group, a number or a letter), ``n!`` of a non-negative integer constant, ``\\frac``/``\\dfrac``/``\\tfrac``, ``\\sqrt``
-and ``\\sqrt[n]``, ``\\pi``, ``e`` (Euler's number), single-letter and Greek-letter variables,
-parentheses and brace groups. Anything else (relations, commas, sets, intervals, text,
-functions, factorials of anything else, percent, degrees, ``i``) makes it give up (None), and the caller falls
-back to the full parser. The precedence follows latex2sympy's where they differ from school
+products, ``^`` (a group, a number or a letter), ``n!`` of a non-negative integer constant,
+``\\frac``/``\\dfrac``/``\\tfrac``, mixed numbers (``2\\frac{1}{2}`` is 5/2, as latex2sympy reads
+it), ``\\sqrt`` and ``\\sqrt[n]``, ``\\log``/``\\ln`` (base 10 and e, or ``_b``; the argument in
+parentheses, a brace group, or a product run without functions), ``\\lfloor``/``\\lceil``,
+``\\pi``, ``e`` (Euler's number), single-letter and Greek-letter variables (``i`` and ``j``
+included: both parsers read them as plain symbols, not as the imaginary unit), parentheses and
+brace groups. Anything else (relations, commas, sets, intervals, text, other functions,
+factorials of anything else, percent, degrees, ``I``) makes it give up (None), and the caller
+falls back to the full parser. The precedence follows latex2sympy's where they differ from school
 algebra: an implicit product binds tighter than ``/`` (``1/2x`` is ``1/(2x)``) and ``a^b^c`` is
 ``(a^b)^c``; forms that latex2sympy reads oddly (``2(3)`` is 5 there) are refused.
 
 It never builds code: a recursive-descent parser over a token list evaluates with mpmath at
 :data:`DPS` digits (no float overflow: ``10^{400}`` is finite here), at fixed values of the
 variables (three assignments, one negative). Sizes are bounded (length, depth, exponent magnitude), so a power
-tower is refused, not computed.
+tower is refused, not computed. A floor or ceiling of an expression in variables is a step
+function, and a factorial or binomial of one stands for identities sympy may know; three
+assignments can tell such an expression apart from another, never prove it equal, so its values
+are marked not smooth and :func:`compare` then decides only "different" (also at three larger
+assignments, where floors of logarithms part).
 """
 
 from __future__ import annotations
@@ -34,7 +42,9 @@ MAX_MP_BITS = 10**15
 #: Largest n for which n! is computed exactly; beyond it, mpmath's gamma function.
 MAX_EXACT_FACTORIAL = 1000
 
-_TOKEN_RE = re.compile(r"\s*(?:(\d+\.\d*|\d*\.\d+|\d+)|(\\[a-zA-Z]+|\\[,;:! ])|([a-zA-Z])|([-+*/^(){}\[\]!]))")
+_TOKEN_RE = re.compile(
+    r"\s*(?:(\d+\.\d*|\d*\.\d+|\d+)|(\\[a-zA-Z]+|\\[,;:! ])|([a-zA-Z])|([-+*/^(){}\[\]!_]))"
+)
 _GREEK = {
     "alpha", "beta", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta", "vartheta",
     "kappa", "lambda", "mu", "nu", "xi", "rho", "sigma", "tau", "phi", "varphi", "chi", "psi",
@@ -42,8 +52,37 @@ _GREEK = {
 }  # fmt: skip
 _SPACES = {"\\,", "\\;", "\\:", "\\!", "\\ ", "\\quad", "\\qquad", "\\left", "\\right"}
 _TIMES = {"\\cdot", "\\times"}
-#: Two assignments of the variables (by name, so both sides of a comparison use the same).
+_FRACS = ("\\frac", "\\dfrac", "\\tfrac")
+_BINOMS = ("\\binom", "\\dbinom", "\\tbinom")
+_COMMANDS = {
+    *_FRACS,
+    *_BINOMS,
+    "\\sqrt",
+    "\\pi",
+    "\\log",
+    "\\ln",
+    "\\lfloor",
+    "\\rfloor",
+    "\\lceil",
+    "\\rceil",
+}
+#: Tokens a function argument written without parentheses may hold besides numbers and letters.
+_RUN_OPS = {("op", "*"), ("op", "/"), ("op", "^"), ("op", "!")}
+#: Tokens that end a function argument written without parentheses (``\\log 2 + 1``).
+_ARG_END = {
+    ("op", "+"),
+    ("op", "-"),
+    ("op", ")"),
+    ("op", "}"),
+    ("op", "]"),
+    ("cmd", "\\rfloor"),
+    ("cmd", "\\rceil"),
+}
+#: Three assignments of the variables (by name, so both sides of a comparison use the same).
 _POINTS = (0.7390851332151607, 1.3247179572447460, -0.5671432904097838)
+#: Further assignments, larger, for expressions that are not smooth (floors, factorials): two
+#: of them can agree at the three small ones (\\lfloor \\log_2 n \\rfloor and \\lfloor \\log_3 n \\rfloor).
+_WIDE_POINTS = (7.3890560989306502, 23.140692632779269, 151.54262241479262)
 
 
 class _GiveUp(Exception):
@@ -72,12 +111,12 @@ def _tokens(s: str) -> list[tuple[str, str]]:
                 out.append(("op", "*"))
             elif cmd == "\\div":
                 out.append(("op", "/"))
-            elif cmd in ("\\frac", "\\dfrac", "\\tfrac", "\\sqrt", "\\pi") or cmd[1:] in _GREEK:
+            elif cmd in _COMMANDS or cmd[1:] in _GREEK:
                 out.append(("cmd", cmd))
             else:
                 raise _GiveUp
         elif letter is not None:
-            if letter in "ijIE":  # imaginary units, and letters latex2sympy may read as constants
+            if letter in "IE":  # the imaginary unit, and a letter latex2sympy may read as a constant
                 raise _GiveUp
             out.append(("var", letter.lower()))  # latex2sympy reads X as x
         else:
@@ -93,6 +132,10 @@ class _Parser:
         self.exact = exact
         self.depth = 0
         self.symbols: set[str] = set()
+        #: Number of variable occurrences read so far (a factor read without any is a constant).
+        self.nvars = 0
+        #: False once a floor, ceiling, factorial or binomial of something in variables was read.
+        self.smooth = True
 
     def number(self, text: str):
         return Fraction(text) if self.exact else mpmath.mpf(text)
@@ -143,16 +186,76 @@ class _Parser:
 
     def _starts_atom(self):
         k, v = self.peek()
-        return k in ("num", "var", "cmd") or (k == "op" and v in ("(", "{"))
+        return (k in ("num", "var") or (k == "cmd" and v not in ("\\rfloor", "\\rceil"))) or (
+            k == "op" and v in ("(", "{")
+        )
+
+    def _ends_factor(self) -> bool:
+        """True when the token ahead cannot continue the current factor or product chain."""
+        return not self._starts_atom() and self.peek() not in (("op", "^"), ("op", "!"), ("op", "_"))
+
+    def _mixed_number(self):
+        """``n\\frac{a}{b}`` (digits only, optionally after a unary minus) as the whole product
+        chain is the mixed number ``n + a/b`` in latex2sympy (``-2\\frac{1}{2}`` is -5/2); its
+        value, consumed, or None (nothing consumed)."""
+        i, sign = self.i, 1
+        t = self.t
+        if t[i : i + 1] == [("op", "-")]:
+            i, sign = i + 1, -1
+        pat = t[i : i + 8]
+        if (
+            len(pat) == 8
+            and pat[0][0] == "num"
+            and pat[0][1].isdigit()
+            and pat[1][0] == "cmd"
+            and pat[1][1] in _FRACS
+            and [x for j, x in enumerate(pat) if j in (2, 4, 5, 7)]
+            == [("op", "{"), ("op", "}"), ("op", "{"), ("op", "}")]
+            and pat[3][0] == "num"
+            and pat[3][1].isdigit()
+            and pat[6][0] == "num"
+            and pat[6][1].isdigit()
+            and int(pat[3][1]) > 0
+            and int(pat[6][1]) > 0
+        ):
+            saved = self.i
+            self.i = i + 8
+            if not self._ends_factor():
+                self.i = saved
+                return None
+            n, a, b = (self.number(pat[j][1]) for j in (0, 3, 6))
+            return sign * (n + a / b)
+        return None
+
+    def _maybe_rational(self, w) -> bool:
+        if self.exact:
+            return isinstance(w, Fraction)
+        if isinstance(w, mpmath.mpc):
+            return False
+        if mpmath.isint(w):
+            return True
+        f = Fraction(mpmath.nstr(w, 25)).limit_denominator(10**6)
+        return abs(w - mpmath.mpf(f.numerator) / f.denominator) <= mpmath.mpf(10) ** (-24) * max(1, abs(w))
+
+    def _is_integer(self, v) -> bool:
+        if self.exact:
+            return isinstance(v, Fraction) and v.denominator == 1
+        return not isinstance(v, mpmath.mpc) and bool(mpmath.isint(v))
 
     def product(self):
         # implicit products bind tighter than "/" (latex2sympy: 1/2x = 1/(2x))
+        mixed = self._mixed_number()
+        if mixed is not None:
+            return mixed
         prev = self.peek()
+        nvars = self.nvars
         v, _ = self.unary()
+        # the previous factor of the chain: its value, and whether it is constant
+        last, last_const = v, self.nvars == nvars
         while self._starts_atom():
             nxt = self.peek()
-            if prev[0] == "num" and nxt[0] == "cmd" and nxt[1].endswith("frac"):
-                raise _GiveUp  # 1\frac{4}{5} is a mixed number in latex2sympy
+            if self.t[self.i - 1][0] == "num" and nxt[0] == "cmd" and nxt[1] in _FRACS:
+                raise _GiveUp  # 2\frac{1}{2}x, x^2\frac{1}{2}: close to latex2sympy's mixed numbers
             if (
                 prev[0] in ("var", "cmd")
                 and nxt == ("op", "(")
@@ -160,10 +263,26 @@ class _Parser:
                 and self.t[self.i + 2 : self.i + 3] == [("op", ")")]
             ):
                 raise _GiveUp  # u(t), \delta(t), n(2): function applications in latex2sympy
+            nvars = self.nvars
             w, numeric_literal = self.unary()
             if numeric_literal:
                 raise _GiveUp  # "2 3", "2(3)": latex2sympy does not read these as products
+            w_const = self.nvars == nvars
+            if (
+                last_const
+                and w_const
+                and self._ends_factor()
+                and self._is_integer(last)
+                and not isinstance(w, mpmath.mpc)
+                and w > 0
+                and nxt[1] not in ("\\pi", "\\log", "\\ln", "\\lfloor", "\\lceil")
+                and self._maybe_rational(w)
+            ):
+                # latex2sympy reads "an integer, then a positive rational last" as a mixed
+                # number (\sqrt{4}\frac{1}{2} is 5/2 there): refused
+                raise _GiveUp
             v = v * w
+            last, last_const = w, w_const
             prev = nxt
         return v
 
@@ -178,10 +297,11 @@ class _Parser:
         return self.power()
 
     def power(self):
+        nvars = self.nvars
         v, lit = self.atom()
         while self.peek() == ("op", "!"):
             self.take()
-            v = self.factorial(v)
+            v = self.factorial(v, self.nvars > nvars)
             lit = False
         while self.peek() == ("op", "^"):
             self.take()
@@ -198,11 +318,18 @@ class _Parser:
             lit = False
         return v, lit
 
-    def factorial(self, v):
-        """n! of a non-negative integer constant (latex2sympy's factorial); anything else
-        gives up."""
-        if self.symbols:
-            raise _GiveUp
+    def factorial(self, v, variables: bool = False):
+        """n! of a non-negative integer constant (latex2sympy's factorial), exactly; of an
+        expression in variables, the gamma function at the assignment (a step-free but
+        combinatorial function: marked not smooth, so it only tells expressions apart);
+        anything else gives up."""
+        if variables:
+            if self.exact:
+                raise _Inexact
+            if isinstance(v, mpmath.mpc):
+                raise _GiveUp
+            self.smooth = False
+            return mpmath.gamma(v + 1)
         if self.exact:
             if v.denominator != 1 or v < 0:
                 raise _GiveUp
@@ -213,11 +340,109 @@ class _Parser:
             raise _GiveUp
         return mpmath.factorial(v)
 
+    def binomial(self):
+        """``\\binom{n}{k}``: exact for integer constants 0 <= k <= n; in variables the
+        gamma-function form (not smooth, as for factorials); anything else gives up."""
+        nvars = self.nvars
+        n, k = self.group(), self.group()
+        if self.nvars > nvars:
+            if self.exact:
+                raise _Inexact
+            if isinstance(n, mpmath.mpc) or isinstance(k, mpmath.mpc):
+                raise _GiveUp
+            self.smooth = False
+            return mpmath.binomial(n, k)
+        if self.exact:
+            if n.denominator != 1 or k.denominator != 1 or not 0 <= k <= n:
+                raise _GiveUp
+            if n > MAX_EXACT_FACTORIAL:
+                raise _Inexact
+            return Fraction(math.comb(int(n), int(k)))
+        if (
+            isinstance(n, mpmath.mpc)
+            or isinstance(k, mpmath.mpc)
+            or not (mpmath.isint(n) and mpmath.isint(k))
+        ):
+            raise _GiveUp
+        if not 0 <= k <= n:
+            raise _GiveUp
+        return mpmath.binomial(n, k)
+
     def group(self):
         self.take("op", "{")
         v = self.expr()
         self.take("op", "}")
         return v
+
+    def logarithm(self, name: str):
+        """``\\log`` (base 10), ``\\ln`` (base e), either with a base ``_b``; the argument in
+        parentheses, or a product run without functions (``\\log 2x`` is log(2x), ``\\log{2}x``
+        too), which must end the term (``\\log 2 + 1``); anything else gives up."""
+        base = None
+        if self.peek() == ("op", "_"):
+            self.take()
+            k, tv = self.peek()
+            if (k, tv) == ("op", "{"):
+                base = self.group()
+            elif k == "num" and len(tv) == 1:
+                base = self.number(self.take())
+            elif k == "var":
+                base = self.atom()[0]
+            else:
+                raise _GiveUp
+        if self.exact:
+            raise _Inexact
+        if self.peek() == ("op", "("):
+            self.take()
+            arg = self.expr()
+            self.take("op", ")")
+            if self.peek() in (("op", "^"), ("op", "!"), ("op", "_")):
+                raise _GiveUp
+        else:
+            j, depth = self.i, 0
+            while j < len(self.t):
+                k, tv = self.t[j]
+                if (k, tv) == ("op", "{"):
+                    depth += 1
+                elif (k, tv) == ("op", "}"):
+                    if depth == 0:
+                        break
+                    depth -= 1
+                elif depth == 0 and not (
+                    k in ("num", "var") or (k, tv) in _RUN_OPS or tv in _FRACS or tv == "\\pi"
+                ):
+                    break
+                j += 1
+            if j == self.i or (j < len(self.t) and self.t[j] not in _ARG_END):
+                raise _GiveUp
+            sub = _Parser(self.t[self.i : j], self.env, self.exact)
+            sub.depth = self.depth
+            arg = sub.term()
+            if sub.i != j - self.i:
+                raise _GiveUp
+            self.symbols |= sub.symbols
+            self.nvars += sub.nvars
+            self.smooth = self.smooth and sub.smooth
+            self.i = j
+        if base is None:
+            base = mpmath.e if name == "\\ln" else mpmath.mpf(10)
+        arg, base = mpmath.mpmathify(arg), mpmath.mpmathify(base)
+        if isinstance(arg, mpmath.mpc) or isinstance(base, mpmath.mpc) or arg <= 0 or base <= 0 or base == 1:
+            raise _GiveUp  # complex logarithms: branch conventions differ
+        return mpmath.log(arg) / mpmath.log(base)
+
+    def step(self, a, floor: bool, variables: bool):
+        """``floor``/``ceiling`` of ``a`` (exact for a rational value); an mpmath value within
+        1e-20 of an integer is refused (its digits cannot tell which side it is on)."""
+        if variables:
+            self.smooth = False
+        if self.exact:
+            return Fraction(math.floor(a) if floor else math.ceil(a))
+        if isinstance(a, mpmath.mpc) or abs(a) > mpmath.mpf(10) ** 15:
+            raise _GiveUp
+        if abs(a - mpmath.nint(a)) <= mpmath.mpf(10) ** (-20) * max(1, abs(a)):
+            raise _GiveUp
+        return mpmath.floor(a) if floor else mpmath.ceil(a)
 
     def atom(self):
         k, v = self.peek()
@@ -231,6 +456,7 @@ class _Parser:
                     raise _Inexact
                 return mpmath.e, False
             self.symbols.add(v)
+            self.nvars += 1
             return self.env(v), False
         if k == "cmd":
             self.take()
@@ -243,17 +469,31 @@ class _Parser:
                 if b == 0:
                     raise _GiveUp
                 return a / b, False
+            if v in ("\\log", "\\ln"):
+                return self.logarithm(v), False
+            if v in _BINOMS:
+                return self.binomial(), False
+            if v in ("\\lfloor", "\\lceil"):
+                nvars = self.nvars
+                a = self.expr()
+                self.take("cmd", "\\rfloor" if v == "\\lfloor" else "\\rceil")
+                return self.step(a, v == "\\lfloor", self.nvars > nvars), False
             if v == "\\sqrt":
                 n = 2
                 if self.peek() == ("op", "["):
                     self.take()
-                    n = int(self.take("num")) if self.peek()[0] == "num" and self.peek()[1].isdigit() else None
+                    n = (
+                        int(self.take("num"))
+                        if self.peek()[0] == "num" and self.peek()[1].isdigit()
+                        else None
+                    )
                     self.take("op", "]")
                     if not n or n > 100:
                         raise _GiveUp
                 a = self.group()
                 return (_root_exact(a, n) if self.exact else _root(a, n)), False
             self.symbols.add(v)
+            self.nvars += 1
             return self.env(v), False
         if (k, v) == ("op", "("):
             self.take()
@@ -336,11 +576,11 @@ def _value_at(name: str, x0: float):
 _ERRORS = (_GiveUp, ValueError, ZeroDivisionError, OverflowError, RecursionError, TypeError)
 
 
-def _evaluate(toks, exact: bool):
-    out, names = [], frozenset()
+def _evaluate(toks, exact: bool, points=_POINTS):
+    out, names, smooth = [], frozenset(), True
     ctx = mpmath.workdps(DPS)
     with ctx:
-        for k, x0 in enumerate(_POINTS):
+        for k, x0 in enumerate(points):
             cache: dict = {}
 
             def env(name, cache=cache, x0=x0):
@@ -364,20 +604,23 @@ def _evaluate(toks, exact: bool):
                 if v is None:
                     return None
                 names = frozenset(p.symbols)
+            smooth = smooth and p.smooth
             out.append(v)
             if not names:
                 break  # a constant: one evaluation is enough
-    return tuple(out), names
+    return tuple(out), names, smooth
 
 
 @lru_cache(maxsize=8192)
-def values(s: str) -> tuple[tuple, frozenset, bool] | None:
-    """``(values at the fixed assignments, variable names, exact)`` of a plain LaTeX expression,
-    or None when it is outside the subset or undefined at the first assignment. Rational
-    arithmetic is exact (``Fraction`` values, ``exact`` True); with ``\\pi``, ``e`` or an
-    irrational root the values are mpmath numbers at :data:`DPS` digits. A constant has one
-    value; for an expression in variables, an assignment where it is undefined (a root of a
-    negative number, a division by zero) gives None in its place."""
+def values(s: str) -> tuple[tuple, frozenset, bool, bool] | None:
+    """``(values at the fixed assignments, variable names, exact, smooth)`` of a plain LaTeX
+    expression, or None when it is outside the subset or undefined at the first assignment.
+    Rational arithmetic is exact (``Fraction`` values, ``exact`` True); with ``\\pi``, ``e``, a
+    logarithm or an irrational root the values are mpmath numbers at :data:`DPS` digits. A
+    constant has one value; for an expression in variables, an assignment where it is undefined
+    (a root or logarithm of a negative number, a division by zero) gives None in its place.
+    ``smooth`` is False for a floor, ceiling, factorial or binomial of something in variables:
+    equal values at the assignments then prove nothing."""
     if not s or len(s) > MAX_CHARS:
         return None
     try:
@@ -388,7 +631,7 @@ def values(s: str) -> tuple[tuple, frozenset, bool] | None:
         return None
     try:
         r = _evaluate(toks, True)
-        return None if r is None else (*r, True)
+        return None if r is None else (r[0], r[1], True, r[2])
     except _Inexact:
         pass
     except _ERRORS:
@@ -397,7 +640,24 @@ def values(s: str) -> tuple[tuple, frozenset, bool] | None:
         r = _evaluate(toks, False)
     except (_Inexact, *_ERRORS):
         return None
-    return None if r is None else (*r, False)
+    return None if r is None else (r[0], r[1], False, r[2])
+
+
+@lru_cache(maxsize=4096)
+def _wide_values(s: str) -> tuple | None:
+    """Values of ``s`` at :data:`_WIDE_POINTS` (mpmath numbers, None where undefined), or None."""
+    try:
+        toks = _tokens(s)
+    except _GiveUp:
+        return None
+    out = []
+    for x0 in _WIDE_POINTS:  # one at a time: undefined at one of them is no reason to stop
+        try:
+            r = _evaluate(toks, False, (x0,))
+        except (_Inexact, *_ERRORS):
+            r = None
+        out.append(None if r is None else r[0][0])
+    return tuple(out)
 
 
 def _scale(a, b):
@@ -411,18 +671,20 @@ def compare(a: str, b: str, *, tol_differ: float = 1e-6, tol_equal: float = 1e-2
     some assignment of the variables (each name has its own value, so different variables, or a
     constant against a non-constant, differ). ``True`` when they are equal at every assignment
     (one constant value; or all three assignments, one of them negative, with the same
-    variables on both sides): exactly when both are rational, else to ``tol_equal``. None
-    otherwise: outside the subset, undefined somewhere, or close but not equal.
+    variables on both sides, both smooth): exactly when both are rational, else to ``tol_equal``.
+    An expression that is not smooth is also compared at three larger assignments, for
+    "different" only. None otherwise: outside the subset, undefined somewhere, or close but not
+    equal.
     """
     va, vb = values(a), values(b)
     if va is None or vb is None:
         return None
-    (xa, na, ea), (xb, nb, eb) = va, vb
+    (xa, na, ea, sa), (xb, nb, eb, sb) = va, vb
     if len(xa) != len(xb):  # a constant (one value) against an expression in variables
         xa = xa * len(xb) if len(xa) == 1 else xa
         xb = xb * len(xa) if len(xb) == 1 else xb
     exact = ea and eb
-    equal_everywhere = na == nb
+    equal_everywhere = na == nb and (sa and sb or not na)
     with mpmath.workdps(DPS):
         for x, y in zip(xa, xb):
             if x is None or y is None:
@@ -441,7 +703,16 @@ def compare(a: str, b: str, *, tol_differ: float = 1e-6, tol_equal: float = 1e-2
                 return False
             if d > tol_equal * _scale(x, y) or _scale(x, y) > 1e15:
                 equal_everywhere = False  # beyond 1e15, DPS digits cannot tell n from n + 1
-    return True if equal_everywhere else None
+    if equal_everywhere:
+        return True
+    if na and nb and na == nb and not (sa and sb):
+        wa, wb = _wide_values(a), _wide_values(b)
+        if wa is not None and wb is not None:
+            with mpmath.workdps(DPS):
+                for x, y in zip(wa, wb):
+                    if x is not None and y is not None and abs(x - y) > tol_differ * _scale(x, y):
+                        return False
+    return None
 
 
 #: Constants beyond this magnitude are compared by this module only (see :func:`is_huge`).

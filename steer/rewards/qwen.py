@@ -251,7 +251,7 @@ def _quick_equal(a: str, b: str, rel_tol: float) -> bool | None:
         return False  # a gigantic constant against a reference outside the subset
     if va is None or vb is None:
         return None
-    (xa, na, ea), (xb, nb, eb) = va, vb
+    (xa, na, ea, _), (xb, nb, eb, _) = va, vb
     if not na and not nb:
         x, y = xa[0], xb[0]
         if ea and eb:

@@ -29,7 +29,11 @@ from steer.rewards.extract import canonical_answer, clean_gold
         ("10^{10^{10}}", "10^{10^{10}}+1", None),  # too large to tell apart
         ("2042222+10^{-30}", "2042222", None),
         ("2(3)", "6", None),  # latex2sympy reads 2(3) as 5: refused
-        (r"1\frac{4}{5}", r"\frac{9}{5}", None),  # a mixed number there: refused
+        (r"1\frac{4}{5}", r"\frac{9}{5}", True),  # a mixed number, as latex2sympy reads it
+        (r"-2\frac{1}{2}", r"-\frac{5}{2}", True),  # -(2 + 1/2), not -2 * 1/2
+        (r"-2\frac{1}{2}", "-1", False),
+        (r"(2)\frac{1}{2}", "1", None),  # 5/2 in latex2sympy: an integer, then a rational last
+        (r"2\frac{1}{2}x", "x", None),
         ("u(t)", "u t", None),  # a function application there: refused
         (r"\infty", "5", None),
         ("x_1", "x", None),
@@ -57,7 +61,7 @@ def _agrees_with_latex2sympy(s: str) -> bool:
     v = quick.values(s)
     if v is None:
         return True
-    xs, names, exact = v
+    xs, names, exact, _ = v
     e = latex2sympy(s)
     syms = {str(x): x for x in e.free_symbols}
     for k, x0 in enumerate(quick._POINTS[: len(xs)]):
@@ -111,7 +115,9 @@ def test_verdicts_agree_with_math_verify():
         if q is None:
             continue
         decided += 1
-        full = bool(mvs.verify(mvs.parse_gold(g), mvs._parse_pred("\\boxed{" + a + "}"), timeout_seconds=None))
+        full = bool(
+            mvs.verify(mvs.parse_gold(g), mvs._parse_pred("\\boxed{" + a + "}"), timeout_seconds=None)
+        )
         if full != q:
             bad.append((g, a, q, full))
     assert decided > len(pairs) // 3
