@@ -32,7 +32,6 @@ from functools import lru_cache
 import mpmath
 
 from steer.rewards import quick
-
 from steer.rewards.extract import clean_gold, last_answer_line, last_boxed, strip_math_delims
 
 #: Relative tolerance for non-integer values (the published grader uses 1e-4, which accepts
@@ -261,7 +260,9 @@ def _quick_equal(a: str, b: str, rel_tol: float) -> bool | None:
         with mpmath.workdps(quick.DPS):
             x, y = mpmath.mpmathify(x), mpmath.mpmathify(y)
             d, scale = abs(x - y), max(abs(x), abs(y))
-            if mpmath.im(y) == 0 and abs(mpmath.re(y) - mpmath.nint(mpmath.re(y))) <= mpmath.mpf(10) ** (5 - quick.DPS):
+            if mpmath.im(y) == 0 and abs(mpmath.re(y) - mpmath.nint(mpmath.re(y))) <= mpmath.mpf(10) ** (
+                5 - quick.DPS
+            ):
                 return bool(d <= mpmath.mpf(10) ** (5 - quick.DPS) * max(1, scale))
             return bool(d <= rel_tol * scale) if scale else bool(d == 0)
     return quick.compare(a, b)
@@ -312,6 +313,120 @@ def _symbolic_equal(a: str, b: str, *, rel_tol: float = REL_TOL) -> bool:
         return False
 
 
+_CMD_RE = re.compile(r"\\[a-zA-Z]+")
+_CUP_RE = re.compile(r"\\cup(?![a-zA-Z])")
+
+
+def _letters(s: str) -> set[str]:
+    return {c for c in _CMD_RE.sub(" ", s) if c.isalpha()}
+
+
+def _same_left_side(pl: str, pr: str, rl: str, rr: str) -> bool | None:
+    """Two equations with the same left side (``f(x)=...``), compared by their right sides
+    without sympy, or None. The rule below compares ``pl-pr`` with ``rl-rr`` and with its
+    negative: with one left side on both, the first is ``pr`` against ``rr``, and the second
+    (``2 f(x) = pr + rr``) cannot hold when a letter of the left side (``f``) appears on neither
+    right side; so the quick evaluator's verdict on the right sides is the verdict."""
+    if pl.strip() != rl.strip() or not _letters(pl) - _letters(pr) - _letters(rr):
+        return None
+    return quick.compare(pr, rr)
+
+
+def _top_level(s: str, token_re: re.Pattern) -> list[str]:
+    """``s`` cut at the matches of ``token_re`` outside brackets and braces."""
+    parts, depth, cur, i = [], 0, 0, 0
+    while i < len(s):
+        ch = s[i]
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif depth == 0:
+            m = token_re.match(s, i)
+            if m:
+                parts.append(s[cur:i])
+                i = cur = m.end()
+                continue
+        i += 1
+    parts.append(s[cur:])
+    return parts
+
+
+_PM_RE = re.compile(r"\\pm(?![a-zA-Z])")
+_SET_WORDS = re.compile(r"\\(?:in|mid|setminus|cap|mp|emptyset|varnothing)(?![a-zA-Z])|[:|]")
+
+
+def _interval(s: str) -> tuple | None:
+    """``(lo, hi, left bracket, right bracket)`` of an interval with plain ends, or None."""
+    b = _brackets(s)
+    if b is None or b[0] not in "([" or b[2] not in ")]":
+        return None
+    items = _split_top(b[1])
+    if len(items) != 2 or any(quick.values(x) is None and x.lstrip("+-") != "\\infty" for x in items):
+        return None
+    inf = [x.lstrip("+-") == "\\infty" for x in items]
+    # sympy makes an infinite end open: [-\infty, 2) is (-\infty, 2)
+    return (items[0], items[1], "(" if inf[0] else b[0], ")" if inf[1] else b[2])
+
+
+def _ends_differ(a: str, b: str) -> bool:
+    """True when two interval ends (plain expressions or infinities) certainly differ."""
+    ia, ib = a.lstrip("+-") == "\\infty", b.lstrip("+-") == "\\infty"
+    if ia or ib:
+        return ia != ib or a.startswith("-") != b.startswith("-")
+    return quick.compare(a, b) is False
+
+
+def _shape_verdict(p: str, r: str) -> bool | None:
+    """Answers that the symbolic comparison below can only find equal when latex2sympy builds
+    the same object (sets, unions, ``a \\pm b``), decided without it where certain; None otherwise.
+
+    * an equation against an expression without ``=``: never equal (an ``Eq`` is no expression
+      and ``simplify`` of their difference fails);
+    * a union (``\\cup``) or ``a \\pm b`` (a two-element set) against a plain expression: never
+      equal; two unions whose intervals, or two ``\\pm`` forms whose two values, differ by value:
+      not equal (equal objects have equal values).
+    """
+    if ("=" in p) != ("=" in r):
+        return False
+    if _SET_WORDS.search(p) or _SET_WORDS.search(r):
+        return None
+    cp, cr = _top_level(p, _CUP_RE), _top_level(r, _CUP_RE)
+    if len(cp) > 1 or len(cr) > 1:
+        if len(cp) == 1 or len(cr) == 1:
+            other = p if len(cp) == 1 else r
+            return False if quick.values(other) is not None else None
+        ip, ir = [_interval(x.strip()) for x in cp], [_interval(x.strip()) for x in cr]
+        if None in ip or None in ir:
+            return None
+
+        def same(a, b):
+            return False if a[2:] != b[2:] or _ends_differ(a[0], b[0]) or _ends_differ(a[1], b[1]) else None
+
+        if any(all(same(a, b) is False for b in ir) for a in ip) or any(
+            all(same(a, b) is False for a in ip) for b in ir
+        ):
+            return False
+        return None
+    pp, pr_ = _top_level(p, _PM_RE), _top_level(r, _PM_RE)
+    if len(pp) == 2 or len(pr_) == 2:
+        if len(pp) > 2 or len(pr_) > 2:
+            return None
+        if len(pp) == 1 or len(pr_) == 1:
+            other = p if len(pp) == 1 else r
+            return False if quick.values(other) is not None else None
+        vals = []
+        for a, b in (pp, pr_):
+            if not b or (a and quick.values(a) is None) or quick.values(b) is None:
+                return None
+            vals.append([f"{a}+({b})", f"{a}-({b})"])
+        if any(all(quick.compare(x, y) is False for y in vals[1]) for x in vals[0]) or any(
+            all(quick.compare(x, y) is False for x in vals[0]) for y in vals[1]
+        ):
+            return False
+    return None
+
+
 def answers_equal(pred: str, ref: str, *, include_percentage: bool = True, depth: int = 0) -> bool:
     """Compare two normalised answers (rules in the module docstring)."""
     if pred is None or ref is None:
@@ -349,8 +464,14 @@ def answers_equal(pred: str, ref: str, *, include_percentage: bool = True, depth
     if p.count("=") == 1 and r.count("=") == 1:
         pl, pr_ = p.split("=")
         rl, rr = r.split("=")
+        q = _same_left_side(pl, pr_, rl, rr)
+        if q is not None:
+            return q
         a, b = f"({pl})-({pr_})", f"({rl})-({rr})"
         return _symbolic_equal(a, b) or _symbolic_equal(a, f"-({b})")
+    q = _shape_verdict(p, r)
+    if q is not None:
+        return q
     return _symbolic_equal(p, r)
 
 
