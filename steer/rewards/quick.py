@@ -54,9 +54,11 @@ _SPACES = {"\\,", "\\;", "\\:", "\\!", "\\ ", "\\quad", "\\qquad", "\\left", "\\
 _TIMES = {"\\cdot", "\\times"}
 _FRACS = ("\\frac", "\\dfrac", "\\tfrac")
 _BINOMS = ("\\binom", "\\dbinom", "\\tbinom")
+_TRIG = ("\\sin", "\\cos", "\\tan", "\\cot", "\\sec", "\\csc")
 _COMMANDS = {
     *_FRACS,
     *_BINOMS,
+    *_TRIG,
     "\\sqrt",
     "\\pi",
     "\\log",
@@ -93,6 +95,39 @@ class _Inexact(Exception):
     """Raised in exact mode by a constant or an operation without an exact rational value."""
 
 
+def _command(cmd: str, out: list) -> None:
+    if cmd in _TIMES:
+        out.append(("op", "*"))
+    elif cmd == "\\div":
+        out.append(("op", "/"))
+    elif cmd[1:] in _GREEK:
+        out.append(("cmd", cmd.lower()))  # latex2sympy reads \\Delta as the symbol delta, as \\delta
+    else:
+        out.append(("cmd", cmd))
+
+
+def _letter(letter: str, out: list) -> None:
+    if letter in "IE":  # the imaginary unit, and a letter latex2sympy may read as a constant
+        raise _GiveUp
+    out.append(("var", letter.lower()))  # latex2sympy reads X as x
+
+
+#: Commands that may be glued to the letters after them (``\\pik``, ``\\lfloorm``: qwen's
+#: normalisation removes spaces). latex2sympy's lexer reads the longest command it knows, then
+#: single letters; none of its commands starts with one of these and goes on with a letter.
+_GLUABLE = sorted(
+    {"\\pi", "\\log", "\\ln", "\\lfloor", "\\rfloor", "\\lceil", "\\rceil", "\\cdot", "\\times", "\\div"}
+    | {"\\" + g for g in _GREEK}
+    | set(_TRIG),
+    key=len,
+    reverse=True,
+)
+#: Functions: one ends the argument run of another (latex2sympy: \\log 2\\sqrt{3} is log(2) sqrt(3)).
+_FUNCTIONS = {*_TRIG, "\\log", "\\ln", "\\sqrt"}
+#: latex2sympy commands that extend a gluable one (\\sinh is no \\sin of h): refused.
+_LONGER = ("\\sinh", "\\cosh", "\\tanh")
+
+
 def _tokens(s: str) -> list[tuple[str, str]]:
     out, pos = [], 0
     s = s.strip()
@@ -107,18 +142,17 @@ def _tokens(s: str) -> list[tuple[str, str]]:
         elif cmd is not None:
             if cmd in _SPACES:
                 continue
-            if cmd in _TIMES:
-                out.append(("op", "*"))
-            elif cmd == "\\div":
-                out.append(("op", "/"))
-            elif cmd in _COMMANDS or cmd[1:] in _GREEK:
-                out.append(("cmd", cmd))
-            else:
+            if cmd in _TIMES or cmd == "\\div" or cmd in _COMMANDS or cmd[1:] in _GREEK:
+                _command(cmd, out)
+                continue
+            glued = next((g for g in _GLUABLE if cmd.startswith(g)), None)
+            if glued is None or cmd.startswith(_LONGER):
                 raise _GiveUp
+            _command(glued, out)
+            for c in cmd[len(glued) :]:
+                _letter(c, out)
         elif letter is not None:
-            if letter in "IE":  # the imaginary unit, and a letter latex2sympy may read as a constant
-                raise _GiveUp
-            out.append(("var", letter.lower()))  # latex2sympy reads X as x
+            _letter(letter, out)
         else:
             out.append(("op", op))
     return out
@@ -237,6 +271,26 @@ class _Parser:
         f = Fraction(mpmath.nstr(w, 25)).limit_denominator(10**6)
         return abs(w - mpmath.mpf(f.numerator) / f.denominator) <= mpmath.mpf(10) ** (-24) * max(1, abs(w))
 
+    def _root_only(self, start: int, end: int) -> bool:
+        """True when tokens ``start:end`` are one ``\\sqrt{...}`` (or ``\\sqrt[n]{...}``) and
+        nothing more: latex2sympy leaves such a root unevaluated (``\\sqrt{4}`` is no Integer
+        there), so it takes no part in a mixed number."""
+        t = self.t
+        if t[start] != ("cmd", "\\sqrt"):
+            return False
+        j = start + 1
+        if t[j : j + 1] == [("op", "[")]:
+            while j < end and t[j] != ("op", "]"):
+                j += 1
+            j += 1
+        depth = 0
+        for k in range(j, end):
+            depth += t[k] == ("op", "{")
+            depth -= t[k] == ("op", "}")
+            if depth == 0:
+                return k + 1 == end
+        return False
+
     def _is_integer(self, v) -> bool:
         if self.exact:
             return isinstance(v, Fraction) and v.denominator == 1
@@ -248,10 +302,10 @@ class _Parser:
         if mixed is not None:
             return mixed
         prev = self.peek()
-        nvars = self.nvars
+        nvars, start = self.nvars, self.i
         v, _ = self.unary()
-        # the previous factor of the chain: its value, and whether it is constant
-        last, last_const = v, self.nvars == nvars
+        # the previous factor of the chain: its value, whether it is constant, whether a root
+        last, last_const, last_root = v, self.nvars == nvars, self._root_only(start, self.i)
         while self._starts_atom():
             nxt = self.peek()
             if self.t[self.i - 1][0] == "num" and nxt[0] == "cmd" and nxt[1] in _FRACS:
@@ -263,26 +317,27 @@ class _Parser:
                 and self.t[self.i + 2 : self.i + 3] == [("op", ")")]
             ):
                 raise _GiveUp  # u(t), \delta(t), n(2): function applications in latex2sympy
-            nvars = self.nvars
+            nvars, start = self.nvars, self.i
             w, numeric_literal = self.unary()
             if numeric_literal:
                 raise _GiveUp  # "2 3", "2(3)": latex2sympy does not read these as products
-            w_const = self.nvars == nvars
+            w_const, w_root = self.nvars == nvars, self._root_only(start, self.i)
             if (
                 last_const
                 and w_const
+                and not (last_root or w_root)
                 and self._ends_factor()
                 and self._is_integer(last)
                 and not isinstance(w, mpmath.mpc)
                 and w > 0
-                and nxt[1] not in ("\\pi", "\\log", "\\ln", "\\lfloor", "\\lceil")
+                and nxt[1] not in ("\\pi", "\\log", "\\ln", "\\lfloor", "\\lceil", *_TRIG)
                 and self._maybe_rational(w)
             ):
                 # latex2sympy reads "an integer, then a positive rational last" as a mixed
                 # number (\sqrt{4}\frac{1}{2} is 5/2 there): refused
                 raise _GiveUp
             v = v * w
-            last, last_const = w, w_const
+            last, last_const, last_root = w, w_const, w_root
             prev = nxt
         return v
 
@@ -375,9 +430,8 @@ class _Parser:
         return v
 
     def logarithm(self, name: str):
-        """``\\log`` (base 10), ``\\ln`` (base e), either with a base ``_b``; the argument in
-        parentheses, or a product run without functions (``\\log 2x`` is log(2x), ``\\log{2}x``
-        too), which must end the term (``\\log 2 + 1``); anything else gives up."""
+        """``\\log`` (base 10), ``\\ln`` (base e), either with a base ``_b``, of
+        :meth:`argument`; a complex logarithm gives up."""
         base = None
         if self.peek() == ("op", "_"):
             self.take()
@@ -392,44 +446,76 @@ class _Parser:
                 raise _GiveUp
         if self.exact:
             raise _Inexact
-        if self.peek() == ("op", "("):
-            self.take()
-            arg = self.expr()
-            self.take("op", ")")
-            if self.peek() in (("op", "^"), ("op", "!"), ("op", "_")):
-                raise _GiveUp
-        else:
-            j, depth = self.i, 0
-            while j < len(self.t):
-                k, tv = self.t[j]
-                if (k, tv) == ("op", "{"):
-                    depth += 1
-                elif (k, tv) == ("op", "}"):
-                    if depth == 0:
-                        break
-                    depth -= 1
-                elif depth == 0 and not (
-                    k in ("num", "var") or (k, tv) in _RUN_OPS or tv in _FRACS or tv == "\\pi"
-                ):
-                    break
-                j += 1
-            if j == self.i or (j < len(self.t) and self.t[j] not in _ARG_END):
-                raise _GiveUp
-            sub = _Parser(self.t[self.i : j], self.env, self.exact)
-            sub.depth = self.depth
-            arg = sub.term()
-            if sub.i != j - self.i:
-                raise _GiveUp
-            self.symbols |= sub.symbols
-            self.nvars += sub.nvars
-            self.smooth = self.smooth and sub.smooth
-            self.i = j
+        arg = self.argument()
         if base is None:
             base = mpmath.e if name == "\\ln" else mpmath.mpf(10)
         arg, base = mpmath.mpmathify(arg), mpmath.mpmathify(base)
         if isinstance(arg, mpmath.mpc) or isinstance(base, mpmath.mpc) or arg <= 0 or base <= 0 or base == 1:
             raise _GiveUp  # complex logarithms: branch conventions differ
         return mpmath.log(arg) / mpmath.log(base)
+
+    def trigonometric(self, name: str):
+        """``\\sin``, ``\\cos``, ``\\tan``, ``\\cot``, ``\\sec``, ``\\csc`` of :meth:`argument`
+        (a power or subscript right after the name, ``\\sin^2 x``, gives up). Of an expression in
+        variables it is marked not smooth: identities are left to sympy."""
+        if self.peek() in (("op", "^"), ("op", "_")):
+            raise _GiveUp
+        if self.exact:
+            raise _Inexact
+        nvars = self.nvars
+        arg = mpmath.mpmathify(self.argument())
+        if isinstance(arg, mpmath.mpc):
+            raise _GiveUp
+        if self.nvars > nvars:
+            self.smooth = False
+        f = {"\\sin": mpmath.sin, "\\cos": mpmath.cos, "\\tan": mpmath.tan}.get(name)
+        if f is not None:
+            if name == "\\tan" and abs(mpmath.cos(arg)) < mpmath.mpf(10) ** -20:
+                raise _GiveUp
+            return f(arg)
+        d = {"\\cot": mpmath.sin, "\\sec": mpmath.cos, "\\csc": mpmath.sin}[name](arg)
+        if abs(d) < mpmath.mpf(10) ** -20:
+            raise _GiveUp  # a pole, or too close to one
+        return (mpmath.cos(arg) if name == "\\cot" else mpmath.mpf(1)) / d
+
+    def argument(self):
+        """A function's argument: in parentheses (then a power or factorial right after gives
+        up: ``\\log(2)^2``), or a product run without functions, which latex2sympy takes whole
+        (``\\log 2x`` is log(2x), ``\\log{2}x`` too) and which must end the term
+        (``\\log 2 + 1``)."""
+        if self.peek() == ("op", "("):
+            self.take()
+            arg = self.expr()
+            self.take("op", ")")
+            if self.peek() in (("op", "^"), ("op", "!"), ("op", "_")):
+                raise _GiveUp
+            return arg
+        j, depth = self.i, 0
+        while j < len(self.t):
+            k, tv = self.t[j]
+            if (k, tv) == ("op", "{"):
+                depth += 1
+            elif (k, tv) == ("op", "}"):
+                if depth == 0:
+                    break
+                depth -= 1
+            elif depth == 0 and not (
+                k in ("num", "var") or (k, tv) in _RUN_OPS or tv in _FRACS or tv == "\\pi"
+            ):
+                break
+            j += 1
+        if j == self.i or (j < len(self.t) and self.t[j] not in _ARG_END and self.t[j][1] not in _FUNCTIONS):
+            raise _GiveUp  # a function after the run starts the next factor (\\log 2\\log 3)
+        sub = _Parser(self.t[self.i : j], self.env, self.exact)
+        sub.depth = self.depth
+        arg = sub.term()
+        if sub.i != j - self.i:
+            raise _GiveUp
+        self.symbols |= sub.symbols
+        self.nvars += sub.nvars
+        self.smooth = self.smooth and sub.smooth
+        self.i = j
+        return arg
 
     def step(self, a, floor: bool, variables: bool):
         """``floor``/``ceiling`` of ``a`` (exact for a rational value); an mpmath value within
@@ -448,6 +534,20 @@ class _Parser:
         k, v = self.peek()
         if k == "num":
             self.take()
+            if self.peek() == ("op", "_"):  # 4210_{5}: latex2sympy drops a number's subscript
+                self.take()
+                if self.peek() == ("op", "{"):
+                    depth = 0
+                    while True:
+                        tok = self.take()
+                        depth += tok == "{"
+                        depth -= tok == "}"
+                        if depth == 0:
+                            break
+                elif self.peek()[0] in ("num", "var"):
+                    self.take()
+                else:
+                    raise _GiveUp
             return self.number(v), True
         if k == "var":
             self.take()
@@ -471,6 +571,8 @@ class _Parser:
                 return a / b, False
             if v in ("\\log", "\\ln"):
                 return self.logarithm(v), False
+            if v in _TRIG:
+                return self.trigonometric(v), False
             if v in _BINOMS:
                 return self.binomial(), False
             if v in ("\\lfloor", "\\lceil"):
@@ -713,6 +815,25 @@ def compare(a: str, b: str, *, tol_differ: float = 1e-6, tol_equal: float = 1e-2
                     if x is not None and y is not None and abs(x - y) > tol_differ * _scale(x, y):
                         return False
     return None
+
+
+_ZERO_DIV_RE = re.compile(r"(-?)\s*\\[dt]?frac\{(.*)\}\{\s*0+(?:\.0*)?\s*\}|(.*)/\s*0+(?:\.0*)?")
+
+
+@lru_cache(maxsize=4096)
+def divides_by_zero(s: str) -> bool:
+    """True when ``s`` is ``\\frac{x}{0}`` (optionally negated) or ends in ``/0``, ``x`` in the
+    subset: latex2sympy's value is then zoo or nan (an infinite or undefined number; nothing
+    later in the expression can cancel it), which equals no number."""
+    if len(s) > MAX_CHARS:
+        return False
+    m = _ZERO_DIV_RE.fullmatch(s.strip())
+    if not m:
+        return False
+    x = m.group(2) if m.group(3) is None else m.group(3)
+    if m.group(3) is not None and x.rstrip().endswith(("^", "_", "{", "(")):
+        return False
+    return values(x) is not None
 
 
 #: Constants beyond this magnitude are compared by this module only (see :func:`is_huge`).
