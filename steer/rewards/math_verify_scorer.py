@@ -175,6 +175,7 @@ def _encloses(s: str, open_len: int, close_len: int) -> bool:
 # Nodes of the structural reading of an answer, as math-verify's parser builds it:
 #   ("leaf", s)  an expression (compared by value with the quick evaluator)
 #   ("inf", +1 | -1)
+#   ("pct", x)  a percentage; ("zoo", s) an expression ending in a division by zero
 #   ("iv", lo, hi, left_open, right_open)  an interval with constant ends, lo < hi
 #   ("tup", [nodes])  a tuple (ordered)
 #   ("set", [nodes], order)  a finite set; ``order`` True when the written order is kept
@@ -202,6 +203,8 @@ def _leaf(s: str):
     m = _PERCENT_RE.fullmatch(s)
     if m and quick.values(m.group(1)) is not None and not quick.values(m.group(1))[1]:
         return ("pct", m.group(1))
+    if quick.divides_by_zero(s):
+        return ("zoo", s)
     return ("leaf", s)
 
 
@@ -400,7 +403,7 @@ def _scalar_like(node) -> bool:
     """True for a leaf that math-verify's parser reads as a plain expression (never a set, a
     relation, a matrix or text): the quick evaluator's subset, or a whitelist of characters and
     commands."""
-    if node[0] in ("inf", "pct"):
+    if node[0] in ("inf", "pct", "zoo"):
         return True
     if node[0] != "leaf":
         return False
@@ -419,7 +422,11 @@ def _candidates(n) -> list[str]:
 
 @lru_cache(maxsize=16384)
 def _cmp_leaves(g, p) -> bool | None:
-    """Two plain expressions (leaves, infinities, percentages) by value."""
+    """Two plain expressions (leaves, infinities, percentages) by value; a division by zero
+    (sympy's zoo or nan) equals no number."""
+    if g[0] == "zoo" or p[0] == "zoo":
+        other = p if g[0] == "zoo" else g
+        return False if other[0] == "leaf" and quick.values(other[1]) is not None else None
     if g[0] == "pct" or p[0] == "pct":
         if "inf" in (g[0], p[0]):
             return None
@@ -629,7 +636,7 @@ def _cmp(g, p) -> bool | None:
     if g[0] == "rel":
         # an equation gold against a plain expression: False unless math-verify reads it as an
         # assignment (its left side only symbols), and then its right side is compared
-        if p[0] not in ("leaf", "inf", "pct") or not _scalar_like(p) or g[2] is None:
+        if p[0] not in ("leaf", "inf", "pct", "zoo") or not _scalar_like(p) or g[2] is None:
             return None
         return False if _cmp(g[2], p) is False else None
     if g[0] == "mat" or p[0] == "mat":
@@ -657,7 +664,7 @@ def _known(node) -> bool:
     k = node[0]
     if k == "leaf":
         return quick.values(node[1]) is not None
-    if k in ("inf", "pct", "iv", "mat"):
+    if k in ("inf", "pct", "zoo", "iv", "mat"):
         return True
     if k in ("tup", "set", "union"):
         return all(_known(n) for n in node[1])

@@ -268,13 +268,43 @@ def _quick_equal(a: str, b: str, rel_tol: float) -> bool | None:
     return quick.compare(a, b)
 
 
+#: Values given to the free symbols (the k-th symbol in name order gets ``a + k * step``) when
+#: two expressions are evaluated before ``simplify``: one assignment positive, one negative.
+_TEST_POINTS = ((0.7390851332151607, 0.1732050807568877), (-0.5671432904097838, -0.1414213562373095))
+
+
+def _differ_at_points(x, y) -> bool:
+    """True when ``x`` and ``y`` (sympy expressions in the same or other symbols) take values
+    that differ by more than 1e-6 (relative) at one of :data:`_TEST_POINTS`: then ``x - y`` is
+    not identically zero and ``simplify`` cannot make it 0, so its (often slow) run is skipped.
+    Anything that does not evaluate to two finite numbers there says nothing (False)."""
+    import sympy
+
+    try:
+        syms = sorted(x.free_symbols | y.free_symbols, key=str)
+        if not syms:
+            return False
+        for a, step in _TEST_POINTS:
+            subs = {s: sympy.Float(a + k * step, EVAL_DIGITS) for k, s in enumerate(syms)}
+            vx, vy = x.evalf(EVAL_DIGITS, subs=subs), y.evalf(EVAL_DIGITS, subs=subs)
+            if not (vx.is_number and vy.is_number) or _has_nonfinite(vx) or _has_nonfinite(vy):
+                continue
+            cx, cy = complex(vx), complex(vy)
+            if abs(cx - cy) > REL_TOL * max(1.0, abs(cx), abs(cy)):
+                return True
+    except Exception:
+        return False
+    return False
+
+
 def _symbolic_equal(a: str, b: str, *, rel_tol: float = REL_TOL) -> bool:
     """``a`` (prediction) equals ``b`` (reference) after parsing both with the LaTeX grammar.
 
     An infinity, NaN or ``zoo`` on either side matches only the structurally same object. An
     integer reference matches only a value that is that integer to :data:`EVAL_DIGITS` digits.
     Constant expressions are compared by value (no ``simplify``); others by ``==`` or
-    ``simplify(a - b) == 0``.
+    ``simplify(a - b) == 0``, which is skipped when the two differ at a test point
+    (:func:`_differ_at_points`).
     """
     import sympy
 
@@ -307,6 +337,8 @@ def _symbolic_equal(a: str, b: str, *, rel_tol: float = REL_TOL) -> bool:
         return bool(dx <= rel_tol * scale) if scale else bool(dx == 0)
     if (vx is None) != (vy is None):
         return False  # a constant against an expression with symbols (or a set, a tuple)
+    if _differ_at_points(x, y):
+        return False
     try:
         return bool(sympy.simplify(x - y) == 0)
     except Exception:
@@ -382,13 +414,20 @@ def _shape_verdict(p: str, r: str) -> bool | None:
     the same object (sets, unions, ``a \\pm b``), decided without it where certain; None otherwise.
 
     * an equation against an expression without ``=``: never equal (an ``Eq`` is no expression
-      and ``simplify`` of their difference fails);
+      and ``simplify`` of their difference fails); a matrix, or a division by zero
+      (:func:`steer.rewards.quick.divides_by_zero`), against a number: never equal;
     * a union (``\\cup``) or ``a \\pm b`` (a two-element set) against a plain expression: never
       equal; two unions whose intervals, or two ``\\pm`` forms whose two values, differ by value:
       not equal (equal objects have equal values).
     """
     if ("=" in p) != ("=" in r):
         return False
+    if quick.divides_by_zero(p) != quick.divides_by_zero(r):
+        other = r if quick.divides_by_zero(p) else p
+        return False if quick.values(other) is not None else None  # zoo (or nan) is no number
+    if (_matrix_rows(p) is None) != (_matrix_rows(r) is None):
+        other = r if _matrix_rows(p) is not None else p
+        return False if quick.values(other) is not None else None  # a matrix is no number
     if _SET_WORDS.search(p) or _SET_WORDS.search(r):
         return None
     cp, cr = _top_level(p, _CUP_RE), _top_level(r, _CUP_RE)
