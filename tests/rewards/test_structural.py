@@ -71,6 +71,26 @@ READ_LIKE_LATEX2SYMPY = [
     r"i^2",
     r"x i",
     r"2 e",
+    r"\log 2\log 3",
+    r"\log 2\sqrt{3}",
+    r"\sin x",
+    r"\cot x",
+    r"\cotx",
+    r"\coth x",  # no \coth there: cot(h x)
+    r"\sin\frac{\pi}{6}",
+    r"\sin x^2",
+    r"\sin 2x",
+    r"\sin{x}y",
+    r"\tan(x)",
+    r"\sec x + \csc x",
+    r"\sin x \cos x",
+    r"\ln x\sin x",
+    r"\pik",
+    r"\lfloorm/2\rfloor",
+    r"\Delta + \delta",
+    r"4210_{5}",  # a number's subscript is dropped
+    r"4210_5",
+    r"2_{5}^{2}",
 ]
 
 #: Forms the evaluator must refuse: latex2sympy reads them in ways a plain evaluation would not
@@ -82,16 +102,19 @@ REFUSED = [
     r"2\left(3\right)",  # 5 there
     r"2\frac{1}{2}x",
     r"\log(2)^2",
-    r"\log 2\log 3",
-    r"\log 2\sqrt{3}",
     r"\log 0",
     r"\log(-2)",
     r"\log^2 x",
     r"\lfloor \log_2 8 \rfloor",  # 3.000...: too close to an integer to floor from digits
     r"I",
     r"E",
-    r"\sin x",
     r"\binom{3}{5}",
+    r"\sin^2 x",
+    r"\sin(x)^2",
+    r"\sinh x",
+    r"\sinhx",
+    r"\tan\frac{\pi}{2}",
+    r"\cot 0",
 ]
 
 
@@ -145,6 +168,8 @@ def test_forms_read_otherwise_are_refused(s):
         ("-2+7i", "-2+8i", False),
         (r"-2\frac{1}{2}", "-1", False),  # the old evaluator read this as -2 * 1/2
         (r"137\frac{1}{2}", "137.5", True),
+        (r"\Delta", r"\delta", True),  # one symbol to latex2sympy (the old evaluator: two)
+        (r"\frac{1}{6}\pi+\pik", r"\pi k+\frac{\pi}{6}", True),  # \pik: \pi, then k
     ],
 )
 def test_compare_new_forms(a, b, want):
@@ -246,6 +271,17 @@ STRUCTURED = [
     ("-2+7i", "-2+8i", False),
     ("1+274i", "274i+1", True),
     (r"m n-\lfloor m / 2\rfloor", r"m n-\lfloor m / 3\rfloor", False),
+    # a division by zero is sympy's zoo (or nan), no number; trigonometric functions
+    (r"\frac{a b}{2}", r"\frac{a b}{0}", False),
+    (r"(-\frac{1}{2}, \frac{7}{2})", r"(-\frac{1}{2}, \frac{7}{0})", None),  # {-1/2, zoo} there
+    (r"\dfrac{17}{50}", r"\dfrac{17}{00}", False),
+    ("-(n-1) / 2", "-(n-1) / 0", False),
+    (r"\frac{1}{2}", r"\frac{1}{\frac{1}{0}}", None),  # 0 to sympy: the zoo cancels
+    (r"\frac{66}{7}", r"\cot x", False),
+    (r"\cot x", r"\cot x+1", False),
+    (r"\sin\frac{\pi}{6}", r"\frac{1}{2}", True),
+    ("4210_{5}", "4810_{5}", False),
+    ("4210_{5}", "1+274i", False),
     (r"\left\lfloor\log _{2} n\right\rfloor+1", r"\left\lfloor\log _{3} n\right\rfloor+1", False),
 ]
 
@@ -407,6 +443,12 @@ QWEN_PAIRS = [
     (r"3\pm2\sqrt{2}", r"3\pm2\sqrt{2}"),
     (r"3\pm2\sqrt{2}", "3"),
     (r"\left\lfloor\log _{6} n\right\rfloor+1", r"\left\lfloor\log _{2} n\right\rfloor+1"),
+    ("-(n-1)/0", "-(n-1)/2"),
+    (r"\frac{3\sqrt{3}}{0}", r"\frac{3\sqrt{3}}{4}"),
+    (r"\begin{pmatrix}-1/3\\2/3\end{pmatrix}", r"548\pi"),
+    (r"mn-\lfloorm/4\rfloor", r"mn-\lfloorm/2\rfloor"),
+    (r"\cotx", r"2n^{2}-2n+1"),
+    ("4810_{5}", "4210_{5}"),
     (r"\frac{\log 2}{\log 2-\log 3}", "2^{1009}"),
     ("274i+1", "1+274i"),
     ("-2+8i", "-2+7i"),
@@ -429,3 +471,37 @@ def test_negative_mixed_numbers():
     for score in (mvs.score_math_verify, qwen.score_qwen):
         assert score(r"\boxed{-1}", r"-2\frac{1}{2}")[0] is False
         assert score(r"\boxed{-2\frac{1}{2}}", r"-\frac{5}{2}")[0] is True
+
+
+def _glued_cases(letters: str) -> list[str]:
+    out = []
+    for g in quick._GLUABLE:
+        for c in letters:
+            if g in ("\\lfloor", "\\lceil"):
+                close = "\\rfloor" if g == "\\lfloor" else "\\rceil"
+                out.append(f"{g}{c}/2{close}")
+            elif g in ("\\rfloor", "\\rceil"):
+                opening = "\\lfloor" if g == "\\rfloor" else "\\lceil"
+                out.append(f"{opening} 2.5{g}{c}")
+            elif g in ("\\cdot", "\\times", "\\div"):
+                out.append(f"2{g}{c}")
+            else:
+                out.append(f"{g}{c}")
+    return out
+
+
+@pytest.mark.parametrize(
+    "letters",
+    [
+        pytest.param("xnkeij", id="sample"),
+        pytest.param(
+            "abcdefghijklmnopqrstuvwxyzABCDFGHJKLMNOPQRSTUVWXYZ", id="every-letter", marks=pytest.mark.slow
+        ),
+    ],
+)
+def test_commands_glued_to_letters_read_like_latex2sympy(letters):
+    """qwen's normalisation removes spaces (``\\lfloor m`` becomes ``\\lfloorm``); latex2sympy's
+    lexer reads a known command, then single letters, and so does the evaluator."""
+    cases = _glued_cases(letters)
+    assert all(quick.values(s) is not None for s in cases)
+    assert [s for s in cases if not _agrees(s)] == []
