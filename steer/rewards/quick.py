@@ -675,6 +675,12 @@ def _value_at(name: str, x0: float):
     return mag if x0 > 0 else -mag
 
 
+#: Letters that latex2sympy's own normalisation rewrites before parsing ("inf" is \\infty there,
+#: "or" a comma, " sqrt" \\sqrt): a string holding them means something else to it.
+_REWRITTEN_RE = re.compile(
+    r"(?<!\\)inf|infinity|(?<!\\)sqrt|\bpercent|\bpct\b|(?<![a-zA-Z])(?:and|or)(?![a-zA-Z])"
+)
+
 _ERRORS = (_GiveUp, ValueError, ZeroDivisionError, OverflowError, RecursionError, TypeError)
 
 
@@ -723,7 +729,7 @@ def values(s: str) -> tuple[tuple, frozenset, bool, bool] | None:
     (a root or logarithm of a negative number, a division by zero) gives None in its place.
     ``smooth`` is False for a floor, ceiling, factorial or binomial of something in variables:
     equal values at the assignments then prove nothing."""
-    if not s or len(s) > MAX_CHARS:
+    if not s or len(s) > MAX_CHARS or _REWRITTEN_RE.search(s):
         return None
     try:
         toks = _tokens(s)
