@@ -134,10 +134,32 @@ def _pct(xs, q):
     return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
 
 
+def _workers_cpu(pool) -> float | None:
+    """CPU seconds used so far by the pool's worker processes, killed ones included: live
+    workers from ``/proc/<pid>/stat``, ended (and reaped) ones from the children's rusage. A
+    timed-out item reports no CPU time of its own (its worker is killed), so only this total
+    shows what it cost; None where ``/proc`` is not there."""
+    import os
+    import resource
+
+    try:
+        tick = os.sysconf("SC_CLK_TCK")
+        live = 0.0
+        for w in pool._workers:
+            with open(f"/proc/{w.proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            live += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return live + ru.ru_utime + ru.ru_stime
+    except (OSError, ValueError, AttributeError, IndexError):
+        return None
+
+
 def run_case(pool, items, scorer, batch):
     from steer.rewards import ScoreItem
 
     verdicts, batch_times = [], []
+    w0 = _workers_cpu(pool)
     t0, c0 = time.perf_counter(), time.process_time()
     for s in range(0, len(items), batch):
         tb = time.perf_counter()
@@ -145,10 +167,15 @@ def run_case(pool, items, scorer, batch):
         batch_times.append(time.perf_counter() - tb)
     dt = time.perf_counter() - t0
     parent_cpu = time.process_time() - c0
+    w1 = _workers_cpu(pool)
+    procs_cpu = None if w0 is None or w1 is None else w1 - w0
     secs = [v.seconds for v in verdicts]
     cpu = sum(v.cpu_seconds for v in verdicts)
     return {
         "cpu_ms_mean": 1e3 * cpu / len(verdicts),
+        # all CPU of the worker processes over the case, killed workers (timeouts) included
+        "worker_procs_cpu_ms": None if procs_cpu is None else 1e3 * procs_cpu / len(verdicts),
+        "worker_procs_bound_per_s": (None if not procs_cpu else 2 * len(verdicts) / (procs_cpu + parent_cpu)),
         "cpu_bound_per_s": pool.num_workers * len(verdicts) / cpu if cpu > 0 else float("inf"),
         "parent_cpu_ms": 1e3 * parent_cpu / len(verdicts),
         # all work (workers + the parent's dispatch) shared by 2 cores
@@ -194,21 +221,29 @@ def main(argv: list[str] | None = None) -> int:
             expression_mix(expr_n, 13, per_problem=1),
             "math_verify",
         ),
-        "olympiad+math500 expressions, each problem once / qwen": (expression_mix(expr_n, 14, per_problem=1), "qwen"),
-        "olympiad+math500 expressions, 8 per problem / math_verify": (expression_mix(expr_n, 10), "math_verify"),
+        "olympiad+math500 expressions, each problem once / qwen": (
+            expression_mix(expr_n, 14, per_problem=1),
+            "qwen",
+        ),
+        "olympiad+math500 expressions, 8 per problem / math_verify": (
+            expression_mix(expr_n, 10),
+            "math_verify",
+        ),
         "olympiad+math500 expressions, 8 per problem / qwen": (expression_mix(expr_n, 11), "qwen"),
         "olympiad+math500 expressions, 8 per problem / dapo": (expression_mix(expr_n, 12), "dapo"),
     }
     if not args.only_expr:
-        cases.update({
-        "math500 / math_verify": (_responses(math500, n, 0, "boxed"), "math_verify"),
-        "aime+amc integers (Answer: line) / math_verify": (
-            _responses(aime, n, 1, "answer_line"),
-            "math_verify",
-        ),
-        "math500 / qwen": (_responses(math500, n, 2, "boxed"), "qwen"),
-        "math500 / dapo": (_responses(math500, n, 3, "boxed"), "dapo"),
-        })
+        cases.update(
+            {
+                "math500 / math_verify": (_responses(math500, n, 0, "boxed"), "math_verify"),
+                "aime+amc integers (Answer: line) / math_verify": (
+                    _responses(aime, n, 1, "answer_line"),
+                    "math_verify",
+                ),
+                "math500 / qwen": (_responses(math500, n, 2, "boxed"), "qwen"),
+                "math500 / dapo": (_responses(math500, n, 3, "boxed"), "dapo"),
+            }
+        )
     res = {}
     try:
         for name, (items, scorer) in cases.items():
@@ -226,12 +261,17 @@ def main(argv: list[str] | None = None) -> int:
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     rows = [
-        "| case | items | verifications/s | worker CPU ms/item | parent CPU ms/item | CPU-bound rate on 2 cores | p50 ms | p99 ms | max ms | batch of 500 (s) | timeouts | errors | correct |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| case | items | verifications/s | worker CPU ms/item | parent CPU ms/item | CPU-bound rate on 2 cores | worker processes' CPU ms/item (timeouts included) | CPU-bound rate from it | p50 ms | p99 ms | max ms | batch of 500 (s) | timeouts | errors | correct |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def _fmt(x, spec):
+        return "n/a" if x is None else format(x, spec)
+
     for name, r in res.items():
         rows.append(
-            f"| {name} | {r['items']} | {r['per_s']:.0f} | {r['cpu_ms_mean']:.2f} | {r['parent_cpu_ms']:.2f} | {r['two_core_per_s']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['max_ms']:.0f} | "
+            f"| {name} | {r['items']} | {r['per_s']:.0f} | {r['cpu_ms_mean']:.2f} | {r['parent_cpu_ms']:.2f} | {r['two_core_per_s']:.0f} | "
+            f"{_fmt(r['worker_procs_cpu_ms'], '.2f')} | {_fmt(r['worker_procs_bound_per_s'], '.0f')} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['max_ms']:.0f} | "
             f"{r['batch_s_mean']:.2f} | {r['timeouts']} | {r['errors']} | {100 * r['correct_frac']:.1f}% |"
         )
     body = (
@@ -240,7 +280,9 @@ def main(argv: list[str] | None = None) -> int:
         f"pool start + warm-up {start_s:.1f} s (not counted). Target: >= 500 verifications/s on 2 cores, no item "
         f"over the limit ({limit_ms:.0f} ms). Half of the responses carry the right answer. 1-minute load average at the "
         f"end: {load:.1f} (other jobs on the machine lower the wall-clock rate; the CPU-bound rate, "
-        f"2 cores / (worker + parent CPU time per item), is what the pool's own work allows on 2 free cores). "
+        f"2 cores / (worker + parent CPU time per item), is what the pool's own work allows on 2 free cores; "
+        f"the worker CPU per item is the sum the workers report per item, which is 0 for an item killed at the "
+        f"limit, so the worker processes' own CPU over the case, killed ones included, is given beside it). "
         f"The {nb} batches cycle over the 500 problems, so from the second batch on the golds repeat (as with "
         f"k samples per problem); each response is new. The olympiad-style expression cases run in batches of "
         f"512 (64 problems x 8 responses; the batch column is then per 512).\n\n" + "\n".join(rows)
