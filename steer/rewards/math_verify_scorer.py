@@ -679,10 +679,15 @@ def _quick(gold: str, pred: str) -> bool | None:
     """The structural pre-check: both answers read (:func:`_shape`), the answer entirely in the
     known subset, then :func:`_cmp`. A gold with parts outside it is still read: if math-verify
     cannot parse such a gold, every answer but the same string is wrong there too."""
+    if _PLAIN_NUMBER_RE.fullmatch(gold) and _PLAIN_NUMBER_RE.fullmatch(pred):
+        return _cmp_leaves(("leaf", gold), ("leaf", pred))  # what the reading gives, at once
     g, p = _shape(gold), _shape(pred)
     if g is None or p is None or not _known(p):
         return None
     return _cmp(g, p)
+
+
+_PLAIN_NUMBER_RE = re.compile(r"-?\d+(?:\.\d+)?")
 
 
 def quick_verdict(gold: str, answer: str) -> bool | None:
