@@ -691,15 +691,16 @@ _PLAIN_NUMBER_RE = re.compile(r"-?\d+(?:\.\d+)?")
 
 
 def quick_verdict(gold: str, answer: str) -> bool | None:
-    """math-verify's verdict for plain arithmetic answers without sympy, or None (undecided).
+    """math-verify's verdict without latex2sympy or sympy, or None (undecided).
 
-    Both strings get math-verify's normalisation, then :func:`steer.rewards.quick.compare`:
-    values that differ beyond 1e-6 (relative to ``max(1, |x|)``) are wrong (math-verify needs
-    equality to six decimals or a zero ``simplify``), constants equal to 20 digits are right;
-    everything else (variables with equal values, anything outside the subset) is undecided.
-    An assignment ``f(x) = ...`` is compared by its right side (the same left side on both
-    sides, or a plain answer); a tuple or list is wrong when one of its items differs from
-    every item of the gold.
+    Both strings get math-verify's normalisation and are read as latex2sympy would build them
+    (:func:`_shape`: intervals, tuples, finite sets, unions, ``\\pm``, assignments, equations,
+    percentages, degrees, matrices, plain expressions), then compared as math-verify's
+    ``verify`` compares those objects (:func:`_cmp`). Plain expressions go to
+    :func:`steer.rewards.quick.compare`: values that differ beyond 1e-6 (relative to
+    ``max(1, |x|)``) are wrong (math-verify needs equality to six decimals or a zero
+    ``simplify``), constants equal to 20 digits are right; expressions in variables are right
+    when equal at every assignment (and smooth). Anything uncertain is undecided.
     """
     g, a = _mv_normal_form(gold), _mv_normal_form(answer)
     q = _quick(g, a)
