@@ -75,9 +75,23 @@ def really_is(gold: str, cand: str) -> bool:
 
 
 def percentage_of(gold: str, cand: str) -> bool:
-    """``cand`` is the gold times 100 or divided by 100 (the published Qwen leniency)."""
-    a, b = to_number(_canon(clean_gold(gold))), to_number(_canon(cand))
-    return a is not None and b is not None and (b == a * 100 or b * 100 == a)
+    """``cand`` is the gold times 100 or divided by 100 (the published Qwen leniency), or, for a
+    tuple, each item is equal to or such a multiple of the gold's item (the published grader
+    applies the leniency item by item)."""
+    return _percentage(_canon(clean_gold(gold)), _canon(cand), strict=True)
+
+
+def _percentage(g: str, c: str, *, strict: bool) -> bool:
+    from steer.rewards.qwen import _brackets, _split_top
+
+    a, b = to_number(g), to_number(c)
+    if a is not None and b is not None:
+        return (b == a * 100 or b * 100 == a) or (not strict and a == b)
+    bg, bc = _brackets(g), _brackets(c)
+    ig, ic = _split_top(bg[1] if bg else g), _split_top(bc[1] if bc else c)
+    if len(ig) < 2 or len(ig) != len(ic):
+        return False
+    return all(_percentage(x.strip(), y.strip(), strict=False) for x, y in zip(ig, ic))
 
 
 def run(pool, probs, scorer):
