@@ -152,3 +152,23 @@ def canonical_answer(s: str) -> str:
     if "\\overline" in t:
         t = _REPEAT_RE.sub(_repeating_to_frac, t)
     return t
+
+
+def split_top_level(s: str, token_re: re.Pattern) -> list[str]:
+    """``s`` cut at the matches of ``token_re`` outside brackets and braces."""
+    parts, depth, cur, i = [], 0, 0, 0
+    while i < len(s):
+        ch = s[i]
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif depth == 0:
+            m = token_re.match(s, i)
+            if m:
+                parts.append(s[cur:i])
+                i = cur = m.end()
+                continue
+        i += 1
+    parts.append(s[cur:])
+    return parts

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 import threading
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import mpmath
 from latex2sympy2_extended.math_normalization import normalize_latex
@@ -34,6 +34,7 @@ from steer.rewards.extract import (
     clean_gold,
     last_answer_line,
     last_boxed,
+    split_top_level,
     strip_math_delims,
 )
 
@@ -143,21 +144,12 @@ def _letters(s: str) -> set[str]:
 
 def _top_split(s: str, sep: str) -> list[str]:
     """``s`` cut at the occurrences of ``sep`` outside brackets and braces."""
-    parts, depth, cur, i = [], 0, 0, 0
-    while i < len(s):
-        ch = s[i]
-        if ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth -= 1
-        elif depth == 0 and s.startswith(sep, i):
-            parts.append(s[cur:i])
-            i += len(sep)
-            cur = i
-            continue
-        i += 1
-    parts.append(s[cur:])
-    return parts
+    return split_top_level(s, _literal(sep))
+
+
+@cache
+def _literal(sep: str) -> re.Pattern:
+    return re.compile(re.escape(sep))
 
 
 def _encloses(s: str, open_len: int, close_len: int) -> bool:

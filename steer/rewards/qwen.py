@@ -32,7 +32,7 @@ from functools import lru_cache
 import mpmath
 
 from steer.rewards import quick
-from steer.rewards.extract import clean_gold, last_answer_line, last_boxed, strip_math_delims
+from steer.rewards.extract import clean_gold, last_answer_line, last_boxed, split_top_level, strip_math_delims
 
 #: Relative tolerance for non-integer values (the published grader uses 1e-4, which accepts
 #: 0.3333 for 1/3; 1e-6 is math-verify's six-decimal rounding). Integers compare exactly.
@@ -364,26 +364,6 @@ def _same_left_side(pl: str, pr: str, rl: str, rr: str) -> bool | None:
     return quick.compare(pr, rr)
 
 
-def _top_level(s: str, token_re: re.Pattern) -> list[str]:
-    """``s`` cut at the matches of ``token_re`` outside brackets and braces."""
-    parts, depth, cur, i = [], 0, 0, 0
-    while i < len(s):
-        ch = s[i]
-        if ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth -= 1
-        elif depth == 0:
-            m = token_re.match(s, i)
-            if m:
-                parts.append(s[cur:i])
-                i = cur = m.end()
-                continue
-        i += 1
-    parts.append(s[cur:])
-    return parts
-
-
 _PM_RE = re.compile(r"\\pm(?![a-zA-Z])")
 _SET_WORDS = re.compile(r"\\(?:in|mid|setminus|cap|mp|emptyset|varnothing)(?![a-zA-Z])|[:|]")
 
@@ -430,7 +410,7 @@ def _shape_verdict(p: str, r: str) -> bool | None:
         return False if quick.values(other) is not None else None  # a matrix is no number
     if _SET_WORDS.search(p) or _SET_WORDS.search(r):
         return None
-    cp, cr = _top_level(p, _CUP_RE), _top_level(r, _CUP_RE)
+    cp, cr = split_top_level(p, _CUP_RE), split_top_level(r, _CUP_RE)
     if len(cp) > 1 or len(cr) > 1:
         if len(cp) == 1 or len(cr) == 1:
             other = p if len(cp) == 1 else r
@@ -447,7 +427,7 @@ def _shape_verdict(p: str, r: str) -> bool | None:
         ):
             return False
         return None
-    pp, pr_ = _top_level(p, _PM_RE), _top_level(r, _PM_RE)
+    pp, pr_ = split_top_level(p, _PM_RE), split_top_level(r, _PM_RE)
     if len(pp) == 2 or len(pr_) == 2:
         if len(pp) > 2 or len(pr_) > 2:
             return None
