@@ -337,6 +337,12 @@ class Trainer:
             score_batch(self.task, [problems[i // n] for i in range(ro.batch_size)], ro.texts),
             dtype=torch.bool,
         )
+        return self.step_data(step, ro, correct, t_rollout=t_rollout)
+
+    def step_data(self, step: int, ro: Rollouts, correct: Tensor, *, t_rollout: float = 0.0) -> StepData:
+        """Stages 3-5 of a step on given rollouts and their verdicts (``correct``, (B,) bool):
+        rewards, old/ref log-probs of the current policy, advantages."""
+        cfg = self.cfg
         rewards = torch.where(
             correct, torch.tensor(cfg.task.reward_correct), torch.tensor(cfg.task.reward_wrong)
         ).float()
@@ -546,9 +552,16 @@ class Trainer:
 
     def train_step(self, step: int) -> dict:
         """One GRPO step (0-based ``step``); returns its metrics record (without held-out keys)."""
-        cfg = self.cfg
         t0 = time.perf_counter()
-        data = self.collect(step)
+        rec = self.update(self.collect(step))
+        rec["time/step"] = time.perf_counter() - t0
+        return rec
+
+    def update(self, data: StepData) -> dict:
+        """Stages 6-9 of a step: the mini-batch updates of ``data`` (``trainer.ppo_epochs`` passes)
+        and the step's metrics record (without held-out keys and ``time/step``)."""
+        cfg = self.cfg
+        step = data.step
         ro, mask, n = data.rollouts, data.rollouts.response_mask, cfg.rollout.n
 
         lr = self.current_lr(step)
@@ -618,7 +631,6 @@ class Trainer:
         rec["time/rollout"] = data.t_rollout
         rec["time/old_forward"] = data.t_old
         rec["time/update"] = t_update
-        rec["time/step"] = time.perf_counter() - t0
         return rec
 
     # ------------------------------------------------------------------ evaluation
