@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 TORCH  := torch==2.13.0
 STAMP  := $(VENV)/.installed-test
 
-.PHONY: venv demo test test-slow test-verl bench lint clean
+.PHONY: venv demo test test-golden-default test-slow test-verl bench lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# PyTorch picks CPU kernels by instruction set (AVX-512, AVX2, default): the golden tests under the
+# portable set, as another machine would round
+test-golden-default: $(STAMP)
+	ATEN_CPU_CAPABILITY=default $(PY) -m pytest -q tests/golden
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
