@@ -402,6 +402,7 @@ real_only = pytest.mark.skipif(
 )
 
 
+@pytest.mark.slow  # about 90 s: the conversion (GGUF load and dequantisation) and a second GGUF load
 @real_only
 def test_real_smollm2_converted_logits_equal_gguf_loaded(tmp_path, monkeypatch):
     monkeypatch.setenv("STEER_CACHE_DIR", str(tmp_path / "cache"))
@@ -468,3 +469,17 @@ def test_trl_trainer_takes_the_name(fake_named, tmp_path):
     torch.testing.assert_close(before, ref.model.layers[1].mlp.up_proj.weight, rtol=0, atol=0)
     tr.train()
     assert not torch.equal(before, tr.model.model.layers[1].mlp.up_proj.weight.detach())
+
+
+def test_register_adds_a_models_subcommand(fake_named, capsys):
+    """``register`` gives the ``steer`` command a ``models`` sub-command (list / path)."""
+    import argparse
+
+    from steer.models.cli import register
+
+    parser = argparse.ArgumentParser(prog="steer")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["models", "path", "org/hub-model"])
+    assert args.func(args) == 0 and capsys.readouterr().out.strip() == "org/hub-model"
+    args = parser.parse_args(["models"])
+    assert args.func(args) == 2  # no action: help, exit 2
