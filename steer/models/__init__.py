@@ -48,7 +48,7 @@ __all__ = [
 
 MANIFEST = "steer_model.json"
 #: bumped whenever the conversion's output changes, so older cached folders are converted again
-CONVERSION_VERSION = 1
+CONVERSION_VERSION = 2
 
 
 def _stderr(msg: str) -> None:
@@ -198,6 +198,9 @@ def convert_gguf(
         setattr(tok, role, token)
     if tok.pad_token is None and tok.eos_token is not None:
         tok.pad_token = tok.eos_token
+    # the GGUF reader sets it True, which transformers ignores for a BPE tokenizer with a warning
+    # at every decode; SmolLM2's own tokenizer has it False
+    tok.clean_up_tokenization_spaces = False
     context = getattr(gmodel.config, "max_position_embeddings", None)
     if context:
         tok.model_max_length = int(context)

@@ -163,6 +163,7 @@ def test_tiny_conversion_writes_a_plain_folder(tiny):
     # a tokenizer class that transformers 4 knows too
     tcfg = json.loads((out / "tokenizer_config.json").read_text())
     assert tcfg["tokenizer_class"] == "PreTrainedTokenizerFast"
+    assert tcfg["clean_up_tokenization_spaces"] is False
     assert not [n for n in names if n.startswith(".")]  # nothing staged is left
 
 
