@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -484,3 +485,50 @@ def test_register_adds_a_models_subcommand(fake_named, capsys):
     assert args.func(args) == 0 and capsys.readouterr().out.strip() == "org/hub-model"
     args = parser.parse_args(["models"])
     assert args.func(args) == 2  # no action: help, exit 2
+
+
+def test_verl_example_scripts_pass_the_name_as_a_folder(tmp_path):
+    """examples/verl/common.sh's run_steer turns MODEL into the converted folder before verl sees
+    it (as actor_rollout_ref.model.path); a hub name passes unchanged. A cached folder with a
+    current manifest stands in for a conversion; python3 is a shim that runs steer.models with
+    this interpreter and prints any other command line instead of starting verl."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    cache = tmp_path / "cache"
+    folder = cache / "models" / REAL.name
+    folder.mkdir(parents=True)
+    version = sm._package_version(REAL)
+    manifest = {"name": REAL.name, "conversion": sm.CONVERSION_VERSION, "package_version": version}
+    if version is not None:
+        manifest["gguf_bytes"] = sm.gguf_source(REAL).stat().st_size
+    (folder / sm.MANIFEST).write_text(json.dumps(manifest))
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    shim = bindir / "python3"
+    shim.write_text(
+        "#!/usr/bin/env bash\n"
+        f'if [ "$1 $2" = "-m steer.models" ] || [ "$1" = "-c" ]; then exec {sys.executable} "$@"; fi\n'
+        'printf "%s\\n" "$@"\n'
+    )
+    shim.chmod(0o755)
+    env = {
+        **os.environ,
+        "PATH": f"{bindir}:{os.environ['PATH']}",
+        "PYTHONPATH": str(repo),
+        "STEER_CACHE_DIR": str(cache),
+    }
+    for model, expected in ((REAL.name, str(folder)), ("Qwen/Qwen2.5-Math-1.5B", "Qwen/Qwen2.5-Math-1.5B")):
+        out = subprocess.run(
+            ["bash", "-c", f"source {repo}/examples/verl/common.sh && MODEL={model} run_steer"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+        )
+        assert out.returncode == 0, out.stderr
+        lines = out.stdout.splitlines()
+        assert lines[:2] == ["-m", "verl.trainer.main_ppo"]
+        assert f"actor_rollout_ref.model.path={expected}" in lines
