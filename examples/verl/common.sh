@@ -108,6 +108,9 @@ steer_args() {
 
 run_steer() {
   local args
+  # a steer named model (docs/models.md, e.g. MODEL=smollm2-135m-instruct) -> its converted
+  # folder; a hub name or a local folder comes back unchanged
+  MODEL="$(python3 -m steer.models path "$MODEL")"
   mapfile -t args < <(steer_args)
   exec python3 -m verl.trainer.main_ppo "${args[@]}" "$@"
 }

@@ -298,9 +298,13 @@ class HFBackend:
     def from_pretrained(
         cls, path: str, *, device: str | None = None, dtype: str = "auto", batch_size: int = 16
     ):
-        """Load model and tokenizer with ``from_pretrained`` (local folder or hub cache, no download
-        is forced here)."""
+        """Load model and tokenizer with ``from_pretrained`` (local folder, hub cache or a named
+        model of :mod:`steer.models`; no download is forced here)."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from steer.models import resolve
+
+        path = resolve(path)
 
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -362,8 +366,10 @@ class VLLMBackend:
             raise ImportError(
                 "the vllm backend needs the 'vllm' package (GPU only): pip install 'steer[vllm]'"
             ) from e
+        from steer.models import resolve
+
         self.llm = LLM(
-            model=path,
+            model=resolve(path),
             dtype="bfloat16" if dtype == "auto" else dtype,
             gpu_memory_utilization=gpu_memory_utilization,
             seed=seed,

@@ -111,8 +111,11 @@ def save_policy(model: PreTrainedModel, tokenizer, path: str | Path) -> Path:
 
 def load_policy(path_or_name: str | Path, dtype: torch.dtype = torch.float32, device: str | None = None):
     """Load ``(model, tokenizer)`` with ``AutoModelForCausalLM`` / ``AutoTokenizer`` exactly as for
-    a real model (local directory or hub name; nothing is downloaded for a local path)."""
-    src = str(path_or_name)
+    a real model (local directory, hub name or a named model of :mod:`steer.models`; nothing is
+    downloaded for a local path)."""
+    from steer.models import resolve
+
+    src = resolve(str(path_or_name))
     tokenizer = AutoTokenizer.from_pretrained(src)
     model = AutoModelForCausalLM.from_pretrained(src, dtype=dtype)
     if device is not None:

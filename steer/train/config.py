@@ -223,6 +223,13 @@ def validate(cfg: Config, *, check_method: bool = True) -> Config:
     _check_choice("model.source", cfg.model.source, ("testbed", "hf"))
     if cfg.model.source == "hf" and not cfg.model.name_or_path:
         _fail("model.name_or_path", "required when model.source=hf")
+    if cfg.model.name_or_path:
+        from steer.models import ModelNotAvailable, check_available
+
+        try:
+            check_available(cfg.model.name_or_path)  # a named model whose package is missing
+        except ModelNotAvailable as exc:
+            _fail("model.name_or_path", str(exc))
     _check_choice("model.dtype", cfg.model.dtype, ("float32", "bfloat16", "float16"))
     _check_choice("task.name", cfg.task.name, TASK_NAMES)
     if cfg.task.name == "math" and not cfg.task.train_path:

@@ -92,11 +92,12 @@ def load_model_and_tokenizer(cfg: Config, *, log=print):
     else:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        tok = AutoTokenizer.from_pretrained(
-            cfg.model.name_or_path, trust_remote_code=cfg.model.trust_remote_code
-        )
+        from steer.models import resolve
+
+        src = resolve(cfg.model.name_or_path, log=log)  # a named model -> its converted folder
+        tok = AutoTokenizer.from_pretrained(src, trust_remote_code=cfg.model.trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
-            cfg.model.name_or_path, dtype=dtype, trust_remote_code=cfg.model.trust_remote_code
+            src, dtype=dtype, trust_remote_code=cfg.model.trust_remote_code
         )
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token

@@ -82,6 +82,10 @@ class SteerGRPOTrainer(GRPOTrainer):
                 "SteerGRPOTrainer cannot be combined with TRL's experimental async GRPO trainer: it computes its "
                 "own loss (trl.experimental.async_grpo ... compute_loss), which never applies the method's weights"
             )
+        if isinstance(model, str):
+            from steer.models import resolve
+
+            model = resolve(model)  # a named model of steer.models -> its converted folder
         if args is None:
             name = model if isinstance(model, str) else getattr(model.config, "_name_or_path", "model")
             args = SteerGRPOConfig(f"{str(name).rstrip('/').split('/')[-1] or 'model'}-STEER")
