@@ -892,7 +892,7 @@ def _claim_markdown(claim: Claim, res: dict, meta: dict) -> str:
         )
     from steer.analysis.power import markdown as power_markdown
 
-    lines += [""] + power_markdown(res["comparisons"]) + res.get("auto_markdown", [])
+    lines += [""] + power_markdown(res["comparisons"])
     lines += ["## Per arm (mean ± sd over seeds)", ""]
     ms = list(claim.table_metrics)
     lines.append("| arm | method | " + " | ".join(ms) + " |")
