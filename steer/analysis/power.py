@@ -65,16 +65,18 @@ def _check_n(n: int) -> None:
         raise ValueError(f"n must lie in [2, {N_SEARCH}], got {n}")
 
 
-def thresholds(n: int, k: float = RULE_K) -> np.ndarray:
-    """Per Monte-Carlo path, the smallest effect (in sd units) the rule decides at ``n`` seeds."""
+def thresholds(n: int, k: float = RULE_K, sign_clause: bool = True) -> np.ndarray:
+    """Per Monte-Carlo path, the smallest effect (in sd units) the rule decides at ``n`` seeds
+    (``sign_clause=False``: the mean-vs-k-se test alone, for comparison; not the rule)."""
     _check_n(n)
     mean, sd, mn = _paths()
-    return np.maximum(k * sd[:, n - 1] / math.sqrt(n) - mean[:, n - 1], -mn[:, n - 1])
+    t = k * sd[:, n - 1] / math.sqrt(n) - mean[:, n - 1]
+    return np.maximum(t, -mn[:, n - 1]) if sign_clause else t
 
 
-def power(n: int, effect_sd: float, k: float = RULE_K) -> float:
+def power(n: int, effect_sd: float, k: float = RULE_K, sign_clause: bool = True) -> float:
     """P(the rule decides a true mean difference of ``effect_sd`` sd, in its direction, at n seeds)."""
-    return float(np.mean(thresholds(n, k) < abs(effect_sd)))
+    return float(np.mean(thresholds(n, k, sign_clause) < abs(effect_sd)))
 
 
 def false_verdict_rate(n: int, k: float = RULE_K) -> float:
@@ -90,12 +92,12 @@ def detectable(n: int, p: float = POWER, k: float = RULE_K) -> float:
     return float(t[i]) if 0 <= i < len(t) and math.isfinite(t[i]) else math.inf
 
 
-def seeds_needed(effect_sd: float, p: float = POWER, k: float = RULE_K) -> dict:
+def seeds_needed(effect_sd: float, p: float = POWER, k: float = RULE_K, sign_clause: bool = True) -> dict:
     """The smallest n in [2, N_SEARCH] at which the rule decides ``effect_sd`` with probability
     ``p``: ``{"n": n or None, "best_power", "best_n"}`` (``n`` None: unreachable at any n)."""
     best, best_n = -1.0, 2
     for n in range(2, N_SEARCH + 1):
-        pw = power(n, effect_sd, k)
+        pw = power(n, effect_sd, k, sign_clause)
         if pw > best:
             best, best_n = pw, n
         if pw >= p:
@@ -148,6 +150,8 @@ def comparison_power(
     out["effect_sd"] = out["target"] / sd
     out["seeds_needed"] = need["n"]
     out["best_power"], out["best_n"] = need["best_power"], need["best_n"]
+    # for comparison only (not the rule): the mean-vs-2-se test without the every-seed-sign clause
+    out["seeds_needed_no_sign_clause"] = seeds_needed(out["effect_sd"], p, sign_clause=False)["n"]
     return out
 
 
@@ -169,6 +173,14 @@ def needed_text(f: dict) -> str:
     )
 
 
+def no_sign_text(f: dict) -> str:
+    """The seeds the mean-vs-2-se test alone would need (a comparison, not the rule)."""
+    if "seeds_needed_no_sign_clause" not in f:
+        return "-"
+    n = f["seeds_needed_no_sign_clause"]
+    return str(n) if n is not None else f"more than {N_SEARCH}"
+
+
 def markdown(comparisons: Sequence[dict]) -> list[str]:
     """The "what more seeds would settle" table of a result (comparisons carrying ``power``)."""
     rows = [c for c in comparisons if c.get("power")]
@@ -187,13 +199,14 @@ def markdown(comparisons: Sequence[dict]) -> list[str]:
         + (f" With no effect, the rule gives a false verdict at {n_any} seeds with probability {fv:.1%}." if fv else ""),
         "",
         "| prediction | n | paired sd | detectable difference (80% power) | effect aimed at | "
-        "effect / sd | seeds needed (80% power) |",
-        "|---|---|---|---|---|---|---|",
+        "effect / sd | seeds needed (80% power) | without the sign clause (not the rule) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for c in rows:
         f = c["power"]
         lines.append(
             f"| {c['text']} | {f['n']} | {_fmt(f['sd'])} | {_fmt(f['detectable'])} | "
-            f"{_fmt(f['target'])} ({f['target_source']}) | {_fmt(f.get('effect_sd'))} | {needed_text(f)} |"
+            f"{_fmt(f['target'])} ({f['target_source']}) | {_fmt(f.get('effect_sd'))} | {needed_text(f)} | "
+            f"{no_sign_text(f)} |"
         )
     return lines + [""]
