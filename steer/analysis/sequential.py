@@ -151,7 +151,7 @@ def auto_markdown(auto: dict, budget_min: float) -> list[str]:
         f"Correction: {auto['method']}. The fixed rule's verdicts above, on all {auto['n']} seeds, are "
         "not corrected for the looks; this one is.",
         "",
-        "| prediction | decided at (seeds) | threshold (se) | verdict | why |",
+        "| prediction | settled at (seeds) | threshold (se) | verdict | why |",
         "|---|---|---|---|---|",
     ]
     for s in auto["comparisons"]:
@@ -223,10 +223,21 @@ def run_claim_auto(
     auto = auto_loop(look, budget_s=60.0 * budget_min, log=log)
     auto["budget_min"] = budget_min
     auto["wall_s"] = time.perf_counter() - t0
-    result = {**last, "auto": auto}
+    fixed = last.get("verdict", "")
+    result = {
+        **last,
+        "auto": auto,
+        "verdict_fixed_rule": fixed,
+        "verdict": f"{auto['verdict']} (sequential, {auto['n']} seeds)",
+    }
     cdir = out / name
     (cdir / "result.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
-    md = (cdir / "result.md").read_text()
+    md = (cdir / "result.md").read_text().replace(
+        f"**Verdict: {fixed}**",
+        f"**Verdict (sequential, `--seeds auto`): {auto['verdict']}** (the fixed rule on all {auto['n']} "
+        f"seeds: {fixed}; not corrected for the looks)",
+        1,
+    )
     section = "\n".join(auto_markdown(auto, budget_min))
     cut = md.find("## Per arm")
     md = md[:cut] + section + "\n" + md[cut:] if cut >= 0 else md + "\n" + section

@@ -124,3 +124,35 @@ def test_cli_auto_needs_a_budget(tmp_path, capsys):
     assert main(["reproduce", "psr-nsr", "--budget", "5", "--out", str(tmp_path)]) == 2
     with pytest.raises(SystemExit):
         main(["reproduce", "psr-nsr", "--seeds", "auto", "--budget", "-1"])
+
+
+def test_run_claim_auto_writes_the_sequential_verdict(tmp_path, monkeypatch):
+    """The claim wiring: seeds 0..n-1 per look through run_claim (here a stand-in that writes the
+    result files as run_claim does), the per-seed cost from run.json, the sections in result.md."""
+    import json
+
+    from steer.analysis import reproduce as R
+
+    seen = []
+
+    def fake_run_claim(name, out, *, seeds, **kw):
+        seen.append(tuple(seeds))
+        n = len(seeds)
+        for s in seeds:
+            d = tmp_path / name / "arm" / f"seed{s}"
+            d.mkdir(parents=True, exist_ok=True)
+            (d / "run.json").write_text(json.dumps({"wall_s": 30.0, "finished": True}))
+        comps = [{"text": "c", "direction": 1, "diffs": [1.0 + 0.01 * i for i in range(n)], "verdict": "reproduced"}]
+        (tmp_path / name / "result.md").write_text("# x\n\n**Verdict: reproduced**\n\n## Per arm\n")
+        return {"verdict": "reproduced", "comparisons": comps, "failed": []}
+
+    monkeypatch.setattr(R, "run_claim", fake_run_claim)
+    res = S.run_claim_auto("psr-nsr", tmp_path, budget_min=10, log=lambda m: None)
+    assert seen[0] == (0, 1, 2) and all(len(b) == len(a) + 1 for a, b in zip(seen, seen[1:]))
+    assert res["auto"]["comparisons"][0]["verdict"] == "reproduced"
+    assert res["verdict"].startswith("reproduced (sequential")
+    md = (tmp_path / "psr-nsr" / "result.md").read_text()
+    assert "## Sequential verdict" in md and md.index("## Sequential") < md.index("## Per arm")
+    assert "Verdict (sequential, `--seeds auto`): reproduced" in md
+    assert json.loads((tmp_path / "psr-nsr" / "result.json").read_text())["auto"]["method"] == S.SEQ_METHOD
+    assert S._seed_cost(tmp_path, "psr-nsr", 2) == 30.0
