@@ -16,6 +16,24 @@ from pathlib import Path
 
 from steer.analysis import power as P
 from steer.analysis import reproduce as R
+from steer.analysis import sequential as S
+
+
+def auto_text(diffs: list[float], direction: int) -> str:
+    """What ``--seeds auto`` can still do with a comparison, starting from these seeds."""
+    if len(diffs) < 2:
+        return "-"
+    if not (all(x > 0 for x in diffs) or all(x < 0 for x in diffs)):
+        return "settled: the seeds disagree in sign (or a difference is 0), no further seed can decide it"
+    first = S.look_verdict(diffs[: S.SEQ_FIRST], direction)["verdict"]
+    if first != "inconclusive":
+        return f"{first} at the first look"
+    cp = S.conditional_power(diffs)
+    up, down = (cp["up"], cp["down"]) if direction > 0 else (cp["down"], cp["up"])
+    return (
+        f"open: by {S.SEQ_LAST} seeds, reproduced {up:.0%} / contradicted {down:.0%} "
+        "if the observed mean and sd hold"
+    )
 
 
 def _specs() -> dict[tuple[str, str], R.Comparison]:
@@ -41,21 +59,31 @@ def rows(text: str) -> list[dict]:
         spec = specs[(claim, cells[0])]
         diffs = [float(x) for x in cells[4].split(",")]
         f = P.comparison_power(diffs, paper_effect=spec.paper_effect, paper_source=spec.paper_source)
-        out.append({"claim": claim, "text": cells[0], "metric": cells[1], "verdict": cells[5].split(" (")[0], **f})
+        out.append(
+            {
+                "claim": claim,
+                "text": cells[0],
+                "metric": cells[1],
+                "verdict": cells[5].split(" (")[0],
+                "auto": auto_text(diffs, spec.direction),
+                **f,
+            }
+        )
     return out
 
 
 def markdown(rs: list[dict]) -> str:
     lines = [
         "| claim | prediction | metric | verdict (3 seeds) | paired sd | detectable difference (80% power) "
-        "| effect aimed at | effect / sd | seeds needed (80% power) | without the sign clause (not the rule) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| effect aimed at | effect / sd | seeds needed (80% power) | without the sign clause (not the rule) "
+        "| `--seeds auto` from these seeds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rs:
         lines.append(
             f"| {r['claim']} | {r['text']} | {r['metric']} | {r['verdict']} | {P._fmt(r['sd'])} | "
             f"{P._fmt(r['detectable'])} | {P._fmt(r['target'])} ({r['target_source']}) | "
-            f"{P._fmt(r.get('effect_sd'))} | {P.needed_text(r)} | {P.no_sign_text(r)} |"
+            f"{P._fmt(r.get('effect_sd'))} | {P.needed_text(r)} | {P.no_sign_text(r)} | {r['auto']} |"
         )
     return "\n".join(lines)
 

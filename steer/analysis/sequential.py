@@ -244,3 +244,40 @@ def run_claim_auto(
     (cdir / "result.md").write_text(md)
     log(f"reproduce {name} --seeds auto: {auto['verdict']} ({auto['stop']}; {auto['wall_s']:.0f} s)")
     return result
+
+
+def conditional_power(
+    diffs: Sequence[float],
+    effect: float | None = None,
+    sd: float | None = None,
+    *,
+    draws: int = 20_000,
+    seed: int = 0,
+) -> dict:
+    """The chance that ``--seeds auto`` settles an open comparison as reproduced-in-the-positive-
+    direction ("up") or negative ("down") given its first seeds ``diffs``, when the later seeds'
+    differences are normal with mean ``effect`` and sd ``sd`` (default: the observed mean and sd).
+    Looks from ``len(diffs)`` (at least :data:`SEQ_FIRST`) to :data:`SEQ_LAST`; Monte Carlo
+    (``draws`` float64 paths, fixed ``seed``)."""
+    import numpy as np
+
+    d = np.array([float(x) for x in diffs if math.isfinite(x)], dtype=np.float64)
+    n0 = len(d)
+    if n0 < 2:
+        raise ValueError("conditional_power needs at least 2 paired seeds")
+    effect = float(np.mean(d)) if effect is None else float(effect)
+    sd = float(np.std(d, ddof=1)) if sd is None else float(sd)
+    extra = max(0, SEQ_LAST - n0)
+    rng = np.random.default_rng(seed)
+    paths = np.concatenate([np.broadcast_to(d, (draws, n0)), effect + sd * rng.standard_normal((draws, extra))], 1)
+    up = np.zeros(draws, dtype=bool)
+    down = np.zeros(draws, dtype=bool)
+    for n in range(max(SEQ_FIRST, n0), SEQ_LAST + 1):
+        y = paths[:, :n]
+        m = y.mean(1)
+        se = y.std(1, ddof=1) / math.sqrt(n)
+        big = np.abs(m) > SEQ_THRESHOLDS[n] * se
+        open_ = ~(up | down)
+        up |= open_ & big & (y > 0).all(1)
+        down |= open_ & big & (y < 0).all(1)
+    return {"up": float(up.mean()), "down": float(down.mean()), "effect": effect, "sd": sd}

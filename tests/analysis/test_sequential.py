@@ -156,3 +156,24 @@ def test_run_claim_auto_writes_the_sequential_verdict(tmp_path, monkeypatch):
     assert "Verdict (sequential, `--seeds auto`): reproduced" in md
     assert json.loads((tmp_path / "psr-nsr" / "result.json").read_text())["auto"]["method"] == S.SEQ_METHOD
     assert S._seed_cost(tmp_path, "psr-nsr", 2) == 30.0
+
+
+def test_conditional_power_matches_the_auto_loop():
+    """conditional_power (vectorised) against the real loop on the same model: the first three
+    seeds fixed, the later ones drawn from the observed mean and sd."""
+    first = [-0.1017, -0.0167, -0.0037]
+    cp = S.conditional_power(first, draws=20_000, seed=5)
+    rng = np.random.default_rng(6)
+    reps, down = 1500, 0
+    for _ in range(reps):
+        later = cp["effect"] + cp["sd"] * rng.standard_normal(S.SEQ_LAST - 3)
+        vals = np.array(first + later.tolist())[:, None]
+        down += S.auto_loop(_synthetic_look(vals, [-1]), budget_s=1e9)["comparisons"][0]["verdict"] == "reproduced"
+    want = down / reps
+    assert cp["up"] == 0.0
+    assert abs(cp["down"] - want) < 4 * math.sqrt(want * (1 - want) / reps) + 0.01, (cp, want)
+    # seeds that already disagree in sign can never be decided
+    stuck = S.conditional_power([0.04, -0.01, 0.04])
+    assert stuck["up"] == 0.0 and stuck["down"] == 0.0
+    with pytest.raises(ValueError):
+        S.conditional_power([1.0])
