@@ -196,7 +196,11 @@ def markdown(comparisons: Sequence[dict]) -> list[str]:
         f"the rule decides with {POWER:.0%} power at the current seeds, and the seeds it needs to decide "
         f"the effect the paper reports (or, where the paper gives no number in this metric, the observed "
         f"one) with {POWER:.0%} power."
-        + (f" With no effect, the rule gives a false verdict at {n_any} seeds with probability {fv:.1%}." if fv else ""),
+        + (
+            f" With no effect, the rule gives a false verdict at {n_any} seeds with probability {fv:.1%}."
+            if fv
+            else ""
+        ),
         "",
         "| prediction | n | paired sd | detectable difference (80% power) | effect aimed at | "
         "effect / sd | seeds needed (80% power) | without the sign clause (not the rule) |",

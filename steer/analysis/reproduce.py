@@ -575,7 +575,8 @@ def compare(
     big = abs(m) > k * se
     if sign == direction and big and same_sign:
         out.update(
-            verdict="reproduced", why=f"abs(mean) {abs(m):.4g} > {k:g} se {k * se:.4g}, same sign in every seed"
+            verdict="reproduced",
+            why=f"abs(mean) {abs(m):.4g} > {k:g} se {k * se:.4g}, same sign in every seed",
         )
     elif sign == -direction and big and same_sign:
         out.update(
@@ -867,7 +868,9 @@ def _add_power(claim: Claim, comps: list[dict]) -> None:
     from steer.analysis.power import comparison_power
 
     for c, spec in zip(comps, claim.comparisons):
-        c["power"] = comparison_power(c["diffs"], paper_effect=spec.paper_effect, paper_source=spec.paper_source)
+        c["power"] = comparison_power(
+            c["diffs"], paper_effect=spec.paper_effect, paper_source=spec.paper_source
+        )
 
 
 def _claim_markdown(claim: Claim, res: dict, meta: dict) -> str:

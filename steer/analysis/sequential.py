@@ -109,10 +109,7 @@ def auto_loop(
                     why="the seeds disagree in sign (or a difference is 0): no further seed can decide it",
                 )
         looks.append({"n": n, "elapsed_s": clock() - t0, "open": sum(s["verdict"] is None for s in state)})
-        log(
-            f"  look at {n} seeds: "
-            + "; ".join(f"{s['text']}: {s['verdict'] or 'open'}" for s in state)
-        )
+        log(f"  look at {n} seeds: " + "; ".join(f"{s['text']}: {s['verdict'] or 'open'}" for s in state))
         if all(s["verdict"] is not None for s in state):
             stop = "settled: every comparison decided, or undecidable by further seeds"
             break
@@ -232,11 +229,15 @@ def run_claim_auto(
     }
     cdir = out / name
     (cdir / "result.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
-    md = (cdir / "result.md").read_text().replace(
-        f"**Verdict: {fixed}**",
-        f"**Verdict (sequential, `--seeds auto`): {auto['verdict']}** (the fixed rule on all {auto['n']} "
-        f"seeds: {fixed}; not corrected for the looks)",
-        1,
+    md = (
+        (cdir / "result.md")
+        .read_text()
+        .replace(
+            f"**Verdict: {fixed}**",
+            f"**Verdict (sequential, `--seeds auto`): {auto['verdict']}** (the fixed rule on all {auto['n']} "
+            f"seeds: {fixed}; not corrected for the looks)",
+            1,
+        )
     )
     section = "\n".join(auto_markdown(auto, budget_min))
     cut = md.find("## Per arm")
@@ -269,7 +270,9 @@ def conditional_power(
     sd = float(np.std(d, ddof=1)) if sd is None else float(sd)
     extra = max(0, SEQ_LAST - n0)
     rng = np.random.default_rng(seed)
-    paths = np.concatenate([np.broadcast_to(d, (draws, n0)), effect + sd * rng.standard_normal((draws, extra))], 1)
+    paths = np.concatenate(
+        [np.broadcast_to(d, (draws, n0)), effect + sd * rng.standard_normal((draws, extra))], 1
+    )
     up = np.zeros(draws, dtype=bool)
     down = np.zeros(draws, dtype=bool)
     for n in range(max(SEQ_FIRST, n0), SEQ_LAST + 1):

@@ -93,7 +93,9 @@ def test_figures_in_result_markdown():
     claim = R.build_claim("extreme")
     comps = []
     for c, d in zip(claim.comparisons, ([-0.1017, -0.0167, -0.0037], [0.043, -0.0078, 0.0417])):
-        comps.append({"text": c.text, "metric": c.metric, **R.compare(dict(enumerate(d)), {0: 0, 1: 0, 2: 0}, -1)})
+        comps.append(
+            {"text": c.text, "metric": c.metric, **R.compare(dict(enumerate(d)), {0: 0, 1: 0, 2: 0}, -1)}
+        )
     R._add_power(claim, comps)
     res = {"verdict": "inconclusive", "comparisons": comps, "arms": {}, "failed": []}
     meta = {

@@ -142,7 +142,14 @@ def test_run_claim_auto_writes_the_sequential_verdict(tmp_path, monkeypatch):
             d = tmp_path / name / "arm" / f"seed{s}"
             d.mkdir(parents=True, exist_ok=True)
             (d / "run.json").write_text(json.dumps({"wall_s": 30.0, "finished": True}))
-        comps = [{"text": "c", "direction": 1, "diffs": [1.0 + 0.01 * i for i in range(n)], "verdict": "reproduced"}]
+        comps = [
+            {
+                "text": "c",
+                "direction": 1,
+                "diffs": [1.0 + 0.01 * i for i in range(n)],
+                "verdict": "reproduced",
+            }
+        ]
         (tmp_path / name / "result.md").write_text("# x\n\n**Verdict: reproduced**\n\n## Per arm\n")
         return {"verdict": "reproduced", "comparisons": comps, "failed": []}
 
@@ -168,7 +175,10 @@ def test_conditional_power_matches_the_auto_loop():
     for _ in range(reps):
         later = cp["effect"] + cp["sd"] * rng.standard_normal(S.SEQ_LAST - 3)
         vals = np.array(first + later.tolist())[:, None]
-        down += S.auto_loop(_synthetic_look(vals, [-1]), budget_s=1e9)["comparisons"][0]["verdict"] == "reproduced"
+        down += (
+            S.auto_loop(_synthetic_look(vals, [-1]), budget_s=1e9)["comparisons"][0]["verdict"]
+            == "reproduced"
+        )
     want = down / reps
     assert cp["up"] == 0.0
     assert abs(cp["down"] - want) < 4 * math.sqrt(want * (1 - want) / reps) + 0.01, (cp, want)
