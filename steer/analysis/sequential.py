@@ -91,6 +91,14 @@ def auto_loop(
     n = SEQ_FIRST
     while True:
         res = look(n)
+        if res.get("failed"):
+            # an incomplete look is not a look of the design: stop, and let a rerun (which reuses
+            # the finished runs and retries the failed ones) repeat it
+            stop = (
+                f"{len(res['failed'])} runs failed at {n} seeds: rerun the command (finished runs are reused)"
+            )
+            n -= 1
+            break
         comps = res["comparisons"]
         if not state:
             state = [{"text": c["text"], "verdict": None, "look": None, "why": ""} for c in comps]
@@ -127,9 +135,10 @@ def auto_loop(
     for s in state:
         if s["verdict"] is None:
             s.update(verdict="inconclusive", look=n)
+    verdict = claim_verdict([s["verdict"] for s in state]) if state else "incomplete: no complete look"
     return {
         "comparisons": state,
-        "verdict": claim_verdict([s["verdict"] for s in state]),
+        "verdict": verdict,
         "stop": stop,
         "looks": looks,
         "n": n,
@@ -143,7 +152,7 @@ def auto_markdown(auto: dict, budget_min: float) -> list[str]:
         "## Sequential verdict (`--seeds auto`)",
         "",
         f"**Verdict with the sequential correction: {auto['verdict']}** (stopped: {auto['stop']}; "
-        f"{auto['n']} seeds, budget {budget_min:g} min).",
+        f"{auto['n']} seeds, budget {budget_min:g} min, {auto['wall_s']:.0f} s in all).",
         "",
         f"Correction: {auto['method']}. The fixed rule's verdicts above, on all {auto['n']} seeds, are "
         "not corrected for the looks; this one is.",
@@ -214,7 +223,11 @@ def run_claim_auto(
         )
         last.clear()
         last.update(res)
-        return {"comparisons": res["comparisons"], "seed_cost_s": _seed_cost(out, name, n_jobs)}
+        return {
+            "comparisons": res["comparisons"],
+            "failed": res.get("failed", []),
+            "seed_cost_s": _seed_cost(out, name, n_jobs),
+        }
 
     t0 = time.perf_counter()
     auto = auto_loop(look, budget_s=60.0 * budget_min, log=log)
@@ -225,6 +238,8 @@ def run_claim_auto(
         **last,
         "auto": auto,
         "verdict_fixed_rule": fixed,
+        "wall_s_last_look": last.get("wall_s"),
+        "wall_s": auto["wall_s"],
         "verdict": f"{auto['verdict']} (sequential, {auto['n']} seeds)",
     }
     cdir = out / name

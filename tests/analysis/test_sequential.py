@@ -187,3 +187,24 @@ def test_conditional_power_matches_the_auto_loop():
     assert stuck["up"] == 0.0 and stuck["down"] == 0.0
     with pytest.raises(ValueError):
         S.conditional_power([1.0])
+
+
+def test_auto_stops_on_failed_runs_without_using_the_incomplete_look():
+    vals = np.array([[0.01], [0.02], [0.03], [0.04], [0.05]])
+    good = _synthetic_look(vals, [+1])
+
+    def look(n):
+        res = good(n)
+        if n == 4:
+            res["failed"] = [{"arm": "a", "seed": 3, "error": "boom"}]
+        return res
+
+    res = S.auto_loop(look, budget_s=1e9)
+    assert res["n"] == 3 and res["stop"].startswith("1 runs failed at 4 seeds")
+    assert res["comparisons"][0]["verdict"] == "inconclusive" and res["comparisons"][0]["look"] == 3
+
+    def first_fails(n):
+        return {**good(n), "failed": [{"arm": "a", "seed": 0, "error": "boom"}]}
+
+    res = S.auto_loop(first_fails, budget_s=1e9)
+    assert res["verdict"].startswith("incomplete") and res["comparisons"] == []
