@@ -18,6 +18,10 @@ The verdict rule is fixed in code before any run (:data:`VERDICT_RULE`, :func:`c
   is contradicted, *not reproduced* when some are contradicted and none reproduced, *mixed* when
   both occur, and *inconclusive* when none is either.
 
+Each result also states, per comparison, the paired sd, the smallest difference the seeds could
+detect and the seeds needed (:mod:`steer.analysis.power`); ``--seeds auto`` adds seeds under a
+sequentially corrected version of the rule (:mod:`steer.analysis.sequential`).
+
 Per-run metrics (:func:`run_metrics`) come from ``metrics.jsonl``: ``entropy`` is the policy
 entropy of the step's rollouts (Eq. 4); ``entropy_final`` its mean over the last 25% of steps;
 ``entropy_start`` the first step's value (the rollouts of the starting policy, identical across

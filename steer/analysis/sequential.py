@@ -106,6 +106,13 @@ def auto_loop(
             if s["verdict"] is not None:
                 continue
             d = [x for x in c["diffs"] if math.isfinite(x)]
+            if len(d) != n:  # a seed without a value (kept by the run cache): no look of the design
+                s.update(  # can use it any more
+                    verdict="inconclusive",
+                    look=n,
+                    why=f"{n - len(d)} of {n} seeds without a value: no further look of the design",
+                )
+                continue
             v = look_verdict(d, c["direction"])
             s.update(diffs=d, k=v["k"], why=v["why"])
             if v["verdict"] != "inconclusive":
@@ -134,7 +141,7 @@ def auto_loop(
         n += 1
     for s in state:
         if s["verdict"] is None:
-            s.update(verdict="inconclusive", look=n)
+            s.update(verdict="inconclusive", look=n, why=f"{s['why']}; still open when the design stopped")
     verdict = claim_verdict([s["verdict"] for s in state]) if state else "incomplete: no complete look"
     return {
         "comparisons": state,

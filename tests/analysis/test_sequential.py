@@ -208,3 +208,11 @@ def test_auto_stops_on_failed_runs_without_using_the_incomplete_look():
 
     res = S.auto_loop(first_fails, budget_s=1e9)
     assert res["verdict"].startswith("incomplete") and res["comparisons"] == []
+
+
+def test_a_missing_value_skips_the_look():
+    vals = np.array([[1.0], [1.01], [float("nan")], [1.02], [0.99], [1.0], [1.0], [1.0]])
+    res = S.auto_loop(_synthetic_look(vals, [+1]), budget_s=1e9)
+    c = res["comparisons"][0]
+    # no later look has all its seeds: settled at once, never a repeated look at a smaller n
+    assert c["verdict"] == "inconclusive" and "without a value" in c["why"] and res["n"] == 3
