@@ -21,6 +21,21 @@ def _ints(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def _seeds(text: str):
+    """``--seeds``: comma-separated integers, or ``auto`` (the sequential mode)."""
+    return "auto" if text.strip() == "auto" else _ints(text)
+
+
+def _minutes(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not (v > 0 and v < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a positive number of minutes, got {text!r}")
+    return v
+
+
 def register(subparsers) -> None:
     from steer.analysis.reproduce import CLAIMS
 
@@ -38,7 +53,14 @@ def register(subparsers) -> None:
     p.add_argument("--quick", action="store_true", help="a tiny budget (a micro policy, 2 steps, 2 seeds)")
     p.add_argument("--out", default="runs/reproduce", help="output directory (default: runs/reproduce)")
     p.add_argument(
-        "--seeds", type=_ints, default=None, help="comma-separated seeds (default 0,1,2; quick 0,1)"
+        "--seeds",
+        type=_seeds,
+        default=None,
+        help="comma-separated seeds (default 0,1,2; quick 0,1), or 'auto': add seeds until every "
+        "comparison is decided (sequentially corrected; needs --budget; docs/reproduce.md)",
+    )
+    p.add_argument(
+        "--budget", type=_minutes, default=None, help="--seeds auto: wall-clock budget in minutes per claim"
     )
     p.add_argument(
         "--jobs", type=int, default=0, help="runs trained at the same time (0 = one per CPU, max 8)"
@@ -105,13 +127,19 @@ def _reproduce(args) -> int:
     names = list(CLAIMS) if args.claim == "all" else [args.claim]
     if args.jobs < 0:
         return _err("--jobs must be >= 0")
+    auto = args.seeds == "auto"
+    if auto and args.budget is None:
+        return _err("--seeds auto needs --budget MINUTES")
+    if args.budget is not None and not auto:
+        return _err("--budget only applies with --seeds auto")
     bad = 0
     for name in names:
         cmd = "steer reproduce " + " ".join(
             shlex.quote(a)
             for a in [name]
             + (["--quick"] if args.quick else [])
-            + (["--seeds", ",".join(map(str, args.seeds))] if args.seeds else [])
+            + (["--seeds", "auto", "--budget", f"{args.budget:g}"] if auto else [])
+            + (["--seeds", ",".join(map(str, args.seeds))] if args.seeds and not auto else [])
             + (
                 ["--fractions", ",".join(f"{f:g}" for f in args.fractions)]
                 if args.fractions and name == "quadrants"
@@ -120,6 +148,22 @@ def _reproduce(args) -> int:
             + list(args.overrides)
         )
         try:
+            if auto:
+                from steer.analysis.sequential import run_claim_auto
+
+                res = run_claim_auto(
+                    name,
+                    args.out,
+                    budget_min=args.budget,
+                    quick=args.quick,
+                    jobs=args.jobs or None,
+                    overrides=args.overrides,
+                    fractions=args.fractions if name == "quadrants" else None,
+                    command=cmd,
+                )
+                if res.get("failed"):
+                    bad += 1
+                continue
             res = run_claim(
                 name,
                 args.out,

@@ -180,6 +180,10 @@ def test_claim_quick(name, tmp_path, analysis_ws_cache):
     assert saved["verdict"] == res["verdict"] and saved["quick"] is True
     md = (tmp_path / name / "result.md").read_text()
     assert res["verdict"] in md and R.VERDICT_RULE in md
+    # the power figures of every comparison (steer.analysis.power)
+    assert "## What more seeds would settle" in md
+    for c in res["comparisons"]:
+        assert c["power"]["n"] == 2 and f"| {c['text']} | 2 |" in md
     for p in res["plots"]:
         assert (tmp_path / name / p.split("/")[-1]).stat().st_size > 1000
     if claim.needs_eval:
