@@ -32,6 +32,7 @@ from steer.rewards import quick
 from steer.rewards.extract import (
     canonical_answer,
     clean_gold,
+    hopeless_answer,
     last_answer_line,
     last_boxed,
     split_top_level,
@@ -809,6 +810,9 @@ def score_math_verify(response: str, gold: str) -> tuple[bool, str | None, str]:
     answer_text = None
     boxed = last_boxed(response)
     if boxed is not None:
+        why = hopeless_answer(boxed, gold)
+        if why:
+            return False, boxed[:200], why
         boxed = canonical_answer(boxed)
         cb, cg = _canon(boxed), _canon(gold)
         if cb == cg:
@@ -823,6 +827,9 @@ def score_math_verify(response: str, gold: str) -> tuple[bool, str | None, str]:
     else:
         line = last_answer_line(response)
         if line is not None:
+            why = hopeless_answer(line, gold)
+            if why:
+                return False, line[:200], why
             ans = canonical_answer(strip_math_delims(line))
             ca, cg = _canon(ans), _canon(gold)
             if ca == cg:
@@ -843,6 +850,10 @@ def score_math_verify(response: str, gold: str) -> tuple[bool, str | None, str]:
         ok = bool(verify(gold_parsed, fast, timeout_seconds=_alarm_timeout()))
         return ok, answer_text, "ok" if ok else "mismatch"
     for text in candidates:
+        if text is response:
+            why = hopeless_answer(response, gold, whole_response=True)
+            if why:
+                return False, answer_text, why
         pred = _parse_pred(text)
         if pred:
             if _non_finite(pred) and not _non_finite(gold_parsed):
