@@ -186,9 +186,9 @@ MAX_NESTING = 24
 #: Largest integer literal whose factorial an answer may hold (``100000!`` has 456,574 digits).
 MAX_FACTORIAL_ARG = 10_000
 
-_DIGIT_RUN_RE = re.compile(r"\d{%d,}" % (MAX_DIGIT_RUN + 1))
+_DIGIT_RUN_RE = re.compile(rf"\d{{{MAX_DIGIT_RUN + 1},}}")
 #: A run of signs that begins an expression (a markdown rule ``-----`` ends its line instead).
-_SIGN_RUN_RE = re.compile(r"(?:[-+]\s*){%d,}(?=[\w\\{(\[.])" % (MAX_SIGN_RUN + 1))
+_SIGN_RUN_RE = re.compile(rf"(?:[-+]\s*){{{MAX_SIGN_RUN + 1},}}(?=[\w\\{{(\[.])")
 _FACTORIAL_RE = re.compile(r"(\d+)\s*\}?\s*!")
 
 
