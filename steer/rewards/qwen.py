@@ -234,6 +234,16 @@ def _has_nonfinite(e) -> bool:
         return True
 
 
+def _misparsed(e) -> bool:
+    """True when a parse holds ``zoo`` or ``nan`` (a written answer is never such a value)."""
+    import sympy
+
+    try:
+        return bool(e.has(sympy.zoo, sympy.nan))
+    except Exception:
+        return True
+
+
 def _constant_value(e):
     """High-precision complex value of a constant expression, or None (symbols, sets, not finite)."""
     import sympy
@@ -326,6 +336,8 @@ def _symbolic_equal(a: str, b: str, *, rel_tol: float = REL_TOL) -> bool:
     x, y = parse_latex(a), parse_latex(b)
     if x is None or y is None:
         return False
+    if _misparsed(x) or _misparsed(y):
+        return False  # zoo/nan: a misreading (\\gamma^{2}-1), equal to every other one
     try:
         if x == y:
             return True

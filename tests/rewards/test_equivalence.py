@@ -25,9 +25,7 @@ def verdicts():
     out = {}
     with VerifierPool(2, timeout=10.0) as pool:
         for s in SCORERS:
-            v = pool.score_batch(
-                [ScoreItem(f"The answer is $\\boxed{{{p['answer']}}}$.", p["gold"], s) for p in PAIRS]
-            )
+            v = pool.score_batch([ScoreItem(f"The answer is $\\boxed{{{p['answer']}}}$.", p["gold"], s) for p in PAIRS])
             out[s] = v
     return out
 
@@ -35,29 +33,14 @@ def verdicts():
 def test_table_shape():
     assert len(PAIRS) >= 100
     cats = Counter(p["category"] for p in PAIRS)
-    for c in (
-        "units",
-        "thin space",
-        "degrees",
-        "repeating decimal",
-        "percent",
-        "interval",
-        "set",
-        "tuple",
-        "equation",
-    ):
+    for c in ("units", "thin space", "degrees", "repeating decimal", "percent", "interval", "set", "tuple", "equation"):
         assert cats[c] >= 3, cats
-    assert all(
-        p["source"].split("/")[0] in {"aime24", "aime25", "amc23", "math500", "minerva", "olympiad"}
-        for p in PAIRS
-    )
+    assert all(p["source"].split("/")[0] in {"aime24", "aime25", "amc23", "math500", "minerva", "olympiad"} for p in PAIRS)
 
 
 @pytest.mark.parametrize("scorer", SCORERS)
 def test_near_misses_are_rejected(verdicts, scorer):
-    acc = [
-        (p["gold"], p["answer"]) for p, v in zip(PAIRS, verdicts[scorer]) if not p["equivalent"] and v.correct
-    ]
+    acc = [(p["gold"], p["answer"]) for p, v in zip(PAIRS, verdicts[scorer]) if not p["equivalent"] and v.correct]
     assert acc == []
 
 
@@ -73,6 +56,4 @@ def test_verdicts_as_recorded(verdicts, scorer):
 
 def test_math_verify_accepts_nearly_every_equivalent_form(verdicts):
     eq = [(p, v) for p, v in zip(PAIRS, verdicts["math_verify"]) if p["equivalent"]]
-    assert sum(v.correct for _, v in eq) >= len(eq) - 3, [
-        (p["gold"], p["answer"]) for p, v in eq if not v.correct
-    ]
+    assert sum(v.correct for _, v in eq) >= len(eq) - 3, [(p["gold"], p["answer"]) for p, v in eq if not v.correct]

@@ -100,17 +100,7 @@ def test_no_payload_runs_through_the_pool_and_the_public_api(tmp_path):
     assert ran == [], [cases[int(n[1:])][:2] for n in ran]
 
 
-FORBIDDEN = {
-    "eval",
-    "exec",
-    "compile",
-    "sympify",
-    "parse_expr",
-    "parse_latex_lark",
-    "lambdify",
-    "pickle",
-    "__import__",
-}
+FORBIDDEN = {"eval", "exec", "compile", "sympify", "parse_expr", "parse_latex_lark", "lambdify", "pickle", "__import__"}
 
 
 def test_rewards_package_never_evaluates_text():

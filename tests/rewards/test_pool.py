@@ -213,13 +213,7 @@ def test_a_scorer_that_raised_cannot_change_later_items(pool):  # pool registers
     with VerifierPool(1, timeout=5.0, chunk_size=8) as p:
         items = [ScoreItem(r, "g", "test_poison") for r in ("a", "POISON", "b", "c", "d")]
         v = p.score_batch(items)
-        assert [x.reason.split(":")[0] for x in v] == [
-            "mismatch",
-            "error",
-            "mismatch",
-            "mismatch",
-            "mismatch",
-        ]
+        assert [x.reason.split(":")[0] for x in v] == ["mismatch", "error", "mismatch", "mismatch", "mismatch"]
         assert not any(x.correct for x in v)
         assert p.stats["recycled"] == 1
         # and in a later batch

@@ -131,21 +131,10 @@ def _score(name, resp, gold):
 
 @pytest.mark.parametrize("name", ["math_verify", "qwen", "qwen_strict"])
 @pytest.mark.parametrize(
-    "universal",
-    [r"\infty", r"-\infty", "10^{400}", "-10^{400}", "100000!", r"\infty^{\infty}", "10^{10^{5}}"],
+    "universal", [r"\infty", r"-\infty", "10^{400}", "-10^{400}", "100000!", r"\infty^{\infty}", "10^{10^{5}}"]
 )
 @pytest.mark.parametrize(
-    "gold",
-    [
-        "5",
-        "2042222",
-        r"\frac{1}{3}",
-        r"2\sqrt{3}",
-        "x^2+1",
-        "(1,2)",
-        r"10^{399}",
-        r"\lfloor \frac{n}{2} \rfloor",
-    ],
+    "gold", ["5", "2042222", r"\frac{1}{3}", r"2\sqrt{3}", "x^2+1", "(1,2)", r"10^{399}", r"\lfloor \frac{n}{2} \rfloor"]
 )
 def test_infinite_or_huge_answers_are_wrong(name, universal, gold):
     assert not _score(name, f"The answer is \\boxed{{{universal}}}", gold)
