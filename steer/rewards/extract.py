@@ -188,7 +188,7 @@ MAX_FACTORIAL_ARG = 10_000
 
 _DIGIT_RUN_RE = re.compile(rf"\d{{{MAX_DIGIT_RUN + 1},}}")
 #: A run of signs that begins an expression (a markdown rule ``-----`` ends its line instead).
-_SIGN_RUN_RE = re.compile(rf"(?:[-+]\s*){{{MAX_SIGN_RUN + 1},}}(?=[\w\\{{(\[.])")
+_SIGN_RUN_RE = re.compile(rf"(?:[-+][ \t]*){{{MAX_SIGN_RUN + 1},}}(?=[\w\\{{(\[.])")
 _FACTORIAL_RE = re.compile(r"(\d+)\s*\}?\s*!")
 
 

@@ -341,6 +341,8 @@ def _symbolic_equal(a: str, b: str, *, rel_tol: float = REL_TOL) -> bool:
     try:
         if x == y:
             return True
+        if getattr(x, "is_Rational", False) and getattr(y, "is_Rational", False):
+            return False  # two different rationals (an integer of 1,200 digits and its near miss)
     except Exception:
         return False
     if _has_nonfinite(x) or _has_nonfinite(y):
