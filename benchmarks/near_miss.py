@@ -85,6 +85,7 @@ def run(args) -> dict:
             res["near"]["accepted_items"] = []
             res["cross"]["accepted_items"] = []
             res["self"]["failed_items"] = []
+            res["error_items"] = []
             for (kind, name, g, a), v in zip(tasks, verdicts):
                 r = res[kind]
                 r["n"] += 1
@@ -99,6 +100,9 @@ def run(args) -> dict:
                     r["failed_items"].append({"file": name, "gold": g, "reason": v.reason})
                 if v.reason == "timeout" or v.reason.startswith("error"):
                     r["errors"] += 1
+                    res["error_items"].append(
+                        {"kind": kind, "file": name, "gold": g, "answer": a, "reason": v.reason}
+                    )
             res["seconds"] = time.perf_counter() - t0
             report["scorers"][scorer] = res
             print(
@@ -125,8 +129,17 @@ def markdown(report: dict, command: str) -> str:
             f"{r['cross']['accepted']}/{r['cross']['n']} | {errs} |"
         )
     for s, r in report["scorers"].items():
-        if r["near"]["accepted_items"] or r["cross"]["accepted_items"] or r["self"]["failed_items"]:
+        if (
+            r["near"]["accepted_items"]
+            or r["cross"]["accepted_items"]
+            or r["self"]["failed_items"]
+            or r["error_items"]
+        ):
             lines += ["", f"{s}:"]
+            for it in r["error_items"]:
+                lines.append(
+                    f"- {it['reason'][:60]} ({it['kind']}, {it['file']}): `{it['answer'][:80]}` for `{it['gold'][:80]}`"
+                )
             for it in r["self"]["failed_items"]:
                 lines.append(f"- self-check failed ({it['file']}): `{it['gold']}` ({it['reason']})")
             for it in r["near"]["accepted_items"]:
