@@ -186,9 +186,29 @@ MAX_NESTING = 24
 #: Largest integer literal whose factorial an answer may hold (``100000!`` has 456,574 digits).
 MAX_FACTORIAL_ARG = 10_000
 
-_DIGIT_RUN_RE = re.compile(rf"\d{{{MAX_DIGIT_RUN + 1},}}")
-#: A run of signs that begins an expression (a markdown rule ``-----`` ends its line instead).
-_SIGN_RUN_RE = re.compile(rf"(?:[-+][ \t]*){{{MAX_SIGN_RUN + 1},}}(?=[\w\\{{(\[.])")
+_DIGITS_RE = re.compile(r"\d+")
+#: A maximal run of signs (spaces and tabs between them allowed); found in one linear pass.
+_SIGNS_RE = re.compile(r"[-+](?:[ \t]*[-+])*")
+#: What may follow a run of signs that begins an expression (a markdown rule ``-----`` ends its
+#: line instead).
+_OPERAND_RE = re.compile(r"[ \t]*[\w\\{(\[.]")
+
+
+def _long_digit_run(s: str) -> bool:
+    return any(m.end() - m.start() > MAX_DIGIT_RUN for m in _DIGITS_RE.finditer(s))
+
+
+def _long_sign_run(s: str) -> bool:
+    for m in _SIGNS_RE.finditer(s):
+        if (
+            m.end() - m.start() > MAX_SIGN_RUN
+            and (m.group().count("-") + m.group().count("+")) > MAX_SIGN_RUN
+        ):
+            if _OPERAND_RE.match(s, m.end()):
+                return True
+    return False
+
+
 _FACTORIAL_RE = re.compile(r"(\d+)\s*\}?\s*!")
 
 
@@ -216,9 +236,9 @@ def hopeless_answer(answer: str, gold: str = "", *, whole_response: bool = False
     answer may then be right, and the parsers decide). ``whole_response``: ``answer`` is a whole
     response (prose, whose brackets need not balance), so nesting is not checked.
     """
-    if _DIGIT_RUN_RE.search(answer) and not _DIGIT_RUN_RE.search(gold):
+    if _long_digit_run(answer) and not _long_digit_run(gold):
         return f"rejected: a literal of more than {MAX_DIGIT_RUN} digits"
-    if _SIGN_RUN_RE.search(answer) and not _SIGN_RUN_RE.search(gold):
+    if _long_sign_run(answer) and not _long_sign_run(gold):
         return f"rejected: a run of more than {MAX_SIGN_RUN} signs"
     if not whole_response and _nesting(answer) > MAX_NESTING and _nesting(gold) <= MAX_NESTING:
         return f"rejected: brackets nested deeper than {MAX_NESTING}"
