@@ -799,11 +799,31 @@ _ANNOTATION_RE = re.compile(
 )
 
 
+#: Text groups and command names, whose letters are no variables.
+_TEXT_OR_CMD_RE = re.compile(r"\\(?:text|mathrm|mbox|textbf|textit|operatorname)\{[^{}]*\}|\\[a-zA-Z]+")
+
+
+def _letters_dropped(text: str, parsed: list) -> bool:
+    """True when math-verify read ``text`` as a bare number although its value side (after the
+    last ``=``, after math-verify's normalisation, which removes unit words such as the ``m`` of
+    ``6m`` on purpose) holds letters that are neither text nor command names:
+    ``\\frac{1}{3}E_{1}+\\frac{2}{3}E_{2}`` is read as 2/3 (the expression fallback keeps the last
+    number), so every answer with that number would match."""
+    import sympy
+
+    if not parsed or not isinstance(parsed[0], sympy.Basic) or not parsed[0].is_Number:
+        return False
+    # on math-verify's normal form: its normalisation drops unit words on purpose (``6m`` is 6 m)
+    return bool(re.search(r"[A-Za-z]", _TEXT_OR_CMD_RE.sub(" ", _mv_normal_form(text).split("=")[-1])))
+
+
 def _read_in_part(text: str, parsed: list) -> bool:
     """True when math-verify read only part of ``text``: a digit of ``text`` is missing from the
     string its parser extracted (``4122 \\text{ (min)}, 6049 \\text{ (max)}`` is read as 4122
     alone, ``\\lambda_{\\text{red}}/\\sqrt{2}`` as the string ``\\lambda_{``). Comparing such a
     reading compares part of the answer: every value of a multi-part answer must count."""
+    if _letters_dropped(text, parsed):
+        return True
     if not parsed or not isinstance(parsed[-1], str):
         return False
     return _digits_missing(text, parsed[-1])

@@ -177,12 +177,18 @@ def test_a_sentence_is_not_a_number(name):
     [
         (r"m_{p}c^{2}(\gamma^{2}-1)\sin^{2}\theta", r"m_{p}c^{2}(\gamma^{2}-9)\sin^{2}\theta"),  # zoo reading
         (r"\lambda_{\text{red}}/\sqrt{2}", r"\lambda_{\text{red}}/\sqrt{0}"),  # read in part
+        (r"\frac{1}{3}E_{1}+\frac{2}{3}E_{2}", r"\frac{7}{3}E_{1}+\frac{2}{3}E_{2}"),  # read as 2/3
     ],
 )
 @pytest.mark.parametrize("name", sorted(SCORERS))
 def test_misread_golds_accept_only_themselves(name, gold, near):
     assert SCORERS[name](f"\\boxed{{{near}}}", gold)[0] is False
     assert SCORERS[name](f"\\boxed{{{gold}}}", gold)[0] is True
+
+
+def test_an_answer_read_as_its_last_number_is_not_that_number():
+    assert score_math_verify(r"\boxed{x_{1}+\frac{2}{3}E_{2}}", r"\frac{2}{3}")[0] is False
+    assert score_math_verify(r"\boxed{6}", "6m")[0] is True  # math-verify drops the unit m, on purpose
 
 
 def test_dapo_compares_equations_whole_and_sentences_whole():
