@@ -75,3 +75,55 @@ def test_signature_is_verls():
 def test_empty_response_scores_zero(bad):
     fn = _fn(pool_workers=1)
     assert fn(data_source="math500", solution_str=bad or "", ground_truth="1", extra_info={})["score"] == 0.0
+
+
+# -- an answer that fails verification is never better than a wrong one -----------------------
+
+HOSTILE = [
+    "\\boxed{" + "7" * 5000 + "}",  # a literal no parser reads
+    "\\boxed{" + "-" * 6000 + "1}",  # a parser runs to the time limit on it
+    "\\boxed{\\frac{1}{100000!}}",
+    "\\boxed{" + "{" * 3000 + "1" + "}" * 3000 + "}",
+]
+TOWER = "\\boxed{9^{9^{9^{9}}}}"  # past the pool's time limit (no rule rejects it up front)
+
+
+class _TextTokenizer:
+    """Token id ``i`` decodes to ``texts[i]`` (the reward manager only decodes)."""
+
+    def __init__(self, texts):
+        self.texts = texts
+
+    def decode(self, ids, skip_special_tokens=True):
+        return "".join(self.texts[int(i)] for i in ids)
+
+
+@pytest.mark.parametrize("source, wrong", [("math500", 0.0), ("math_dapo", -1.0)])
+def test_answers_that_fail_verification_get_the_wrong_reward_in_verls_reward_manager(source, wrong):
+    import numpy as np
+    import torch
+    from verl import DataProto
+    from verl.workers.reward_manager.naive import NaiveRewardManager
+
+    texts = ["", "so \\boxed{12}", "so \\boxed{13}", *HOSTILE, TOWER]
+    n = len(texts) - 1
+    data = DataProto.from_dict(
+        tensors={
+            "prompts": torch.zeros(n, 1, dtype=torch.long),
+            "responses": torch.arange(1, n + 1).view(n, 1),
+            "attention_mask": torch.ones(n, 2, dtype=torch.long),
+        },
+        non_tensors={
+            "reward_model": np.array([{"ground_truth": "12", "style": "rule"}] * n, dtype=object),
+            "data_source": np.array([source] * n, dtype=object),
+            "extra_info": np.array([{} for _ in range(n)], dtype=object),
+        },
+    )
+    manager = NaiveRewardManager(
+        _TextTokenizer(texts), num_examine=0, compute_score=_fn(pool_workers=1, timeout=1.0)
+    )
+    out = manager(data, return_dict=True)
+    rewards = out["reward_tensor"][:, 0].tolist()
+    assert rewards == [1.0] + [wrong] * (n - 1)
+    timed_out = 0.0 if source == "math_dapo" else 1.0  # dapo compares strings: no time limit reached
+    assert out["reward_extra_info"]["verify_error"] == [0.0] * (n - 1) + [timed_out]

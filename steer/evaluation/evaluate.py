@@ -52,6 +52,8 @@ class BenchmarkResult:
     truncated_frac: float
     timeouts: int
     maj_at_k: float = 0.0
+    #: Samples whose verification timed out or errored (timeouts included); scored wrong.
+    verify_errors: int = 0
 
     def to_dict(self) -> dict:
         return {
@@ -64,6 +66,8 @@ class BenchmarkResult:
             "truncated_frac": self.truncated_frac,
             f"maj@{self.k}": self.maj_at_k,
             "verify_timeouts": self.timeouts,
+            "verify_errors": self.verify_errors,
+            "verify_error_frac": self.verify_errors / self.n_samples if self.n_samples else 0.0,
         }
 
 
@@ -95,15 +99,16 @@ class EvalReport:
             sep,
             row,
             "",
-            "| Benchmark | k | problems | samples | avg@k | pass@k (unbiased) | maj@k | truncated | verify timeouts |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| Benchmark | k | problems | samples | avg@k | pass@k (unbiased) | maj@k | truncated | verify timeouts "
+            "| verify errors (timeouts included; scored wrong) |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for n in names:
             r = self.results[n]
             pk = ", ".join(f"@{j}: {100 * v:.1f}" for j, v in r.pass_at.items())
             lines.append(
                 f"| {DISPLAY.get(n, n)} | {r.k} | {r.n_problems} | {r.n_samples} | {100 * r.avg_at_k:.1f} | "
-                f"{pk} | {100 * r.maj_at_k:.1f} | {100 * r.truncated_frac:.1f}% | {r.timeouts} |"
+                f"{pk} | {100 * r.maj_at_k:.1f} | {100 * r.truncated_frac:.1f}% | {r.timeouts} | {r.verify_errors} |"
             )
         return "\n".join(lines)
 
@@ -149,8 +154,16 @@ def summarize(name: str, k: int, records: Sequence[dict]) -> BenchmarkResult:
     n_s = sum(len(v) for v in by_p.values())
     trunc = sum(1 for v in by_p.values() for r in v if r.get("finish") == "length") / n_s
     tos = sum(1 for v in by_p.values() for r in v if r.get("reason") == "timeout")
+    errs = sum(
+        1
+        for v in by_p.values()
+        for r in v
+        if r.get("reason") == "timeout" or str(r.get("reason") or "").startswith("error")
+    )
     maj = sum(_majority_correct(rs) for rs in by_p.values()) / P
-    return BenchmarkResult(name, k, P, n_s, avg / P, {j: v / P for j, v in pass_at.items()}, trunc, tos, maj)
+    return BenchmarkResult(
+        name, k, P, n_s, avg / P, {j: v / P for j, v in pass_at.items()}, trunc, tos, maj, verify_errors=errs
+    )
 
 
 def _majority_correct(rs: Sequence[dict]) -> float:

@@ -2,20 +2,25 @@
 
 * :func:`compute_score` has verl's custom-reward signature
   ``(data_source, solution_str, ground_truth, extra_info) -> dict`` with ``"score"`` (plus
-  ``acc`` and ``pred``); use it as ``reward.custom_reward_function.path=<steer/rewards/api.py>``
+  ``acc``, ``pred`` and ``verify_error``: 1.0 when verification timed out or errored, whose mean
+  over a batch is the verify-error fraction); use it as ``reward.custom_reward_function.path=<steer/rewards/api.py>``
   ``.name=compute_score``.
 * :func:`score_responses` scores a list of responses in one batch (the trainer's path).
 
 Both go through the process-wide :class:`~steer.rewards.pool.VerifierPool`; the scorer is taken
 from ``extra_info["scorer"]`` / the ``scorer`` argument, else from the data source
 (:func:`~steer.rewards.registry.default_scorer`).
+
+One rule at every entry point (trainer, verl, TRL, ``steer eval``): a response whose verification
+errors or times out gets the scorer's wrong-answer reward, never a neutral one, and is counted
+(``reward/verify_error_frac``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from steer.rewards.pool import ScoreItem, Verdict, VerifierPool, get_default_pool
+from steer.rewards.pool import ScoreItem, Verdict, VerifierPool, get_default_pool, is_verify_error
 from steer.rewards.registry import default_scorer
 
 
@@ -37,11 +42,17 @@ def compute_score(
     pool: VerifierPool | None = None,
     **_: object,
 ) -> dict:
-    """Score one response (verl custom reward signature). Returns ``{"score", "acc", "pred"}``."""
+    """Score one response (verl custom reward signature). Returns ``{"score", "acc", "pred",
+    "verify_error"}``; a timeout or an error scores as a wrong answer (``verify_error`` 1.0)."""
     v = (pool or get_default_pool()).score_batch(
-        [ScoreItem(solution_str, str(ground_truth), _pick(data_source, extra_info, scorer))]
+        [ScoreItem(solution_str or "", str(ground_truth), _pick(data_source, extra_info, scorer))]
     )[0]
-    return {"score": v.score, "acc": float(v.correct), "pred": v.pred or ""}
+    return {
+        "score": v.score,
+        "acc": float(v.correct),
+        "pred": v.pred or "",
+        "verify_error": float(is_verify_error(v)),
+    }
 
 
 def compute_score_float(data_source, solution_str, ground_truth, extra_info=None, **kw) -> float:

@@ -79,17 +79,27 @@ _UNITS = (
 )
 
 
+#: The left side of an assignment whose right side is the answer: a name (``k``, ``x_1``,
+#: ``\\theta``, ``N_{\\max}``), possibly a function of one (``f(x)``).
+_NAME_RE = re.compile(r"\s*(?:[A-Za-z]|\\[a-zA-Z]+)(?:_\{?[\w\\]+\}?)?(?:\([a-z]\))?\s*")
+
+
 def normalize_final_answer(answer: str) -> str:
     """Minerva-style normalisation of a final answer string."""
-    # the right side of one assignment ("k = 5" -> "5"); a list of assignments stays whole, so
-    # its last value alone ("f(n)=n, g(n)=1" -> "1") is not the answer
-    s = answer.split("=")[-1] if answer.count("=") == 1 else answer
+    # the right side of one assignment to a name ("k = 5" -> "5"); a list of assignments stays
+    # whole, so its last value alone ("f(n)=n, g(n)=1" -> "1") is not the answer, and so does an
+    # equation ("5x-7y+11z+4=0" is not "0")
+    s = answer
+    if answer.count("=") == 1 and _NAME_RE.fullmatch(answer.split("=")[0]):
+        s = answer.split("=")[-1]
     for r in _REMOVE:
         s = s.replace(r, "")
     for u in _UNITS:
         s = s.replace(u, "")
-    # Text wrappers and boxes: keep the content.
-    s = re.sub(r"(.*?)(\$)(.*?)(\$)(.*)", r"$\3$", s)
+    # Text wrappers and boxes: keep the content; the one formula of a sentence ("is $5$") is
+    # the answer, but a sentence with several ("$f(x)=ax+b$, where ... $a=8$") stays whole
+    if s.count("$") == 2:
+        s = re.sub(r"(.*?)(\$)(.*?)(\$)(.*)", r"$\3$", s)
     s = re.sub(r"(\\text\{)(.*?)(\})", r"\2", s)
     s = re.sub(r"(\\textbf\{)(.*?)(\})", r"\2", s)
     s = re.sub(r"(\\overline\{)(.*?)(\})", r"\2", s)

@@ -31,7 +31,11 @@ MAX_ANSWER_LINES = 20
 
 
 def _unbalanced(s: str) -> bool:
-    """True when ``s`` leaves a brace group, a ``\\begin{..}`` or an inline ``$`` open."""
+    """True when ``s`` leaves a brace group, a ``\\begin{..}``, a display block (``\\[``,
+    ``$$``) or an inline ``$`` open."""
+    if s.count("\\[") > s.count("\\]") or s.count("$$") % 2 == 1:
+        return True
+    s = s.replace("$$", "")
     depth, j = 0, 0
     while j < len(s):
         ch = s[j]
@@ -48,9 +52,10 @@ def _unbalanced(s: str) -> bool:
 def last_answer_line(text: str) -> str | None:
     """Text after the last ``Answer:`` (case-insensitive) up to the end of its line, stripped.
 
-    When that line leaves a brace group, an environment (``\\begin{pmatrix}``) or a ``$`` open,
-    the following lines are taken too until it closes (at most :data:`MAX_ANSWER_LINES`), so a
-    multi-line answer is read whole.
+    When that line leaves a brace group, an environment (``\\begin{pmatrix}``), a display block
+    (``Answer: \\[`` with the answer on the next lines, or ``$$``) or a ``$`` open, the following
+    lines are taken too until it closes (at most :data:`MAX_ANSWER_LINES`), so a multi-line
+    answer is read whole.
     """
     last = None
     for m in _ANSWER_RE.finditer(text):
@@ -172,3 +177,77 @@ def split_top_level(s: str, token_re: re.Pattern) -> list[str]:
         i += 1
     parts.append(s[cur:])
     return parts
+
+
+#: Bounds of :func:`hopeless_answer`: an answer beyond them is wrong without being parsed.
+MAX_DIGIT_RUN = 1000
+MAX_SIGN_RUN = 40
+MAX_NESTING = 24
+#: Largest integer literal whose factorial an answer may hold (``100000!`` has 456,574 digits).
+MAX_FACTORIAL_ARG = 10_000
+
+_DIGITS_RE = re.compile(r"\d+")
+#: A maximal run of signs (spaces and tabs between them allowed); found in one linear pass.
+_SIGNS_RE = re.compile(r"[-+](?:[ \t]*[-+])*")
+#: What may follow a run of signs that begins an expression (a markdown rule ``-----`` ends its
+#: line instead).
+_OPERAND_RE = re.compile(r"[ \t]*[\w\\{(\[.]")
+
+
+def _long_digit_run(s: str) -> bool:
+    return any(m.end() - m.start() > MAX_DIGIT_RUN for m in _DIGITS_RE.finditer(s))
+
+
+def _long_sign_run(s: str) -> bool:
+    for m in _SIGNS_RE.finditer(s):
+        if (
+            m.end() - m.start() > MAX_SIGN_RUN
+            and (m.group().count("-") + m.group().count("+")) > MAX_SIGN_RUN
+        ):
+            if _OPERAND_RE.match(s, m.end()):
+                return True
+    return False
+
+
+_FACTORIAL_RE = re.compile(r"(\d+)\s*\}?\s*!")
+
+
+def _nesting(s: str) -> int:
+    depth = most = 0
+    for ch in s:
+        if ch in "([{":
+            depth += 1
+            if depth > most:
+                most = depth
+        elif ch in ")]}":
+            depth = max(0, depth - 1)
+    return most
+
+
+def hopeless_answer(answer: str, gold: str = "", *, whole_response: bool = False) -> str | None:
+    """Why ``answer`` is wrong without parsing it, or None.
+
+    Answers that make the parsers fail on every gold, or run until the time limit, are judged
+    wrong here, cheaply and without killing a worker: an integer literal of more than
+    :data:`MAX_DIGIT_RUN` digits (Python refuses to read one beyond 4,300), a run of more than
+    :data:`MAX_SIGN_RUN` signs (``----...-1``), brackets nested deeper than :data:`MAX_NESTING`
+    (latex2sympy's parser is exponential in the depth), a factorial of a literal beyond
+    :data:`MAX_FACTORIAL_ARG`. A gold that itself goes past a bound lifts that bound (such an
+    answer may then be right, and the parsers decide). ``whole_response``: ``answer`` is a whole
+    response (prose, whose brackets need not balance), so nesting is not checked.
+    """
+    if _long_digit_run(answer) and not _long_digit_run(gold):
+        return f"rejected: a literal of more than {MAX_DIGIT_RUN} digits"
+    if _long_sign_run(answer) and not _long_sign_run(gold):
+        return f"rejected: a run of more than {MAX_SIGN_RUN} signs"
+    if not whole_response and _nesting(answer) > MAX_NESTING and _nesting(gold) <= MAX_NESTING:
+        return f"rejected: brackets nested deeper than {MAX_NESTING}"
+    if "!" in answer:
+        big = [
+            m
+            for m in _FACTORIAL_RE.finditer(answer)
+            if len(m.group(1)) > 6 or int(m.group(1)) > MAX_FACTORIAL_ARG
+        ]
+        if big and not any(m.group(0).replace(" ", "") in gold.replace(" ", "") for m in big):
+            return f"rejected: a factorial of a number beyond {MAX_FACTORIAL_ARG}"
+    return None

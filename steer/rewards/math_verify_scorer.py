@@ -32,6 +32,7 @@ from steer.rewards import quick
 from steer.rewards.extract import (
     canonical_answer,
     clean_gold,
+    hopeless_answer,
     last_answer_line,
     last_boxed,
     split_top_level,
@@ -695,6 +696,8 @@ def quick_verdict(gold: str, answer: str) -> bool | None:
     when equal at every assignment (and smooth). Anything uncertain is undecided.
     """
     g, a = _mv_normal_form(gold), _mv_normal_form(answer)
+    if _digits_missing(gold, g) or _digits_missing(answer, a):
+        return None  # the normalisation kept part of it (``4122 \\text{ (min)}, 6049`` -> ``4122``)
     q = _quick(g, a)
     if q is None and quick.is_huge(a) and quick.values(g) is None:
         return False  # a gigantic constant against a gold outside the subset (see quick.is_huge)
@@ -789,6 +792,87 @@ def _non_finite(parsed: list) -> bool:
     return False
 
 
+_DIGITS_RE = re.compile(r"\d")
+#: Annotations a gold may carry next to its values (``4122 \\text{ (min)}``, ``(max)``).
+_ANNOTATION_RE = re.compile(
+    r"\\(?:text|textbf|textit|mathrm|mbox)\{[^{}\d]*\}|\((?:min|max|minimum|maximum)\)"
+)
+
+
+#: Text groups and command names, whose letters are no variables.
+_TEXT_OR_CMD_RE = re.compile(r"\\(?:text|mathrm|mbox|textbf|textit|operatorname)\{[^{}]*\}|\\[a-zA-Z]+")
+
+
+def _letters_dropped(text: str, parsed: list) -> bool:
+    """True when math-verify read ``text`` as a bare number although its value side (after the
+    last ``=``, after math-verify's normalisation, which removes unit words such as the ``m`` of
+    ``6m`` on purpose) holds letters that are neither text nor command names:
+    ``\\frac{1}{3}E_{1}+\\frac{2}{3}E_{2}`` is read as 2/3 (the expression fallback keeps the last
+    number), so every answer with that number would match."""
+    import sympy
+
+    if not parsed or not isinstance(parsed[0], sympy.Basic) or not parsed[0].is_Number:
+        return False
+    # on math-verify's normal form: its normalisation drops unit words on purpose (``6m`` is 6 m)
+    return bool(re.search(r"[A-Za-z]", _TEXT_OR_CMD_RE.sub(" ", _mv_normal_form(text).split("=")[-1])))
+
+
+def _read_in_part(text: str, parsed: list) -> bool:
+    """True when math-verify read only part of ``text``: a digit of ``text`` is missing from the
+    string its parser extracted (``4122 \\text{ (min)}, 6049 \\text{ (max)}`` is read as 4122
+    alone, ``\\lambda_{\\text{red}}/\\sqrt{2}`` as the string ``\\lambda_{``). Comparing such a
+    reading compares part of the answer: every value of a multi-part answer must count."""
+    if _letters_dropped(text, parsed):
+        return True
+    if not parsed or not isinstance(parsed[-1], str):
+        return False
+    return _digits_missing(text, parsed[-1])
+
+
+def _digits_missing(text: str, got: str) -> bool:
+    """True when ``text`` holds text (``\\text{...}``, ``\\mbox``, ``\\mathrm``), where math-verify's
+    normalisation may cut it short, and a digit of ``text`` is missing from ``got`` (a reading of
+    it). Without text the normalisation rewrites numbers (``0.5`` is ``\\frac{1}{2}``) but cuts
+    nothing, so it is not checked."""
+    if "\\text" not in text and "\\mbox" not in text and "\\mathrm" not in text:
+        return False
+    want: dict[str, int] = {}
+    for d in _DIGITS_RE.findall(text):
+        want[d] = want.get(d, 0) + 1
+    return any(got.count(d) < n for d, n in want.items())
+
+
+def _misparsed(parsed: list) -> bool:
+    """True when a parse holds sympy's ``zoo`` or ``nan``: a written answer is never such a value
+    (``\\gamma^{2}-1`` is read as the gamma function's pole), and every such reading equals every
+    other one however the rest of the answer differs."""
+    import sympy
+
+    for x in parsed:
+        if isinstance(x, sympy.Basic):
+            try:
+                if x.has(sympy.zoo, sympy.nan):
+                    return True
+            except Exception:
+                return True
+    return False
+
+
+def _parse_gold_whole(gold: str) -> list | None:
+    """The gold's parse when it reads the whole gold (after dropping annotations such as
+    ``\\text{ (min)}`` if needed) and holds no ``zoo``/``nan``; None when no reading covers it:
+    then only the gold's own string (the canonical comparison before) is right."""
+    parsed = parse_gold(gold)
+    if parsed and not _read_in_part(gold, parsed) and not _misparsed(parsed):
+        return parsed
+    bare = _ANNOTATION_RE.sub(" ", gold).strip()
+    if bare != gold and bare:
+        parsed = parse_gold(bare)
+        if parsed and not _read_in_part(bare, parsed) and not _misparsed(parsed):
+            return parsed
+    return None
+
+
 def score_math_verify(response: str, gold: str) -> tuple[bool, str | None, str]:
     """Return ``(correct, extracted prediction, reason)`` for one (response, gold) pair.
 
@@ -809,6 +893,9 @@ def score_math_verify(response: str, gold: str) -> tuple[bool, str | None, str]:
     answer_text = None
     boxed = last_boxed(response)
     if boxed is not None:
+        why = hopeless_answer(boxed, gold)
+        if why:
+            return False, boxed[:200], why
         boxed = canonical_answer(boxed)
         cb, cg = _canon(boxed), _canon(gold)
         if cb == cg:
@@ -823,6 +910,9 @@ def score_math_verify(response: str, gold: str) -> tuple[bool, str | None, str]:
     else:
         line = last_answer_line(response)
         if line is not None:
+            why = hopeless_answer(line, gold)
+            if why:
+                return False, line[:200], why
             ans = canonical_answer(strip_math_delims(line))
             ca, cg = _canon(ans), _canon(gold)
             if ca == cg:
@@ -838,12 +928,21 @@ def score_math_verify(response: str, gold: str) -> tuple[bool, str | None, str]:
     gold_parsed = parse_gold(gold)
     if not gold_parsed:
         return False, None, "error: gold answer does not parse"
+    gold_parsed = _parse_gold_whole(gold)
+    if gold_parsed is None:
+        return False, answer_text, "mismatch"  # the gold reads only in part: its own string only
     fast = fast_number(answer_text) if answer_text is not None else None
     if fast is not None:
         ok = bool(verify(gold_parsed, fast, timeout_seconds=_alarm_timeout()))
         return ok, answer_text, "ok" if ok else "mismatch"
     for text in candidates:
+        if text is response:
+            why = hopeless_answer(response, gold, whole_response=True)
+            if why:
+                return False, answer_text, why
         pred = _parse_pred(text)
+        if pred and text is not response and (_read_in_part(text[7:-1], pred) or _misparsed(pred)):
+            return False, _pred_str(pred), "mismatch"  # the answer was read only in part
         if pred:
             if _non_finite(pred) and not _non_finite(gold_parsed):
                 return False, _pred_str(pred), "mismatch"  # an infinity is never a finite gold

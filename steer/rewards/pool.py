@@ -57,7 +57,9 @@ class Verdict:
     """Outcome of one verification.
 
     ``score`` is the reward value (1/0, or +1/-1 for dapo); ``reason`` is ``"ok"``,
-    ``"mismatch"``, ``"no answer"``, ``"timeout"`` or ``"error: ..."``; ``seconds`` is the
+    ``"mismatch"``, ``"no answer"``, ``"rejected: ..."`` (an answer judged wrong before parsing:
+    ``steer.rewards.extract.hopeless_answer``), ``"timeout"`` or ``"error: ..."``. A timeout or
+    an error scores like a wrong answer (:func:`is_verify_error` tells them apart); ``seconds`` is the
     worker-side wall time (the time until the kill for a timeout), ``cpu_seconds`` the worker's
     CPU time for the item.
     """
@@ -94,6 +96,18 @@ class _Worker:
         self.pending: deque = deque()
         self.t_item = 0.0
         self.t_spawn = time.monotonic()
+
+
+def is_verify_error(v: Verdict) -> bool:
+    """True when the verifier failed on the item (a timeout, a worker death, a scorer exception)
+    rather than judging the answer; such an item scores like a wrong answer everywhere (trainer,
+    verl, TRL, ``steer eval``) and is counted in ``reward/verify_error_frac``."""
+    return v.reason == "timeout" or v.reason.startswith("error")
+
+
+def verify_error_frac(verdicts: Sequence[Verdict]) -> float:
+    """The fraction of ``verdicts`` that are verifier failures (:func:`is_verify_error`); 0 for none."""
+    return sum(map(is_verify_error, verdicts)) / len(verdicts) if verdicts else 0.0
 
 
 def is_final(v: Verdict) -> bool:

@@ -170,9 +170,27 @@ class _Parser:
         self.nvars = 0
         #: False once a floor, ceiling, factorial or binomial of something in variables was read.
         self.smooth = True
+        #: For :func:`precise_constant`: the digits a sum's operands span (``2^{2019}-9`` needs
+        #: 608 to keep the 9) or a literal has, at most; and the digits floating point may lose
+        #: (cancelled by sums, amplified by large exponents), in all.
+        self.span = 0.0
+        self.lost = 0.0
 
     def number(self, text: str):
-        return Fraction(text) if self.exact else mpmath.mpf(text)
+        if self.exact:
+            return Fraction(text)
+        self.span = max(self.span, float(len(text)))
+        return mpmath.mpf(text)
+
+    def _note_sum(self, a, b, r) -> None:
+        if self.exact:
+            return
+        ma, mb = _mag10(a), _mag10(b)
+        if ma is None or mb is None:
+            return
+        self.span = max(self.span, abs(ma - mb))
+        mr = _mag10(r)
+        self.lost += max(ma, mb) - mr if mr is not None else mpmath.mp.dps
 
     def peek(self):
         return self.t[self.i] if self.i < len(self.t) else (None, None)
@@ -201,7 +219,9 @@ class _Parser:
         while self.peek() in (("op", "+"), ("op", "-")):
             op = self.take()
             w = self.term()
-            v = v + w if op == "+" else v - w
+            r = v + w if op == "+" else v - w
+            self._note_sum(v, w, r)
+            v = r
         self.depth -= 1
         return v
 
@@ -369,7 +389,12 @@ class _Parser:
                 e = self.group()
             else:
                 raise _GiveUp
-            v = _pow_exact(v, e) if self.exact else _pow(v, e)
+            if self.exact:
+                v = _pow_exact(v, e)
+            else:
+                v = _pow(v, e)
+                m = _mag10(e)
+                self.lost += max(0.0, m) if m is not None else 0.0
             lit = False
         return v, lit
 
@@ -612,6 +637,15 @@ class _Parser:
         raise _GiveUp
 
 
+def _mag10(x) -> float | None:
+    """About log10|x| (None for 0), from mpmath's binary exponent."""
+    if isinstance(x, Fraction):
+        x = mpmath.mpf(x.numerator) / x.denominator if x else 0
+    if not x:
+        return None
+    return float(mpmath.mag(x)) * 0.30103
+
+
 def _pow(base, e):
     if base == 0:
         if mpmath.re(e) <= 0:
@@ -768,6 +802,95 @@ def _wide_values(s: str) -> tuple | None:
     return tuple(out)
 
 
+#: Most decimal digits :func:`precise_constant` works at (beyond it: undecided).
+MAX_PRECISE_DPS = 20_000
+#: Commands whose conditioning :func:`precise_constant` does not track (a value near a zero of a
+#: sine or a logarithm, a floor at an integer): constants holding them are not compared exactly.
+_UNTRACKED = {*_TRIG, "\\log", "\\ln", "\\lfloor", "\\lceil"}
+
+
+def _no_variables(name):
+    raise _GiveUp
+
+
+@lru_cache(maxsize=1024)
+def precise_constant(s: str, min_dps: int = DPS) -> tuple | None:
+    """``(value, relative error bound, digits)`` of a constant expression, or None.
+
+    A rational constant is exact (a ``Fraction``, error 0). Otherwise the expression is evaluated
+    with mpmath at a precision that grows with what floating point would lose: the spans of the
+    operands of every sum (``2^{2019}-9`` needs 608 digits to keep the 9), the digits cancelled by
+    a sum (``2^{1006}\\sqrt{2^{2010}+2}-2^{2011}`` is about 2 from two terms of 606 digits), the
+    digits of literals and of large exponents; it is evaluated again until the precision covers
+    them with :data:`DPS` digits to spare (at least ``min_dps``). None for an expression in variables, outside the
+    subset, with a function whose conditioning is not tracked (trigonometric, logarithm, floor),
+    or needing more than :data:`MAX_PRECISE_DPS` digits (an exact zero reached through floating
+    point never settles)."""
+    v = values(s)
+    if v is None or v[1]:
+        return None
+    if v[2]:
+        return (v[0][0], 0, DPS)
+    toks = _tokens(s)
+    if any(t[0] == "cmd" and t[1] in _UNTRACKED for t in toks):
+        return None
+    dps = max(DPS, min_dps)
+    for _ in range(12):
+        with mpmath.workdps(dps):
+            p = _Parser(toks, _no_variables, False)
+            try:
+                val = mpmath.mpmathify(p.parse())
+            except (_Inexact, *_ERRORS):
+                return None
+            if not mpmath.isfinite(val):
+                return None
+        need = DPS + 10 + math.ceil(p.span + p.lost)
+        if need <= dps:
+            return (val, mpmath.mpf(10) ** (math.ceil(p.lost) + 5 - dps), dps)
+        if need > MAX_PRECISE_DPS:
+            return None
+        dps = min(MAX_PRECISE_DPS, max(need, 2 * dps))
+    return None
+
+
+def exact_compare(a: str, b: str) -> bool | None:
+    """Two constants written exactly (no decimal point on either side) compared exactly: rational
+    values by rational arithmetic, others at the precision :func:`precise_constant` finds
+    (equal when they agree within its error bounds). No absolute tolerance: ``0`` is not
+    ``\\frac{1}{2004!}``, and one digit changed in ``(2^{2019}-9)^{2018}`` is another value.
+    None when either side is not such a constant (the tolerant comparison applies then)."""
+    if "." in a or "." in b:
+        return None
+    pa = precise_constant(a)
+    if pa is None:
+        return None
+    pb = precise_constant(b)
+    if pb is None:
+        return None
+    if isinstance(pa[0], Fraction) and isinstance(pb[0], Fraction):
+        return pa[0] == pb[0]
+    first = _agree(pa, pb)
+    if not first:
+        return first
+    # equal so far: equal values stay equal as the precision grows, near misses part
+    more = 2 * max(pa[2], pb[2])
+    if more > MAX_PRECISE_DPS:
+        return first
+    qa, qb = precise_constant(a, more), precise_constant(b, more)
+    return first if qa is None or qb is None else _agree(qa, qb)
+
+
+def _agree(pa, pb) -> bool | None:
+    (x, ex, da), (y, ey, db) = pa, pb
+    with mpmath.workdps(max(da, db)):
+        x, y = mpmath.mpmathify(x), mpmath.mpmathify(y)
+        if isinstance(x, mpmath.mpc) or isinstance(y, mpmath.mpc):
+            return None
+        ulp = mpmath.mpf(10) ** (5 - max(da, db))
+        tol = (ex + ulp) * abs(x) + (ey + ulp) * abs(y)
+        return bool(abs(x - y) <= tol)
+
+
 def _scale(a, b):
     return max(mpmath.mpf(1), abs(a), abs(b))
 
@@ -782,12 +905,17 @@ def compare(a: str, b: str, *, tol_differ: float = 1e-6, tol_equal: float = 1e-2
     variables on both sides, both smooth): exactly when both are rational, else to ``tol_equal``.
     An expression that is not smooth is also compared at three larger assignments, for
     "different" only. None otherwise: outside the subset, undefined somewhere, or close but not
-    equal.
+    equal. Two constants written without a decimal point are compared exactly instead
+    (:func:`exact_compare`): the tolerances are for decimals a human rounds.
     """
     va, vb = values(a), values(b)
     if va is None or vb is None:
         return None
     (xa, na, ea, sa), (xb, nb, eb, sb) = va, vb
+    if not na and not nb:
+        q = exact_compare(a, b)
+        if q is not None:
+            return q
     if len(xa) != len(xb):  # a constant (one value) against an expression in variables
         xa = xa * len(xb) if len(xa) == 1 else xa
         xb = xb * len(xa) if len(xb) == 1 else xb

@@ -18,7 +18,9 @@ parse with the LaTeX grammar only (latex2sympy, never ``parse_expr``/``sympify``
 Python), equal if ``a == b``; constants by value to 30 digits (no float overflow); anything
 with an infinity or NaN only if structurally identical; otherwise ``simplify(a - b) == 0``.
 
-Differences from the published grader (deliberate): integers exact, 1e-6 instead of 1e-4,
+Differences from the published grader (deliberate): integers exact, constants written without
+a decimal point on both sides exact (rational arithmetic, or a precision that grows with the
+magnitude: :func:`steer.rewards.quick.exact_compare`), 1e-6 instead of 1e-4 for decimals,
 non-finite values never close to anything finite, no Python-expression parser, a gold that
 carries its own ``\\boxed{}`` is unwrapped.
 """
@@ -32,7 +34,14 @@ from functools import lru_cache
 import mpmath
 
 from steer.rewards import quick
-from steer.rewards.extract import clean_gold, last_answer_line, last_boxed, split_top_level, strip_math_delims
+from steer.rewards.extract import (
+    clean_gold,
+    hopeless_answer,
+    last_answer_line,
+    last_boxed,
+    split_top_level,
+    strip_math_delims,
+)
 
 #: Relative tolerance for non-integer values (the published grader uses 1e-4, which accepts
 #: 0.3333 for 1/3; 1e-6 is math-verify's six-decimal rounding). Integers compare exactly.
@@ -225,6 +234,16 @@ def _has_nonfinite(e) -> bool:
         return True
 
 
+def _misparsed(e) -> bool:
+    """True when a parse holds ``zoo`` or ``nan`` (a written answer is never such a value)."""
+    import sympy
+
+    try:
+        return bool(e.has(sympy.zoo, sympy.nan))
+    except Exception:
+        return True
+
+
 def _constant_value(e):
     """High-precision complex value of a constant expression, or None (symbols, sets, not finite)."""
     import sympy
@@ -252,6 +271,9 @@ def _quick_equal(a: str, b: str, rel_tol: float) -> bool | None:
         return None
     (xa, na, ea, _), (xb, nb, eb, _) = va, vb
     if not na and not nb:
+        q = quick.exact_compare(a, b)  # both written exactly: no tolerance
+        if q is not None:
+            return q
         x, y = xa[0], xb[0]
         if ea and eb:
             if y.denominator == 1 or x == y:
@@ -314,9 +336,13 @@ def _symbolic_equal(a: str, b: str, *, rel_tol: float = REL_TOL) -> bool:
     x, y = parse_latex(a), parse_latex(b)
     if x is None or y is None:
         return False
+    if _misparsed(x) or _misparsed(y):
+        return False  # zoo/nan: a misreading (\\gamma^{2}-1), equal to every other one
     try:
         if x == y:
             return True
+        if getattr(x, "is_Rational", False) and getattr(y, "is_Rational", False):
+            return False  # two different rationals (an integer of 1,200 digits and its near miss)
     except Exception:
         return False
     if _has_nonfinite(x) or _has_nonfinite(y):
@@ -456,7 +482,8 @@ def answers_equal(pred: str, ref: str, *, include_percentage: bool = True, depth
     fp, fr = to_number(p), to_number(r)
     if fp is not None and fr is not None:
         refs = [fr, fr / 100, fr * 100] if include_percentage else [fr]
-        return any(numbers_equal(fp, x) for x in refs)
+        tol = REL_TOL if "." in p + r else 0.0  # numbers written exactly compare exactly
+        return any(numbers_equal(fp, x, rel_tol=tol) for x in refs)
     if depth > 3:
         return False
     mp, mr = _matrix_rows(p), _matrix_rows(r)
@@ -514,8 +541,11 @@ def score_qwen(response: str, gold: str, *, include_percentage: bool = True) -> 
     raw = extract_answer(response)
     if raw is None:
         return False, None, "no answer"
-    pred = normalize(raw)
     ref = normalize(gold_answer(gold))
+    why = hopeless_answer(raw, ref)
+    if why:
+        return False, raw[:200], why
+    pred = normalize(raw)
     ok = answers_equal(pred, ref, include_percentage=include_percentage)
     return ok, pred, "ok" if ok else "mismatch"
 

@@ -208,8 +208,11 @@ class MathTaskAdapter:
 
     def correct_batch(self, problems: list, responses: list[str]) -> list[bool]:
         """Score a batch in ``steer.rewards``' process pool, which enforces a hard wall-clock limit
-        per item (a pathological response is killed and scored wrong; it never hangs training)."""
+        per item (a pathological response is killed and scored wrong; it never hangs training).
+        A timeout or a verifier error is wrong, like any wrong answer; their fraction in the batch
+        is kept in ``last_verify_error_frac`` (the trainer logs it as ``reward/verify_error_frac``)."""
         from steer.rewards import score_responses
+        from steer.rewards.pool import verify_error_frac
 
         verdicts = score_responses(
             list(responses),
@@ -217,6 +220,7 @@ class MathTaskAdapter:
             data_sources=[p.data_source or None for p in problems],
             scorer=self._scorer_name,
         )
+        self.last_verify_error_frac = verify_error_frac(verdicts)
         return [bool(v.correct) for v in verdicts]
 
     def correct(self, problem, response: str) -> bool:

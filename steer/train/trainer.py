@@ -120,6 +120,7 @@ class StepData:
     advantages: Tensor  # (B, T)
     t_rollout: float = 0.0
     t_old: float = 0.0
+    verify_error_frac: float = 0.0  # rollouts whose verification errored or timed out (scored wrong)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -338,11 +339,21 @@ class Trainer:
             score_batch(self.task, [problems[i // n] for i in range(ro.batch_size)], ro.texts),
             dtype=torch.bool,
         )
-        return self.step_data(step, ro, correct, t_rollout=t_rollout)
+        verify_error_frac = float(getattr(self.task, "last_verify_error_frac", 0.0))
+        return self.step_data(step, ro, correct, t_rollout=t_rollout, verify_error_frac=verify_error_frac)
 
-    def step_data(self, step: int, ro: Rollouts, correct: Tensor, *, t_rollout: float = 0.0) -> StepData:
-        """Stages 3-5 of a step on given rollouts and their verdicts (``correct``, (B,) bool):
-        rewards, old/ref log-probs of the current policy, advantages."""
+    def step_data(
+        self,
+        step: int,
+        ro: Rollouts,
+        correct: Tensor,
+        *,
+        t_rollout: float = 0.0,
+        verify_error_frac: float = 0.0,
+    ) -> StepData:
+        """Stages 3-5 of a step on given rollouts and their verdicts (``correct``, (B,) bool;
+        ``verify_error_frac``: the share of them whose verification errored or timed out, scored
+        wrong): rewards, old/ref log-probs of the current policy, advantages."""
         cfg = self.cfg
         rewards = torch.where(
             correct, torch.tensor(cfg.task.reward_correct), torch.tensor(cfg.task.reward_wrong)
@@ -373,6 +384,7 @@ class Trainer:
             advantages=advantages,
             t_rollout=t_rollout,
             t_old=time.perf_counter() - t1,
+            verify_error_frac=verify_error_frac,
         )
 
     def minibatch_backward(self, data: StepData, mb_idx: Tensor, lr: float) -> tuple[float, list, str | None]:
@@ -605,6 +617,7 @@ class Trainer:
         rec: dict = {"step": step + 1}
         rec["reward"] = float(data.rewards.mean())
         rec["acc"] = float(data.correct.float().mean())
+        rec["reward/verify_error_frac"] = data.verify_error_frac
         rec["entropy"] = float((data.old_entropy * mask).sum() / valid.clamp(min=1))  # Eq. 4, token mean
         rec["response_length"] = float(lengths.mean())
         rec["response_length_max"] = float(lengths.max())

@@ -78,7 +78,7 @@ def test_adversarial_wrong_within_limit(pool, name):
     wall = time.monotonic() - t
     assert v.correct is False
     assert v.score == 0.0
-    assert v.reason in ("timeout", "mismatch", "no answer") or v.reason.startswith("error:")
+    assert v.reason in ("timeout", "mismatch", "no answer") or v.reason.startswith(("error:", "rejected:"))
     # the kill happens at the limit (without it the power tower runs for minutes); the slack
     # covers scheduling delays on a loaded machine, it is not a speed check
     assert v.seconds <= LIMIT + 3.0
@@ -241,5 +241,7 @@ def test_gigantic_answers_cost_no_worker_time():
             for s in ("math_verify", "qwen")
         ]
         v = p.score_batch(items)
-    assert [x.reason for x in v] == ["mismatch"] * len(items)
+    # 100000! is refused before parsing (a factorial of a number beyond 10^4)
+    assert all(x.reason == "mismatch" or x.reason.startswith("rejected:") for x in v)
+    assert not any(x.correct for x in v)
     assert max(x.cpu_seconds for x in v) < 1.0

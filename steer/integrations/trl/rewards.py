@@ -6,6 +6,13 @@ column as keyword arguments. For a dataset in verl's schema (the files of ``../d
 answer from ``reward_model`` (or a ``ground_truth`` / ``answer`` column), picks the scorer from
 ``data_source`` (``math_dapo`` -> the DAPO scorer, +1 / -1; see steer.rewards.registry) and scores
 the whole batch in one call to the process pool (a hard per-item time limit).
+
+A completion whose verification errors or times out gets the scorer's wrong-answer reward (0, or
+-1 for dapo), as in steer's trainer, verl's reward function and ``steer eval``: a reward of
+``None`` (no part in the group's baseline, advantage 0) would score better than a wrong answer,
+and a policy can learn answers that always fail verification to escape the penalty. The fraction
+of such completions is logged as ``reward/verify_error_frac`` (TRL's ``log_metric``), so a rising
+rate is visible.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from steer.rewards.api import score_responses
-from steer.rewards.pool import is_final
+from steer.rewards.pool import verify_error_frac
 
 __all__ = ["MathReward", "math_reward"]
 
@@ -55,19 +62,19 @@ class MathReward:
     """TRL reward function: the verifier pool's score of each completion against its gold answer.
 
     - ``scorer``: a scorer of steer.rewards.registry for every item (None: from ``data_source``).
-    - ``transient``: what a timeout or a verifier error gives: ``None`` (default; TRL then treats
-      the completion as unscorable: no part in its group's baseline, advantage 0) or a float.
+
+    A timeout or a verifier error scores as a wrong answer (module docstring); the fraction of
+    them in the last batch is ``self.last_verify_error_frac`` and is logged through TRL's
+    ``log_metric`` as ``reward/verify_error_frac``.
     """
 
     __name__ = "math_reward"
 
-    def __init__(self, scorer: str | None = None, transient: float | None = None) -> None:
+    def __init__(self, scorer: str | None = None) -> None:
         self.scorer = scorer
-        self.transient = transient
+        self.last_verify_error_frac = 0.0
 
-    def __call__(
-        self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any
-    ) -> list[float | None]:
+    def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float]:
         responses = [_text(c) for c in completions]
         golds = _golds(len(responses), kwargs)
         if len(golds) != len(responses):
@@ -76,7 +83,11 @@ class MathReward:
         verdicts = score_responses(
             responses, golds, data_sources=None if sources is None else list(sources), scorer=self.scorer
         )
-        return [float(v.score) if is_final(v) else self.transient for v in verdicts]
+        self.last_verify_error_frac = verify_error_frac(verdicts)
+        log_metric = kwargs.get("log_metric")
+        if callable(log_metric):
+            log_metric("reward/verify_error_frac", self.last_verify_error_frac)
+        return [float(v.score) for v in verdicts]
 
 
 math_reward = MathReward()

@@ -14,7 +14,10 @@ docs/evaluation.md. Options through ``+reward.custom_reward_function.reward_kwar
   ``reward.num_workers`` reward workers, 8 by default, each with its own pool);
 - ``timeout``: the hard per-item limit in seconds (default: the pool's).
 
-Returns ``{"score", "acc", "pred"}`` (verl logs the extra keys).
+Returns ``{"score", "acc", "pred", "verify_error"}`` (verl logs the extra keys). A response whose
+verification times out or errors scores as a wrong answer (0, or -1 with dapo), never better, and
+has ``verify_error`` 1.0: its mean over a batch is the verify-error fraction
+(``reward/verify_error_frac`` in steer's trainer and TRL).
 """
 
 from __future__ import annotations
