@@ -37,7 +37,7 @@ from torch import Tensor
 
 from steer.core.aggregation import method_normalisers, token_coefficients
 from steer.core.parts import NoParams, Weighting, check_choice, check_range, register_weighting
-from steer.core.steer import DirectionalMapping, gradient_weight, neg_max
+from steer.core.steer import DirectionalMapping, neg_max
 from steer.core.weights import directional_weights
 
 __all__ = [
@@ -64,7 +64,7 @@ def cause_coefficients(batch, mask: Tensor, config, surrogate) -> Tensor:
     """(B, T) float64 ``u_t = coef_t * w_t = -d L / d log pi_t`` of the unweighted surrogate's
     aggregated loss L (``w = I_clip r A``, ``coef`` the aggregation's), 0 on padding: the policy
     gradient is ``-sum_t u_t grad log pi_t``."""
-    w = gradient_weight(surrogate, batch.advantages).double()
+    w = surrogate.token_weight(batch.advantages).double()
     coef = token_coefficients(mask, config.loss_agg_mode, method_normalisers(batch, config)).to(w.device)
     u = coef * w
     return torch.where(mask.to(u.device), u, torch.zeros((), dtype=u.dtype, device=u.device))

@@ -154,21 +154,44 @@ def omega_cov(
     return torch.where(m, -_lr(lr, lp_v) * cov, zero).to(lp.dtype)
 
 
-def clip_indicator(ratio: Tensor, advantages: Tensor, eps_low: float, eps_high: float) -> Tensor:
-    """I_clip of Eq. 6: 0 where the clipped surrogate blocks the gradient, 1 where it flows.
+def clip_indicator(
+    ratio: Tensor,
+    advantages: Tensor,
+    eps_low: float | None,
+    eps_high: float | None,
+    clip_c: float | None = None,
+) -> Tensor:
+    """I_clip of Eq. 6, with the dual clip: 0 where the clipped surrogate passes no gradient, 1 where
+    it does.
 
-    0 when ``A > 0 and r > 1 + eps_high`` or ``A < 0 and r < 1 - eps_low``; 1 otherwise.
+    0 when ``A > 0 and r > 1 + eps_high``, ``A < 0 and r < 1 - eps_low``, or (dual clip, ``clip_c``
+    set) ``A < 0 and r > clip_c``, where the loss is capped at the constant ``-clip_c A``; 1
+    otherwise. ``None`` for a bound means the loss has no such clip (KL-Cov has none at all).
     """
     check_same_shape(ratio=ratio, advantages=advantages)
     r, a = _f(ratio), _f(advantages)
-    clipped = ((a > 0) & (r > 1.0 + eps_high)) | ((a < 0) & (r < 1.0 - eps_low))
-    return (~clipped).to(r.dtype)
+    blocked = torch.zeros(r.shape, dtype=torch.bool, device=r.device)
+    if eps_high is not None:
+        blocked |= (a > 0) & (r > 1.0 + eps_high)
+    if eps_low is not None:
+        blocked |= (a < 0) & (r < 1.0 - eps_low)
+    if clip_c is not None:
+        blocked |= (a < 0) & (r > clip_c)
+    return (~blocked).to(r.dtype)
 
 
-def token_weight_w(ratio: Tensor, advantages: Tensor, eps_low: float, eps_high: float) -> Tensor:
-    """Theorem 1's per-token policy-gradient weight ``w = I_clip * r * A`` (Eq. 5-7)."""
+def token_weight_w(
+    ratio: Tensor,
+    advantages: Tensor,
+    eps_low: float | None,
+    eps_high: float | None,
+    clip_c: float | None = None,
+) -> Tensor:
+    """Theorem 1's per-token policy-gradient weight ``w = I_clip * r * A`` (Eq. 5-7), the one place
+    it is written: ``w = -dL/d log pi`` of the clipped surrogate, so the dual clip (``clip_c``)
+    blocks it too (:func:`clip_indicator`)."""
     r, a = _f(ratio), _f(advantages)
-    return clip_indicator(r, a, eps_low, eps_high) * r * a
+    return clip_indicator(r, a, eps_low, eps_high, clip_c) * r * a
 
 
 #: Estimator name -> function. ``paper`` (Eq. 7), ``reference`` (released code, spec §13.3),

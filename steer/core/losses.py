@@ -26,7 +26,7 @@ from torch import Tensor
 
 from steer.core.aggregation import AGG_MODES, aggregate, aggregate_token_loss
 from steer.core.errors import check_finite
-from steer.core.estimators import delta_indicator, omega_cov
+from steer.core.estimators import delta_indicator, omega_cov, token_weight_w
 from steer.core.parts import (
     NoParams,
     Weighting,
@@ -75,6 +75,7 @@ class SurrogateResult:
     - ``clipped_low``: A < 0 and the lower clip blocks the gradient (r < 1 - eps_low).
     - ``clipped_high``: A > 0 and the upper clip blocks the gradient (r > 1 + eps_high).
     - ``clipped_dual``: A < 0 and the dual clip caps the loss at -c A (r > c).
+    - ``eps_low`` / ``eps_high`` / ``clip_c``: the clip bounds the loss applied (None: no such clip).
     All masks are bool and False on padding.
     """
 
@@ -83,6 +84,14 @@ class SurrogateResult:
     clipped_low: Tensor
     clipped_high: Tensor
     clipped_dual: Tensor
+    eps_low: float | None = None
+    eps_high: float | None = None
+    clip_c: float | None = None
+
+    def token_weight(self, advantages: Tensor) -> Tensor:
+        """Theorem 1's ``w = I_clip r A`` of this loss (detached;
+        :func:`steer.core.estimators.token_weight_w` with this loss's clip bounds)."""
+        return token_weight_w(self.ratio, advantages, self.eps_low, self.eps_high, self.clip_c)
 
 
 def _check_clip(eps_low: float, eps_high: float, clip_c: float | None) -> None:
@@ -155,7 +164,9 @@ def clipped_surrogate(
         out = clip1
         clipped_dual = torch.zeros_like(m)
     out = torch.where(m, out, zero)
-    return SurrogateResult(out, ratio.detach(), clipped_low, clipped_high, clipped_dual)
+    return SurrogateResult(
+        out, ratio.detach(), clipped_low, clipped_high, clipped_dual, eps_low, eps_high, clip_c
+    )
 
 
 # --------------------------------------------------------------------------------------------

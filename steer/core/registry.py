@@ -480,7 +480,7 @@ class Method:
                 if ent is not None:
                     q = L.assign_quadrants(batch.advantages, m, logp=batch.logp, entropy=ent, by="delta")
                     if omega is None:
-                        w = _steer.gradient_weight(s, batch.advantages)
+                        w = s.token_weight(batch.advantages)
                         omega = omega_paper(w, batch.logp, ent, float(batch.lr))
                     tl.metrics.update(L.quadrant_metrics(q, omega))
                 tl.metrics.update(L.clip_by_prob_metrics(s, batch.old_logp, m))

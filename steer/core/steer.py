@@ -5,7 +5,7 @@ The chain, per token (Theorem 1, Eq. 7 and Eq. 10):
 
 1. the clipped surrogate (Eq. 2) gives the ratio r and the masks of the tokens whose gradient it
    blocks (lower clip, upper clip, dual clip);
-2. ``w = I_clip * r * A`` from those masks (:func:`gradient_weight`): 0 where the surrogate
+2. ``w = I_clip * r * A`` (:meth:`SurrogateResult.token_weight`): 0 where the surrogate
    passes no gradient;
 3. ``Omega`` from the estimator table (:data:`ESTIMATOR_CHOICES`: ``paper`` = Eq. 7 with the
    current entropy, ``exact`` = the first-order softmax value, ``reference`` = the released code's
@@ -41,7 +41,6 @@ __all__ = [
     "DirectionalParams",
     "SteerFloorWarning",
     "SteerParams",
-    "gradient_weight",
     "steer",
     "steer_directional",
     "steer_omega",
@@ -121,17 +120,6 @@ class SteerParams(NoParams):
         super().validate()
 
 
-def gradient_weight(surrogate: SurrogateResult, advantages: Tensor) -> Tensor:
-    """Theorem 1's ``w = I_clip * r * A`` from the surrogate's own masks (detached, float32 or
-    float64): 0 where the lower, upper or dual clip blocks the gradient, ``r * A`` elsewhere."""
-    blocked = surrogate.clipped_low | surrogate.clipped_high | surrogate.clipped_dual
-    r = surrogate.ratio.detach()
-    r = r if r.dtype == torch.float64 else r.float()
-    a = advantages.detach()
-    a = a if a.dtype == torch.float64 else a.float()
-    return (~blocked).to(r.dtype) * r * a
-
-
 def steer_omega(
     estimator: str,
     *,
@@ -158,7 +146,7 @@ def steer_omega(
 
 def _omega_of_batch(batch, c, surrogate: SurrogateResult) -> Tensor:
     lr = float(batch.lr) if c.omega_lr is None else float(c.omega_lr)
-    w = None if c.estimator == "reference" else gradient_weight(surrogate, batch.advantages)
+    w = None if c.estimator == "reference" else surrogate.token_weight(batch.advantages)
     return steer_omega(
         c.estimator,
         w=w,
@@ -315,7 +303,7 @@ def steer_token_loss(
         entropy=entropy,
     )
     lr_ = float(lr) if omega_lr is None else float(omega_lr)
-    w = None if estimator == "reference" else gradient_weight(s, advantages)
+    w = None if estimator == "reference" else s.token_weight(advantages)
     omega = steer_omega(
         estimator,
         w=w,
