@@ -35,9 +35,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from steer.core.aggregation import method_normalisers, token_coefficients
+from steer.core.aggregation import token_coefficients
 from steer.core.parts import NoParams, Weighting, check_choice, check_range, register_weighting
 from steer.core.steer import DirectionalMapping, neg_max
+from steer.core.types import Normalisers
 from steer.core.weights import directional_weights
 
 __all__ = [
@@ -65,7 +66,7 @@ def cause_coefficients(batch, mask: Tensor, config, surrogate) -> Tensor:
     aggregated loss L (``w = I_clip r A``, ``coef`` the aggregation's), 0 on padding: the policy
     gradient is ``-sum_t u_t grad log pi_t``."""
     w = surrogate.token_weight(batch.advantages).double()
-    coef = token_coefficients(mask, config.loss_agg_mode, method_normalisers(batch, config)).to(w.device)
+    coef = token_coefficients(mask, config.loss_agg_mode, Normalisers.of(batch, config.loss_scale_factor)).to(w.device)
     u = coef * w
     return torch.where(mask.to(u.device), u, torch.zeros((), dtype=u.dtype, device=u.device))
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from steer.core.aggregation import AGG_MODES, aggregate, aggregate_token_loss
+from steer.core.aggregation import AGG_MODES, aggregate
 from steer.core.errors import check_finite
 from steer.core.estimators import delta_indicator, omega_cov, token_weight_w
 from steer.core.parts import (
@@ -246,7 +246,7 @@ def policy_loss(
     """
     mask = args[3] if len(args) > 3 else kwargs["response_mask"]
     tl, _ = token_loss_fn(*args, **kwargs)
-    loss = aggregate_token_loss(tl, mask, loss_agg_mode, normalisers)
+    loss = aggregate(tl, mask, loss_agg_mode, normalisers)
     return loss, {"pg_loss": float(loss.detach()), **tl.metrics}
 
 
@@ -532,7 +532,7 @@ def entropy_bonus_loss(
     """
     if not math.isfinite(coef):
         raise ValueError(f"entropy coefficient must be finite, got {coef!r}")
-    return -coef * aggregate_token_loss(
+    return -coef * aggregate(
         TokenLoss(entropy, None, {}), response_mask, loss_agg_mode, normalisers
     )
 
@@ -649,7 +649,7 @@ def kl_penalty_loss(
     lp = torch.where(m, logp, zero_lp)
     ref = torch.where(m, ref_logp.detach(), torch.zeros((), dtype=ref_logp.dtype, device=ref_logp.device))
     kl = kl_penalty(lp, ref, kind)
-    term = coef * aggregate_token_loss(TokenLoss(kl, None, {}), m, loss_agg_mode, normalisers)
+    term = coef * aggregate(TokenLoss(kl, None, {}), m, loss_agg_mode, normalisers)
     return term, _masked_mean_float(kl.detach(), m, 0.0)
 
 

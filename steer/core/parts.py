@@ -177,6 +177,8 @@ class Part:
     - ``scope_reduce``: weightings only: ``fn(config, [stats, ...]) -> stats``, how per-micro-batch
       statistics combine into the mini-batch's (None: the elementwise MAX of every key, which a
       caller can also take over ranks with an all-reduce).
+    - ``omega``: weightings only: ``fn(batch, config, surrogate) -> Tensor``, the per-token
+      entropy-change estimate its weights act on (``Method.compute_omega``; None: it has none).
     - ``surrogate``: policy losses only: ``fn(batch, mask, config) -> SurrogateResult``, the
       loss's ratio and clip masks without its random token selection (for the scope pre-pass
       and ``Method.compute_omega``, which must not consume the method's generator).
@@ -191,6 +193,7 @@ class Part:
     surrogates: tuple[str, ...] = ()
     scope_stats: Callable | None = None
     scope_reduce: Callable | None = None
+    omega: Callable | None = None
     surrogate: Callable | None = None
     doc: str = ""
 
@@ -251,6 +254,7 @@ def register_weighting(
     surrogates: tuple[str, ...] = ("vanilla",),
     scope_stats: Callable | None = None,
     scope_reduce: Callable | None = None,
+    omega: Callable | None = None,
     doc: str = "",
 ):
     """Decorator: register ``fn(batch, mask, config, surrogate, generator) -> Weighting``."""
@@ -262,6 +266,7 @@ def register_weighting(
         surrogates=tuple(surrogates),
         scope_stats=scope_stats,
         scope_reduce=scope_reduce,
+        omega=omega,
         doc=doc,
     )
 

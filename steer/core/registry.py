@@ -13,7 +13,7 @@ tables of pure functions (:mod:`steer.core.parts`):
 4. **regularisers** present in every config: an entropy bonus (``entropy_coef``, or Skywork's
    adaptive controller for ``adaptive_entropy``) and a KL penalty (``kl_coef``, ``kl_type``).
 
-Aggregation happens once (:func:`steer.core.aggregation.aggregate_token_loss`), with the
+Aggregation happens once (:func:`steer.core.aggregation.aggregate`), with the
 normalisers as one object. A method's config class is generated from its row: the union of its
 parts' parameter dataclasses with the row's defaults; unknown parameters are refused.
 
@@ -34,8 +34,8 @@ from torch import Tensor
 from steer.core import advantages as _advantages  # noqa: F401  (registers the estimators)
 from steer.core import causal as _causal  # noqa: F401  (registers steer_causal, entropy_band)
 from steer.core import losses as L
-from steer.core import steer as _steer
-from steer.core.aggregation import aggregate_token_loss, method_normalisers
+from steer.core import steer as _steer  # noqa: F401  (registers the STEER weightings)
+from steer.core.aggregation import aggregate
 from steer.core.errors import NonFiniteError, check_finite
 from steer.core.estimators import omega_paper
 from steer.core.parts import (
@@ -55,8 +55,6 @@ __all__ = [
     "ADVANTAGE_KINDS",
     "POLICY_LOSS_KINDS",
     "REQUIREMENTS",
-    "STEER_ESTIMATORS",
-    "STEER_SCOPES",
     "WEIGHTING_KINDS",
     "AdaptiveEntropyParams",
     "Method",
@@ -71,8 +69,6 @@ __all__ = [
 ADVANTAGE_KINDS = tuple(ADVANTAGES)
 POLICY_LOSS_KINDS = tuple(POLICY_LOSSES)
 WEIGHTING_KINDS = (None, *WEIGHTINGS)
-STEER_ESTIMATORS = _steer.ESTIMATOR_CHOICES
-STEER_SCOPES = _steer.SCOPES
 
 
 # --------------------------------------------------------------------------------------------
@@ -392,19 +388,6 @@ class Method:
             raise ValueError(f"max_response_length must be a positive int, got {batch.max_response_length!r}")
         return m
 
-    def normalisers(self, batch: LossBatch) -> Normalisers:
-        """The aggregation normalisers of ``batch`` for this method: the mini-batch counts and the
-        ``seq-mean-token-sum-norm`` constant (``loss_scale_factor``, else the batch's configured
-        ``max_response_length``, else the padded length)."""
-        return method_normalisers(batch, self.config)
-
-    def aggregate(self, token_loss: TokenLoss, batch: LossBatch) -> Tensor:
-        """The scalar policy loss of ``token_loss``: the method's ``loss_agg_mode`` with the
-        batch's normalisers (:func:`steer.core.aggregation.aggregate_token_loss`)."""
-        return aggregate_token_loss(
-            token_loss, batch.response_mask, self.config.loss_agg_mode, self.normalisers(batch)
-        )
-
     def _surrogate(self, batch: LossBatch, m: Tensor) -> L.SurrogateResult:
         with torch.no_grad():
             return self._loss.surrogate(batch, m, self.config)
@@ -443,15 +426,19 @@ class Method:
         return out
 
     def compute_omega(self, batch: LossBatch) -> Tensor:
-        """The STEER method's per-token Omega for this batch (detached, 0 on padding): the Omega
-        its weights use. ``scope_stats`` is the hook a caller needs for the mini-batch max."""
-        if self.config.weighting != "steer":
+        """The per-token Omega this method's weighting acts on for this batch (detached, 0 on
+        padding). Only for a weighting that declares one (:class:`steer.core.parts.Part` ``omega``);
+        ``scope_stats`` is the hook a caller needs for the mini-batch statistics."""
+        w = self._weighting
+        if w is None or w.omega is None:
+            having = sorted(n for n, p in WEIGHTINGS.items() if p.omega is not None)
             raise ValueError(
-                f"method {self.name!r} has no STEER weighting; compute_omega needs a steer method"
+                f"method {self.name!r} has no per-token Omega; compute_omega needs a method whose "
+                f"weighting declares one ({having})"
             )
         m = self._validate_loss_batch(batch)
         with torch.no_grad():
-            omega = _steer._omega_of_batch(batch, self.config, self._surrogate(batch, m))
+            omega = w.omega(batch, self.config, self._surrogate(batch, m))
         return torch.where(m, omega, torch.zeros((), dtype=omega.dtype))
 
     def token_loss(self, batch: LossBatch) -> TokenLoss:
@@ -502,8 +489,8 @@ class Method:
         c = self.config
         m = self._validate_loss_batch(batch)
         tl = self._token_loss(batch, m)
-        norm = self.normalisers(batch)
-        pg = aggregate_token_loss(tl, m, c.loss_agg_mode, norm)
+        norm = Normalisers.of(batch, c.loss_scale_factor)
+        pg = aggregate(tl, m, c.loss_agg_mode, norm)
         loss = pg
         extra: dict[str, float] = {"pg_loss": float(pg.detach())}
         if batch.token_cause is not None:

@@ -135,7 +135,12 @@ def test_aggregate_matches_reference(mode, glob):
     kw = {}
     if glob:
         kw = {"global_num_tokens": 123.0, "global_num_seqs": 17, "loss_scale_factor": 64.0}
-    out = L.aggregate(lm, mask, mode, **kw)
+    out = L.aggregate(
+        lm,
+        mask,
+        mode,
+        Normalisers(kw.get("global_num_tokens"), kw.get("global_num_seqs"), kw.get("loss_scale_factor")),
+    )
     ref = ref_aggregate(
         lm, mask, mode, kw.get("global_num_tokens"), kw.get("global_num_seqs"), kw.get("loss_scale_factor")
     )
@@ -160,9 +165,9 @@ def test_aggregate_bad_args():
     with pytest.raises(ValueError, match="mismatched"):
         L.aggregate(x, m[:, :2])
     with pytest.raises(ValueError, match="global_num_tokens"):
-        L.aggregate(x, m, global_num_tokens=float("nan"))
+        L.aggregate(x, m, normalisers=Normalisers(num_tokens=float("nan")))
     with pytest.raises(ValueError, match="loss_scale_factor"):
-        L.aggregate(x, m, "seq-mean-token-sum-norm", loss_scale_factor=0.0)
+        L.aggregate(x, m, "seq-mean-token-sum-norm", Normalisers(scale_factor=0.0))
 
 
 @pytest.mark.parametrize("mode", L.AGG_MODES)
@@ -174,15 +179,15 @@ def test_aggregate_rejects_impossible_global_normalisers(mode):
     m[2] = False  # 6 valid tokens, 2 non-empty sequences
     for bad in (5.0, 0.0, -1.0, torch.tensor(5.0)):
         with pytest.raises(ValueError, match="global_num_tokens"):
-            L.aggregate(x, m, mode, global_num_tokens=bad)
+            L.aggregate(x, m, mode, Normalisers(num_tokens=bad))
     for bad in (1, 0, -2.0):
         with pytest.raises(ValueError, match="global_num_seqs"):
-            L.aggregate(x, m, mode, global_num_seqs=bad)
+            L.aggregate(x, m, mode, Normalisers(num_seqs=bad))
     # equal to or above the local count is fine; an all-masked micro-batch accepts 0
-    L.aggregate(x, m, mode, global_num_tokens=6, global_num_seqs=2)
-    L.aggregate(x, m, mode, global_num_tokens=torch.tensor(600.0), global_num_seqs=20)
+    L.aggregate(x, m, mode, Normalisers(6, 2))
+    L.aggregate(x, m, mode, Normalisers(torch.tensor(600.0), 20))
     none = torch.zeros_like(m)
-    assert float(L.aggregate(x, none, mode, global_num_tokens=0.0, global_num_seqs=0)) == 0.0
+    assert float(L.aggregate(x, none, mode, Normalisers(0.0, 0))) == 0.0
     # the same check reaches the policy losses and the forking loss (checked against all valid tokens)
     lp = torch.zeros(3, 4, dtype=torch.float64)
     with pytest.raises(ValueError, match="global_num_tokens"):
@@ -526,7 +531,7 @@ def test_aggregate_matches_verl(mode):
     ours = L.aggregate(lm, mask, mode)
     theirs = ca.agg_loss(lm, mask.double(), mode)
     torch.testing.assert_close(ours, theirs.to(ours.dtype), rtol=tol, atol=1e-12)
-    ours = L.aggregate(lm, mask, mode, global_num_tokens=91, global_num_seqs=11, loss_scale_factor=40.0)
+    ours = L.aggregate(lm, mask, mode, Normalisers(91, 11, 40.0))
     theirs = ca.agg_loss(
         lm, mask.double(), mode, batch_num_tokens=91, global_batch_size=11, loss_scale_factor=40.0
     )
