@@ -33,6 +33,9 @@ from typing import Any
 
 from torch import Tensor
 
+from steer.core.aggregation import AGG_MODES
+from steer.core.regularisers import KL_TYPES
+
 __all__ = [
     "ADVANTAGES",
     "POLICY_LOSSES",
@@ -134,9 +137,6 @@ class CommonParams(NoParams):
     seed: int = 0
 
     def validate(self) -> None:
-        from steer.core.aggregation import AGG_MODES
-        from steer.core.losses import KL_TYPES
-
         for f in dataclasses.fields(self):
             check = _TYPE_CHECKS.get(str(f.type))
             v = getattr(self, f.name)

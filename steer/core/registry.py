@@ -49,6 +49,7 @@ from steer.core.parts import (
     check_range,
 )
 from steer.core.presets import PRESETS, Preset
+from steer.core.regularisers import AdaptiveEntropyController, entropy_bonus_loss, kl_penalty_loss
 from steer.core.types import LossBatch, Normalisers, RolloutBatch, TokenLoss, as_bool_mask, check_same_shape
 
 __all__ = [
@@ -95,7 +96,7 @@ class MethodConfig(CommonParams):
 
 @dataclass(kw_only=True)
 class AdaptiveEntropyParams(NoParams):
-    """Skywork-OR1's adaptive entropy controller (:class:`steer.core.losses.AdaptiveEntropyController`)."""
+    """Skywork-OR1's adaptive entropy controller (:class:`steer.core.regularisers.AdaptiveEntropyController`)."""
 
     entropy_target: float = 0.2
     entropy_delta: float = 1e-4
@@ -259,9 +260,9 @@ class Method:
         self._loss = POLICY_LOSSES[config.policy_loss]
         self._weighting = WEIGHTINGS[config.weighting] if config.weighting is not None else None
         self.generator = torch.Generator().manual_seed(config.seed)
-        self.controller: L.AdaptiveEntropyController | None = None
+        self.controller: AdaptiveEntropyController | None = None
         if isinstance(config, AdaptiveEntropyParams):
-            self.controller = L.AdaptiveEntropyController(
+            self.controller = AdaptiveEntropyController(
                 target=config.entropy_target,
                 delta=config.entropy_delta,
                 coef_init=config.entropy_coef_init,
@@ -471,7 +472,7 @@ class Method:
                         omega = omega_paper(w, batch.logp, ent, float(batch.lr))
                     tl.metrics.update(L.quadrant_metrics(q, omega))
                 tl.metrics.update(L.clip_by_prob_metrics(s, batch.old_logp, m))
-        tl.metrics["old_nll_mean"] = L.AdaptiveEntropyController.estimate(batch.old_logp, m)
+        tl.metrics["old_nll_mean"] = AdaptiveEntropyController.estimate(batch.old_logp, m)
         return tl
 
     def compute_loss(self, batch: LossBatch) -> tuple[Tensor, dict[str, float]]:
@@ -497,7 +498,7 @@ class Method:
             extra.update(self._predicted_change(batch, m, pg))
         coef = self.controller.realised_coef if self.controller is not None else c.entropy_coef
         if self.controller is not None or c.entropy_coef != 0:
-            ent_term = L.entropy_bonus_loss(
+            ent_term = entropy_bonus_loss(
                 batch.entropy,
                 m,
                 coef,
@@ -508,7 +509,7 @@ class Method:
             extra["entropy_coef"] = float(coef)
             extra["entropy_loss"] = float(ent_term.detach())
         if c.kl_coef != 0:
-            kl_term, kl_mean = L.kl_penalty_loss(
+            kl_term, kl_mean = kl_penalty_loss(
                 batch.logp,
                 batch.ref_logp,
                 m,

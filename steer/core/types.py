@@ -169,3 +169,13 @@ def as_bool_mask(mask: Tensor) -> Tensor:
     if mask.dtype == torch.bool:
         return mask
     return mask != 0
+
+
+def masked_mean_float(x: Tensor, mask: Tensor, empty: float) -> float:
+    """The float64 mean of ``x`` over the True entries of the bool ``mask`` (``empty`` when none)."""
+    n = int(mask.sum())
+    if n == 0:
+        return empty
+    return float(
+        torch.where(mask, x.double(), torch.zeros((), dtype=torch.float64, device=x.device)).sum() / n
+    )

@@ -8,7 +8,41 @@ import pytest
 import torch
 
 from steer.core import losses as L
-from steer.core.types import Normalisers
+from steer.core.registry import build_method
+from steer.core.types import LossBatch, Normalisers
+
+
+def policy_loss(
+    row,
+    logp,
+    old,
+    adv,
+    mask,
+    entropy=None,
+    *,
+    generator=None,
+    loss_agg_mode="token-mean",
+    normalisers=None,
+    **params,
+):
+    """The registered policy loss of method ``row`` (grpo: vanilla, clip_cov, kl_cov, forking_tokens)
+    aggregated once, through the one pipeline (``Method.compute_loss``): ``(loss, metrics)``."""
+    n = normalisers or Normalisers()
+    m = build_method(
+        row, loss_agg_mode=loss_agg_mode, loss_scale_factor=n.scale_factor, quadrant_metrics=False, **params
+    )
+    if generator is not None:
+        m.generator = generator
+    lb = LossBatch(
+        logp=logp,
+        old_logp=old,
+        advantages=adv,
+        response_mask=mask,
+        entropy=entropy,
+        global_num_tokens=n.num_tokens,
+        global_num_seqs=n.num_seqs,
+    )
+    return m.compute_loss(lb)
 
 
 def make(seed: int, b: int = 6, t: int = 11, dtype=torch.float64, spread: float = 0.5):
@@ -191,12 +225,10 @@ def test_aggregate_rejects_impossible_global_normalisers(mode):
     # the same check reaches the policy losses and the forking loss (checked against all valid tokens)
     lp = torch.zeros(3, 4, dtype=torch.float64)
     with pytest.raises(ValueError, match="global_num_tokens"):
-        L.policy_loss(
-            L.vanilla_token_loss, lp, lp, x, m, loss_agg_mode=mode, normalisers=Normalisers(num_tokens=5.0)
-        )
+        policy_loss("grpo", lp, lp, x, m, loss_agg_mode=mode, normalisers=Normalisers(num_tokens=5.0))
     with pytest.raises(ValueError, match="global_num_tokens"):
-        L.policy_loss(
-            L.forking_token_loss,
+        policy_loss(
+            "forking_tokens",
             lp,
             lp,
             x,
@@ -207,8 +239,8 @@ def test_aggregate_rejects_impossible_global_normalisers(mode):
             normalisers=Normalisers(num_tokens=5.0),
         )
     # forking: global_num_tokens == local count is valid although ceil(rho N) > rho N selected tokens
-    loss, _ = L.policy_loss(
-        L.forking_token_loss,
+    loss, _ = policy_loss(
+        "forking_tokens",
         lp,
         lp,
         x,
@@ -262,8 +294,8 @@ def test_clip_cov_selection_and_loss():
     )
     assert torch.equal(sel, sel2)  # reproducible
     x = logp.clone().requires_grad_()
-    loss, met = L.policy_loss(
-        L.clip_cov_token_loss,
+    loss, met = policy_loss(
+        "clip_cov",
         x,
         old,
         adv,
@@ -288,7 +320,7 @@ def test_kl_cov_matches_reference():
     nk = max(int(k * n), 1)
     top = sorted(cov, key=lambda c: -cov[c])[:nk]
     x = logp.clone().requires_grad_()
-    loss, met = L.policy_loss(L.kl_cov_token_loss, x, old, adv, mask, kl_cov_ratio=k, kl_cov_coef=beta)
+    loss, met = policy_loss("kl_cov", x, old, adv, mask, kl_cov_ratio=k, kl_cov_coef=beta)
     total = 0.0
     for c in cov:
         d = float(logp[c]) - float(old[c])
@@ -310,8 +342,8 @@ def test_forking_tokens(rho):
     k = max(math.ceil(rho * len(cells)), 1)
     want = set(sorted(cells, key=lambda c: -float(ent[c]))[:k])
     assert {tuple(c) for c in top.nonzero().tolist()} == want
-    loss, _ = L.policy_loss(
-        L.forking_token_loss, logp, old, adv, mask, ent, rho=rho, eps_low=0.2, eps_high=0.28, clip_c=10.0
+    loss, _ = policy_loss(
+        "forking_tokens", logp, old, adv, mask, ent, rho=rho, eps_low=0.2, eps_high=0.28, clip_c=10.0
     )
     s = L.clipped_surrogate(logp, old, adv, mask, eps_low=0.2, eps_high=0.28, clip_c=10.0)
     # token-mean over the selected tokens
@@ -425,9 +457,7 @@ def test_quadrant_assignment_and_weights():
 
 def test_standard_metrics_values():
     logp, old, adv, mask, ent = make(11, spread=0.8)
-    loss, met = L.policy_loss(
-        L.vanilla_token_loss, logp, old, adv, mask, eps_low=0.2, eps_high=0.28, clip_c=1.5, entropy=ent
-    )
+    loss, met = policy_loss("grpo", logp, old, adv, mask, eps_low=0.2, eps_high=0.28, clip_c=1.5, entropy=ent)
     n = int(mask.sum())
     lo = hi = du = 0
     rs = []
@@ -484,11 +514,11 @@ def test_nan_on_valid_tokens_raises():
     with pytest.raises(ValueError, match="logp"):
         L.clipped_surrogate(bad, old, adv, mask)
     with pytest.raises(ValueError, match="logp"):
-        L.policy_loss(L.vanilla_token_loss, bad, old, adv, mask)
+        policy_loss("grpo", bad, old, adv, mask)
     with pytest.raises(ValueError, match="logp"):
-        L.policy_loss(L.kl_cov_token_loss, bad, old, adv, mask)
+        policy_loss("kl_cov", bad, old, adv, mask)
     with pytest.raises(ValueError, match="logp"):
-        L.policy_loss(L.clip_cov_token_loss, bad, old, adv, mask)
+        policy_loss("clip_cov", bad, old, adv, mask)
     bad_adv = adv.clone()
     bad_adv[i, j] = float("inf")
     with pytest.raises(ValueError, match="advantages"):
@@ -545,9 +575,7 @@ def test_vanilla_loss_matches_verl(clip):
     logp, old, adv, mask, _ = make(15, b=8, t=20, dtype=torch.float32, spread=0.6)
     x1 = logp.clone().requires_grad_()
     x2 = logp.clone().requires_grad_()
-    ours, _ = L.policy_loss(
-        L.vanilla_token_loss, x1, old.float(), adv.float(), mask, eps_low=low, eps_high=high, clip_c=c
-    )
+    ours, _ = policy_loss("grpo", x1, old.float(), adv.float(), mask, eps_low=low, eps_high=high, clip_c=c)
     theirs, _ = ca.compute_policy_loss_vanilla(
         old.float(), x2, adv.float(), mask, "token-mean", config=_VerlCfg(low, high, c)
     )
@@ -564,8 +592,8 @@ def test_clip_cov_matches_verl():
     kw = {"clip_cov_ratio": 0.05, "clip_cov_lb": 0.05, "clip_cov_ub": 5.0}
     x1 = logp.clone().requires_grad_()
     x2 = logp.clone().requires_grad_()
-    ours, met = L.policy_loss(
-        L.clip_cov_token_loss, x1, old.float(), adv, mask, generator=torch.Generator().manual_seed(123), **kw
+    ours, met = policy_loss(
+        "clip_cov", x1, old.float(), adv, mask, generator=torch.Generator().manual_seed(123), **kw
     )
     torch.manual_seed(123)  # verl draws with the global generator; same seed -> same permutation
     theirs, _ = ca.compute_policy_loss_clip_cov(
@@ -583,9 +611,7 @@ def test_kl_cov_matches_verl():
     logp, old, adv, mask, _ = make(17, b=8, t=40, dtype=torch.float32, spread=0.3)
     x1 = logp.clone().requires_grad_()
     x2 = logp.clone().requires_grad_()
-    ours, _ = L.policy_loss(
-        L.kl_cov_token_loss, x1, old.float(), adv.float(), mask, kl_cov_ratio=0.02, kl_cov_coef=1.0
-    )
+    ours, _ = policy_loss("kl_cov", x1, old.float(), adv.float(), mask, kl_cov_ratio=0.02, kl_cov_coef=1.0)
     cfg = _VerlCfg(0.2, 0.2, kl_cov_ratio=0.02, ppo_kl_coef=1.0)
     theirs, _ = ca.compute_policy_loss_kl_cov(old.float(), x2, adv.float(), mask, "token-mean", config=cfg)
     ours.backward()
