@@ -78,7 +78,7 @@ _TYPE_CHECKS = {
 def check_choice(name: str, value, valid) -> None:
     """ValueError naming ``name`` unless ``value`` is one of ``valid``."""
     if value not in valid:
-        raise ValueError(f"{name} must be one of {list(valid)}, got {value!r}")
+        raise ValueError(f"unknown {name} {value!r}; valid: {list(valid)}")
 
 
 def check_range(name: str, value, lo=None, hi=None, lo_open=False, hi_open=False) -> None:
