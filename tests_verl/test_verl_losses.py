@@ -110,6 +110,7 @@ def _padded_grad(flat_grad, b, rows=None):
         ("steer_binary", {"clip_c": 10.0}),
         ("forking_tokens", {"clip_c": 10.0}),
         ("quadrant", {"target": "II", "action": "upweight", "clip_c": 10.0}),
+        ("steer_directional", {"clip_c": 10.0}),
     ],
 )
 def test_equals_the_core_on_the_same_inputs(seed, mode, params):

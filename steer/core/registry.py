@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -65,6 +66,7 @@ __all__ = [
     "list_methods",
     "method_config_class",
     "method_preset",
+    "row_requirements",
 ]
 
 ADVANTAGE_KINDS = tuple(ADVANTAGES)
@@ -205,6 +207,28 @@ def method_preset(name: str) -> Preset:
     """The table row of a method (its parts, defaults, citation, caveats)."""
     method_config_class(name)
     return _PRESETS[name]
+
+
+def row_requirements(name: str) -> frozenset[str]:
+    """What method ``name`` reads with its row's defaults (a subset of :data:`REQUIREMENTS`), known
+    without building it: a parameter without a published default stays unset, and a part whose
+    requirements would read it counts as reading nothing extra. For listings (which engines can
+    run it); a built method's own is :attr:`Method.requires`."""
+    cls = method_config_class(name)
+    defaults = types.SimpleNamespace(
+        **{f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+    )
+    row = _PRESETS[name]
+    parts = [ADVANTAGES[row.advantage], POLICY_LOSSES[row.policy_loss]]
+    if row.weighting is not None:
+        parts.append(WEIGHTINGS[row.weighting])
+    out: set[str] = set()
+    for part in parts:
+        try:
+            out |= part.requirements(defaults)
+        except AttributeError:  # reads a parameter that has no default
+            pass
+    return frozenset(out)
 
 
 def _required_fields(cls: type) -> list[str]:
@@ -425,6 +449,14 @@ class Method:
                 raise ValueError(f"scope statistics have different keys: {sorted(out)} vs {sorted(more)}")
             out = {k: torch.maximum(v, more[k]) for k, v in out.items()}
         return out
+
+    @property
+    def scope_reduce_op(self) -> str | None:
+        """The elementwise op of :meth:`reduce_scope_stats` that a distributed caller applies over
+        ranks with an all-reduce after it (``"max"``), or None when the weighting reduces its
+        statistics with its own function (no all-reduce reproduces it; single process only)."""
+        w = self._weighting
+        return None if w is not None and w.scope_reduce is not None else "max"
 
     def compute_omega(self, batch: LossBatch) -> Tensor:
         """The per-token Omega this method's weighting acts on for this batch (detached, 0 on

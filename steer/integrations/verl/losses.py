@@ -34,6 +34,7 @@ import functools
 import logging
 import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,8 +42,16 @@ import torch
 
 from steer.core.advantages import shape_entropy_advantage
 from steer.core.metrics import reduce_metrics
-from steer.core.registry import Method, build_method, method_config_class
+from steer.core.registry import (
+    Method,
+    build_method,
+    list_methods,
+    method_config_class,
+    method_preset,
+    row_requirements,
+)
 from steer.core.types import LossBatch
+from steer.integrations.verl.names import loss_mode_name
 
 __all__ = [
     "LOSS_MODES",
@@ -71,20 +80,45 @@ def _setup_logger() -> None:
 
 
 _setup_logger()
+#: what a verl policy loss cannot give a method: each token's cause (a model pass before the loss)
+#: and the ``exact`` estimator's sums (verl computes sum_pi_squared only)
+_UNAVAILABLE = frozenset({"cause", "sums"})
 
-#: loss_mode -> core method (names that verl does not already use: verl's own clip_cov / kl_cov
-#: stay untouched, ours are steer_clip_cov / steer_kl_cov)
-LOSS_MODES: dict[str, str] = {  # keys: names.LOSS_MODE_NAMES (tested)
-    "steer": "steer",
-    "steer_reference": "steer_reference",
-    "steer_linear": "steer_linear",
-    "steer_binary": "steer_binary",
-    "forking_tokens": "forking_tokens",
-    "quadrant": "quadrant",
-    "steer_clip_cov": "clip_cov",
-    "steer_kl_cov": "kl_cov",
-    "entropy_adv": "entropy_adv",
-}
+
+def _runs_as_verl_loss(name: str) -> bool:
+    """Whether the registered method ``name`` is one of steer's verl loss modes: its advantage can
+    be applied in the loss, it changes verl's vanilla GRPO loss (a weighting, another policy loss or
+    a shaped advantage: plain GRPO rows such as dr_grpo or dual_clip are verl settings) and, with
+    its defaults, it reads nothing a verl loss cannot provide."""
+    row = method_preset(name)
+    if row.advantage not in _LOSS_LEVEL_ADVANTAGES or row.controller is not None:
+        return False
+    if (row.advantage, row.policy_loss, row.weighting) == ("grpo", "vanilla", None):
+        return False
+    return not (row_requirements(name) & _UNAVAILABLE)
+
+
+class _LossModes(Mapping):
+    """loss_mode -> core method, derived from the method table each time it is read (a method
+    defined with ``define_method`` joins it; verl's registry holds the modes of install time)."""
+
+    def _table(self) -> dict[str, str]:
+        return {loss_mode_name(n): n for n in list_methods() if _runs_as_verl_loss(n)}
+
+    def __getitem__(self, mode: str) -> str:
+        return self._table()[mode]
+
+    def __iter__(self):
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
+
+    def __repr__(self) -> str:
+        return repr(self._table())
+
+
+LOSS_MODES: Mapping[str, str] = _LossModes()
 
 #: loss modes whose advantage is shaped per token in the loss (verl's advantage estimators
 #: receive no entropy): A~ = shape_entropy_advantage(A_grpo, H_old)
@@ -446,13 +480,25 @@ def _scope_method(loss_function) -> tuple[Method, Any] | None:
     return method, config
 
 
+def _rank_op(method: Method):
+    """The all-reduce op of the method's scope reduction over ranks (``Method.scope_reduce_op``)."""
+    op = method.scope_reduce_op
+    if op is None:
+        raise RuntimeError(
+            f"method {method.name!r} reduces its scope statistics with its own function, which no "
+            "all-reduce over data-parallel ranks can reproduce; run it in one process"
+        )
+    return getattr(torch.distributed.ReduceOp, op.upper())
+
+
 def _train_batch_with_scope(original):
     """``BaseEngine.train_batch`` with STEER's mini-batch scope (Eq. 10) made exact.
 
     Before the update of a mini-batch, a forward pass without grad over all of its micro-batches
     computes each one's ``Method.scope_stats`` (max|Omega| with the current policy, exactly the
-    Omega the training pass then uses); the maxima are MAX-reduced locally and with
-    ``all_reduce(MAX)`` over the data-parallel group, and every micro-batch's loss receives them.
+    Omega the training pass then uses); they are reduced locally by the method's own reduction
+    (``Method.reduce_scope_stats``) and over the data-parallel group by an all-reduce with that
+    reduction's op (``Method.scope_reduce_op``), and every micro-batch's loss receives them.
     Cost: one extra forward pass per mini-batch. Only for a STEER method with scope 'minibatch'.
     """
 
@@ -468,17 +514,16 @@ def _train_batch_with_scope(original):
                 self.forward_backward_batch(data, loss_function, forward_only=True)
         finally:
             _SCOPE_PASS.reset(token)
-        keys = sorted({k for s in collected for k in s})
+        method = found[0]
         reduced: dict[str, torch.Tensor] = {}
-        for k in keys:
-            vals = torch.stack([s[k].detach().float().reshape(()) for s in collected if k in s])
-            v = vals.max().reshape(1)
+        for k, local in method.reduce_scope_stats(collected).items():
+            v = local.detach().float().reshape(1)
             if torch.distributed.is_initialized():
                 from verl.utils.device import get_device_id
 
                 v = v.to(get_device_id())
                 torch.distributed.all_reduce(
-                    v, op=torch.distributed.ReduceOp.MAX, group=self.get_data_parallel_group()
+                    v, op=_rank_op(method), group=self.get_data_parallel_group()
                 )
             reduced[k] = v.cpu().reshape(())
         token = _SCOPE.set(reduced or None)
