@@ -34,7 +34,6 @@ import functools
 import logging
 import os
 import threading
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,16 +41,9 @@ import torch
 
 from steer.core.advantages import shape_entropy_advantage
 from steer.core.metrics import reduce_metrics
-from steer.core.registry import (
-    Method,
-    build_method,
-    list_methods,
-    method_config_class,
-    method_preset,
-    row_requirements,
-)
+from steer.core.registry import Method, build_method, method_config_class
 from steer.core.types import LossBatch
-from steer.integrations.verl.names import loss_mode_name
+from steer.integrations.verl.names import LOSS_LEVEL_ADVANTAGES, LOSS_MODES
 
 __all__ = [
     "LOSS_MODES",
@@ -80,52 +72,11 @@ def _setup_logger() -> None:
 
 
 _setup_logger()
-#: what a verl policy loss cannot give a method: each token's cause (a model pass before the loss)
-#: and the ``exact`` estimator's sums (verl computes sum_pi_squared only)
-_UNAVAILABLE = frozenset({"cause", "sums"})
-
-
-def _runs_as_verl_loss(name: str) -> bool:
-    """Whether the registered method ``name`` is one of steer's verl loss modes: its advantage can
-    be applied in the loss, it changes verl's vanilla GRPO loss (a weighting, another policy loss or
-    a shaped advantage: plain GRPO rows such as dr_grpo or dual_clip are verl settings) and, with
-    its defaults, it reads nothing a verl loss cannot provide."""
-    row = method_preset(name)
-    if row.advantage not in _LOSS_LEVEL_ADVANTAGES or row.controller is not None:
-        return False
-    if (row.advantage, row.policy_loss, row.weighting) == ("grpo", "vanilla", None):
-        return False
-    return not (row_requirements(name) & _UNAVAILABLE)
-
-
-class _LossModes(Mapping):
-    """loss_mode -> core method, derived from the method table each time it is read (a method
-    defined with ``define_method`` joins it; verl's registry holds the modes of install time)."""
-
-    def _table(self) -> dict[str, str]:
-        return {loss_mode_name(n): n for n in list_methods() if _runs_as_verl_loss(n)}
-
-    def __getitem__(self, mode: str) -> str:
-        return self._table()[mode]
-
-    def __iter__(self):
-        return iter(self._table())
-
-    def __len__(self) -> int:
-        return len(self._table())
-
-    def __repr__(self) -> str:
-        return repr(self._table())
-
-
-LOSS_MODES: Mapping[str, str] = _LossModes()
 
 #: loss modes whose advantage is shaped per token in the loss (verl's advantage estimators
 #: receive no entropy): A~ = shape_entropy_advantage(A_grpo, H_old)
 _SHAPED_ADVANTAGE = {"entropy_adv": "old_entropy"}
 
-#: advantage estimators the loss can apply itself (token-local given verl's GRPO advantage)
-_LOSS_LEVEL_ADVANTAGES = {"grpo", "entropy_adv"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -208,7 +159,7 @@ def _method_kwargs(loss_mode: str, config) -> tuple[str, dict[str, Any]]:
 
 def _check_supported(loss_mode: str, name: str, method: Method) -> None:
     c = method.config
-    if c.advantage not in _LOSS_LEVEL_ADVANTAGES:
+    if c.advantage not in LOSS_LEVEL_ADVANTAGES:
         raise ValueError(
             f"policy_loss.steer_method={name!r}: its advantage estimator {c.advantage!r} needs the "
             "rewards of whole groups, which a verl policy loss does not receive; only methods on "
