@@ -526,20 +526,7 @@ def _vanilla_surrogate(batch, mask, c) -> SurrogateResult:
         mask,
         eps_low=c.eps_low,
         eps_high=c.eps_high,
-        clip_c=c.clip_c,
-        log_ratio_clamp=c.log_ratio_clamp,
-        check_finite=False,
-    )
-
-
-def _clip_cov_surrogate(batch, mask, c) -> SurrogateResult:
-    return clipped_surrogate(
-        batch.logp,
-        batch.old_logp,
-        batch.advantages,
-        mask,
-        eps_low=c.eps_low,
-        eps_high=c.eps_high,
+        clip_c=c.clip_c,  # None for Clip-Cov (ClipCovParams: no dual clip)
         log_ratio_clamp=c.log_ratio_clamp,
         check_finite=False,
     )
@@ -563,7 +550,7 @@ def vanilla(batch, mask, c, generator):
 
 
 @register_policy_loss(
-    "clip_cov", surrogate=_clip_cov_surrogate, params=ClipCovParams, requires=frozenset({"generator"})
+    "clip_cov", surrogate=_vanilla_surrogate, params=ClipCovParams, requires=frozenset({"generator"})
 )
 def clip_cov(batch, mask, c, generator):
     """Clip-Cov: PPO clip, a random share of the high-covariance tokens gets no gradient.
@@ -574,7 +561,7 @@ def clip_cov(batch, mask, c, generator):
     ratio 2e-4, bounds (1, 5), PPO clip 1/1 (the reference scripts). The token weight reported is
     the 0/1 keep mask. Extra metric: ``clip_cov/selected_frac``.
     """
-    s = _clip_cov_surrogate(batch, mask, c)
+    s = _vanilla_surrogate(batch, mask, c)  # clip_c is None (ClipCovParams)
     sel = clip_cov_select(
         batch.logp,
         batch.advantages,
