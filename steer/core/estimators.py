@@ -174,14 +174,21 @@ def clip_indicator(
     """
     check_same_shape(ratio=ratio, advantages=advantages)
     r, a = _f(ratio), _f(advantages)
-    blocked = torch.zeros(r.shape, dtype=torch.bool, device=r.device)
-    if eps_high is not None:
-        blocked |= (a > 0) & (r > 1.0 + eps_high)
-    if eps_low is not None:
-        blocked |= (a < 0) & (r < 1.0 - eps_low)
-    if clip_c is not None:
-        blocked |= (a < 0) & (r > clip_c)
-    return (~blocked).to(r.dtype)
+    below = None if eps_low is None else r < 1.0 - eps_low
+    capped = None if clip_c is None else r > clip_c
+    neg = _either(below, capped)  # the ratios at which a token with A < 0 passes no gradient
+    blocked = _either(
+        None if eps_high is None else (a > 0) & (r > 1.0 + eps_high),
+        None if neg is None else (a < 0) & neg,
+    )
+    return torch.ones_like(r) if blocked is None else (~blocked).to(r.dtype)
+
+
+def _either(x: Tensor | None, y: Tensor | None) -> Tensor | None:
+    """``x | y`` of two bool masks, either of which may be absent (None)."""
+    if x is None or y is None:
+        return y if x is None else x
+    return x | y
 
 
 def token_weight_w(
