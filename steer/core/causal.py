@@ -104,6 +104,7 @@ def _causal_scope(batch, mask: Tensor, c, surrogate) -> dict[str, Tensor]:
     requires=_requires,
     surrogates=("vanilla", "clip_cov"),
     scope_stats=_causal_scope,
+    metrics={"steer_causal/neg_frac": "token_mean", "steer_causal/cause_neg_max": "max"},
 )
 def steer_causal(batch, mask, c, surrogate, generator) -> Weighting:
     """Damp only the tokens whose own gradient lowers the mini-batch's entropy (c_t < 0)."""
@@ -338,6 +339,9 @@ def _band_reduce(c, stats: list[dict[str, Tensor]]) -> dict[str, Tensor]:
     surrogates=("vanilla", "clip_cov"),
     scope_stats=_band_scope,
     scope_reduce=_band_reduce,
+    metrics={
+        f"band/{k}": "token_mean" for k in ("active", "below", "above", "saturated", "unknown", "strength")
+    },
 )
 def entropy_band(batch, mask, c, surrogate, generator) -> Weighting:
     """Weights 1 while the predicted entropy change lies in the band; else damp the tokens pushing it out."""

@@ -550,7 +550,11 @@ def vanilla(batch, mask, c, generator):
 
 
 @register_policy_loss(
-    "clip_cov", surrogate=_vanilla_surrogate, params=ClipCovParams, requires=frozenset({"generator"})
+    "clip_cov",
+    surrogate=_vanilla_surrogate,
+    params=ClipCovParams,
+    requires=frozenset({"generator"}),
+    metrics={"clip_cov/selected_frac": "token_mean"},
 )
 def clip_cov(batch, mask, c, generator):
     """Clip-Cov: PPO clip, a random share of the high-covariance tokens gets no gradient.
@@ -578,7 +582,9 @@ def clip_cov(batch, mask, c, generator):
     return TokenLoss(s.loss_mat * keep, keep, metrics), s
 
 
-@register_policy_loss("kl_cov", surrogate=_kl_cov_surrogate, params=KLCovParams)
+@register_policy_loss(
+    "kl_cov", surrogate=_kl_cov_surrogate, params=KLCovParams, metrics={"kl_cov/selected_frac": "token_mean"}
+)
 def kl_cov(batch, mask, c, generator):
     """KL-Cov: no clip, |log r| penalty on the top-covariance tokens.
 
@@ -602,7 +608,12 @@ def kl_cov(batch, mask, c, generator):
     return TokenLoss(loss_mat, None, metrics), s
 
 
-@register_weighting("forking", params=ForkingParams, requires=frozenset({"entropy"}))
+@register_weighting(
+    "forking",
+    params=ForkingParams,
+    requires=frozenset({"entropy"}),
+    metrics={"forking/selected_frac": "token_mean"},
+)
 def forking(batch, mask, c, surrogate, generator) -> Weighting:
     """Forking tokens: only the top-rho entropy tokens are trained.
 
@@ -627,7 +638,12 @@ def _quadrant_requires(c) -> frozenset:
     return frozenset({"generator", "entropy"}) if c.by == "delta" else frozenset({"generator"})
 
 
-@register_weighting("quadrant", params=QuadrantParams, requires=_quadrant_requires)
+@register_weighting(
+    "quadrant",
+    params=QuadrantParams,
+    requires=_quadrant_requires,
+    metrics={"quadrant/selected": "sum", "intervention/*/count": "sum"},
+)
 def quadrant(batch, mask, c, surrogate, generator) -> Weighting:
     """Quadrant intervention: mask or up-weight a share of one quadrant's tokens.
 

@@ -34,6 +34,7 @@ from typing import Any
 from torch import Tensor
 
 from steer.core.aggregation import AGG_MODES
+from steer.core.metrics import register_reduction
 from steer.core.regularisers import KL_TYPES
 
 __all__ = [
@@ -211,12 +212,14 @@ WEIGHTINGS: dict[str, Part] = {}
 _TABLES = {"advantage": ADVANTAGES, "policy_loss": POLICY_LOSSES, "weighting": WEIGHTINGS}
 
 
-def _register(kind: str, name: str, **kw):
+def _register(kind: str, name: str, metrics: dict[str, str] | None = None, **kw):
     table = _TABLES[kind]
 
     def deco(fn):
         if name in table:
             raise ValueError(f"{kind} {name!r} is already registered")
+        for key, reduction in (metrics or {}).items():
+            register_reduction(key, reduction)
         doc = kw.pop("doc", "")
         if not doc and fn.__doc__:
             doc = fn.__doc__.strip().splitlines()[0]
@@ -233,17 +236,25 @@ def register_advantage(
     return _register("advantage", name, params=params, requires=requires, doc=doc)
 
 
+# ``metrics=`` of the loss and weighting decorators: the reductions of the metric keys the function
+# emits beyond the standard ones (``{key or pattern: "sum" | "token_mean" | "mean" | "min" |
+# "max"}``, declared in :mod:`steer.core.metrics` when the function is registered).
+
+
 def register_policy_loss(
     name: str,
     *,
     surrogate: Callable,
     params: type = NoParams,
     requires: Requires = frozenset(),
+    metrics: dict[str, str] | None = None,
     doc: str = "",
 ):
     """Decorator: register ``fn(batch, mask, config, generator) -> (TokenLoss, SurrogateResult)``
     with its deterministic ``surrogate(batch, mask, config) -> SurrogateResult``."""
-    return _register("policy_loss", name, params=params, requires=requires, surrogate=surrogate, doc=doc)
+    return _register(
+        "policy_loss", name, metrics, params=params, requires=requires, surrogate=surrogate, doc=doc
+    )
 
 
 def register_weighting(
@@ -255,12 +266,14 @@ def register_weighting(
     scope_stats: Callable | None = None,
     scope_reduce: Callable | None = None,
     omega: Callable | None = None,
+    metrics: dict[str, str] | None = None,
     doc: str = "",
 ):
     """Decorator: register ``fn(batch, mask, config, surrogate, generator) -> Weighting``."""
     return _register(
         "weighting",
         name,
+        metrics,
         params=params,
         requires=requires,
         surrogates=tuple(surrogates),

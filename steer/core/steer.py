@@ -197,6 +197,7 @@ def _scope_value(batch) -> tuple:
     surrogates=("vanilla", "clip_cov"),
     scope_stats=_scope_omega_max,
     omega=_omega_of_batch,
+    metrics={"steer/omega_max": "max", "steer/omega_abs_mean": "token_mean"},
 )
 def steer(batch, mask, c, surrogate, generator) -> Weighting:
     """STEER: lambda = exp(-k |Omega|) (Eq. 10) from the surrogate's w = I_clip r A."""
@@ -283,6 +284,7 @@ def _directional_scope(batch, mask: Tensor, c, surrogate: SurrogateResult) -> di
     surrogates=("vanilla", "clip_cov"),
     scope_stats=_directional_scope,
     omega=_omega_of_batch,
+    metrics={"steer_directional/neg_frac": "token_mean", "steer_directional/omega_neg_max": "max"},
 )
 def steer_directional(batch, mask, c, surrogate, generator) -> Weighting:
     """Damp only the entropy-decreasing tokens (Omega < 0); the others keep weight 1."""

@@ -83,3 +83,25 @@ def test_listings_leave_out_what_an_engine_cannot_run():
     listed = trl_config.trl_methods()
     assert "steer_causal" not in listed and "entropy_band" not in listed and "kl_penalty" not in listed
     assert "steer_directional" in listed and "gtpo" in listed
+
+
+def test_a_new_functions_metric_reductions_are_declared_with_it(monkeypatch):
+    """Adding a method is two places: the function (with its params and its metric reductions) and
+    its row; no third file declares how its metrics reduce."""
+    import torch
+
+    from steer.core import metrics as M
+    from steer.core import parts as P
+
+    monkeypatch.setattr(M, "REDUCTIONS", dict(M.REDUCTIONS))
+    monkeypatch.setattr(P, "WEIGHTINGS", dict(P.WEIGHTINGS))
+    monkeypatch.setitem(P._TABLES, "weighting", P.WEIGHTINGS)
+    with pytest.raises(KeyError):
+        M.reduction_of("halving/kept")
+
+    @P.register_weighting("halving", metrics={"halving/kept": "token_mean"})
+    def halving(batch, mask, c, surrogate, generator):
+        return P.Weighting(torch.full(mask.shape, 0.5), {"halving/kept": 1.0})
+
+    assert M.reduction_of("halving/kept") == "token_mean"
+    assert "halving" in P.WEIGHTINGS
