@@ -10,8 +10,8 @@ from verl.workers.config.actor import PolicyLossConfig
 from verl.workers.utils import losses as verl_losses
 from verl_test_helpers import actor_config, make_data, model_output, random_batch
 
-from steer.core.registry import build_method
 from steer.core.aggregation import aggregate
+from steer.core.registry import build_method
 from steer.core.types import LossBatch, Normalisers
 from steer.integrations.verl import LOSS_MODES, SteerPolicyLossConfig
 from steer.integrations.verl import losses as steer_losses

@@ -10,8 +10,8 @@ import torch
 
 from steer.core import metrics as M
 from steer.core import registry as R
-from steer.core.errors import NonFiniteError
 from steer.core.aggregation import aggregate
+from steer.core.errors import NonFiniteError
 from steer.core.types import LossBatch, Normalisers, TokenLoss
 from tests.core.test_registry import REQUIRED, loss_batch, rollout
 

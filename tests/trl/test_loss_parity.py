@@ -17,8 +17,8 @@ import copy
 import pytest
 import torch
 
-from steer.core.registry import build_method
 from steer.core.aggregation import aggregate
+from steer.core.registry import build_method
 from steer.core.types import LossBatch, Normalisers
 from steer.integrations.trl import SUPPORTED_LOSS_TYPES
 from steer.integrations.trl.config import method_overrides
