@@ -10,8 +10,9 @@ from verl.workers.config.actor import PolicyLossConfig
 from verl.workers.utils import losses as verl_losses
 from verl_test_helpers import actor_config, make_data, model_output, random_batch
 
+from steer.core.aggregation import aggregate
 from steer.core.registry import build_method
-from steer.core.types import LossBatch
+from steer.core.types import LossBatch, Normalisers
 from steer.integrations.verl import LOSS_MODES, SteerPolicyLossConfig
 from steer.integrations.verl import losses as steer_losses
 
@@ -79,7 +80,7 @@ def _core_expected(method_name, b, *, n_tokens, rows=None, lr=1e-6, **params):
         global_num_tokens=n_tokens,
     )
     tl = m.token_loss(batch)
-    loss = m.aggregate(tl, batch)
+    loss = aggregate(tl, batch.response_mask, m.config.loss_agg_mode, Normalisers.of(batch, m.config.loss_scale_factor))
     loss.backward()
     return loss.detach(), logp.grad, tl
 
@@ -109,6 +110,7 @@ def _padded_grad(flat_grad, b, rows=None):
         ("steer_binary", {"clip_c": 10.0}),
         ("forking_tokens", {"clip_c": 10.0}),
         ("quadrant", {"target": "II", "action": "upweight", "clip_c": 10.0}),
+        ("steer_directional", {"clip_c": 10.0}),
     ],
 )
 def test_equals_the_core_on_the_same_inputs(seed, mode, params):

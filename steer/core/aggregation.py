@@ -1,9 +1,9 @@
-"""Loss aggregation: the one place where a per-token loss matrix becomes a scalar.
+"""Loss aggregation: the one place where a per-token loss becomes a scalar, :func:`aggregate`.
 
 verl's ``agg_loss`` modes (spec methods.md §0). The denominators come as one
 :class:`steer.core.types.Normalisers` object (mini-batch token and sequence counts over every
-micro-batch and rank, and the Dr. GRPO constant); :func:`aggregate_token_loss` reduces a method's
-:class:`steer.core.types.TokenLoss`.
+micro-batch and rank, and the Dr. GRPO constant; :meth:`~steer.core.types.Normalisers.of` builds a
+batch's); :func:`aggregate` takes a loss matrix or a method's :class:`steer.core.types.TokenLoss`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from torch import Tensor
 
 from steer.core.types import Normalisers, TokenLoss, as_bool_mask, check_same_shape
 
-__all__ = ["AGG_MODES", "aggregate", "aggregate_token_loss", "method_normalisers", "token_coefficients"]
+__all__ = ["AGG_MODES", "aggregate", "token_coefficients"]
 
 AGG_MODES = (
     "token-mean",
@@ -64,49 +64,52 @@ def _check_global_normalisers(
 
 
 def aggregate(
-    loss_mat: Tensor,
+    loss: Tensor | TokenLoss,
     mask: Tensor,
     mode: str = "token-mean",
-    *,
-    global_num_tokens: float | Tensor | None = None,
-    global_num_seqs: float | Tensor | None = None,
-    loss_scale_factor: float | None = None,
+    normalisers: Normalisers | None = None,
 ) -> Tensor:
-    """Reduce a per-token loss matrix (B, T) to a scalar (verl ``agg_loss`` semantics, spec §0).
+    """Reduce a per-token loss (B, T) to a scalar (verl ``agg_loss`` semantics, spec §0): the one
+    public aggregation.
 
-    - ``token-mean``: ``sum(L * m) / N``, N = ``global_num_tokens`` or this batch's valid tokens;
+    ``loss`` is a loss matrix or a method's :class:`TokenLoss` (then the reduction runs over its
+    ``loss_mask`` when the method selects tokens, and a global ``num_tokens`` is scaled by its
+    ``num_tokens_scale``). ``normalisers`` (:class:`Normalisers`; build a batch's with
+    :meth:`Normalisers.of`) holds the mini-batch counts over every micro-batch and rank and the
+    Dr. GRPO constant; None = this batch's own.
+
+    - ``token-mean``: ``sum(L * m) / N``, N = ``num_tokens`` or this batch's valid tokens;
     - ``seq-mean-token-mean``: mean over sequences of each sequence's token mean (original GRPO);
     - ``seq-mean-token-sum``: mean over sequences of each sequence's token sum;
-    - ``seq-mean-token-sum-norm`` (Dr. GRPO): ``seq-mean-token-sum / loss_scale_factor``
+    - ``seq-mean-token-sum-norm`` (Dr. GRPO): ``seq-mean-token-sum / scale_factor``
       (default: the padded length T, as verl; the Dr. GRPO paper uses the max generation length);
     - ``token-sum``: ``sum(L * m)``.
-    Sequence means divide by ``global_num_seqs`` or the number of non-empty sequences of this batch.
+    Sequence means divide by ``num_seqs`` or the number of non-empty sequences of this batch.
     Pass the global normalisers when a mini-batch is split into micro-batches (each micro-batch's
     loss is then already on the mini-batch scale). An all-masked batch gives exactly 0 (with a
     zero gradient), never NaN. Impossible global normalisers raise ValueError (whatever the mode):
-    ``global_num_tokens`` smaller than this batch's valid tokens, or <= 0 while there are valid
-    tokens; the same for ``global_num_seqs`` against the non-empty sequences.
+    ``num_tokens`` smaller than this batch's valid tokens (``mask``), or <= 0 while there are valid
+    tokens; the same for ``num_seqs`` against the non-empty sequences.
     """
+    n = normalisers or Normalisers()
     if mode not in AGG_MODES:
         raise ValueError(f"unknown loss_agg_mode {mode!r}; valid: {list(AGG_MODES)}")
-    check_same_shape(loss_mat=loss_mat, mask=mask)
+    tl = loss if isinstance(loss, TokenLoss) else TokenLoss(loss_mat=loss)
+    check_same_shape(loss_mat=tl.loss_mat, mask=mask)
     m = as_bool_mask(mask)
-    _check_global_normalisers(m, global_num_tokens, global_num_seqs)
-    return _aggregate(
-        loss_mat,
-        m,
-        mode,
-        global_num_tokens=global_num_tokens,
-        global_num_seqs=global_num_seqs,
-        loss_scale_factor=loss_scale_factor,
-    )
+    _check_global_normalisers(m, n.num_tokens, n.num_seqs)
+    gnt = n.num_tokens
+    if tl.loss_mask is not None:
+        m = as_bool_mask(tl.loss_mask)
+        if gnt is not None and tl.num_tokens_scale != 1.0:
+            gnt = float(gnt) * tl.num_tokens_scale
+    return _aggregate(tl.loss_mat, m, mode, gnt, n.num_seqs, n.scale_factor)
 
 
 def _aggregate(
     loss_mat: Tensor,
     m: Tensor,
     mode: str,
-    *,
     global_num_tokens: float | Tensor | None,
     global_num_seqs: float | Tensor | None,
     loss_scale_factor: float | None,
@@ -135,63 +138,19 @@ def _aggregate(
     return loss
 
 
-def aggregate_token_loss(
-    token_loss: TokenLoss,
-    response_mask: Tensor,
-    mode: str = "token-mean",
-    normalisers: Normalisers | None = None,
-) -> Tensor:
-    """Reduce a method's :class:`TokenLoss` to its scalar policy loss.
-
-    The global normalisers are checked against ``response_mask`` (they count every valid token
-    and sequence); the reduction runs over ``token_loss.loss_mask`` when the method selects
-    tokens (then a global ``num_tokens`` is scaled by ``token_loss.num_tokens_scale``).
-    """
-    n = normalisers or Normalisers()
-    if mode not in AGG_MODES:
-        raise ValueError(f"unknown loss_agg_mode {mode!r}; valid: {list(AGG_MODES)}")
-    check_same_shape(loss_mat=token_loss.loss_mat, response_mask=response_mask)
-    m = as_bool_mask(response_mask)
-    _check_global_normalisers(m, n.num_tokens, n.num_seqs)
-    gnt = n.num_tokens
-    if token_loss.loss_mask is not None:
-        m = as_bool_mask(token_loss.loss_mask)
-        if gnt is not None and token_loss.num_tokens_scale != 1.0:
-            gnt = float(gnt) * token_loss.num_tokens_scale
-    return _aggregate(
-        token_loss.loss_mat,
-        m,
-        mode,
-        global_num_tokens=gnt,
-        global_num_seqs=n.num_seqs,
-        loss_scale_factor=n.scale_factor,
-    )
-
-
-def method_normalisers(batch, config) -> Normalisers:
-    """The aggregation normalisers of a :class:`steer.core.types.LossBatch` for a method's config:
-    the batch's mini-batch counts and the ``seq-mean-token-sum-norm`` constant
-    (``config.loss_scale_factor``, else the batch's configured ``max_response_length``, else None:
-    the padded length)."""
-    scale = getattr(config, "loss_scale_factor", None)
-    if scale is None and getattr(batch, "max_response_length", None) is not None:
-        scale = float(batch.max_response_length)
-    return batch.normalisers(scale)
-
-
 def token_coefficients(
     mask: Tensor, mode: str = "token-mean", normalisers: Normalisers | None = None, *, dtype=torch.float64
 ) -> Tensor:
     """(B, T) ``d agg / d L_t``: the coefficient of each token's loss in the aggregated loss
     (aggregation is linear in the loss matrix, so ``agg(L) = sum_t coef_t L_t``). 0 on padding.
 
-    Obtained by differentiating :func:`aggregate_token_loss` itself at a zero loss matrix, so it
+    Obtained by differentiating :func:`aggregate` itself at a zero loss matrix, so it
     follows every mode and normaliser of the aggregation without restating them.
     """
     m = as_bool_mask(mask)
     x = torch.zeros(m.shape, dtype=dtype, device=m.device, requires_grad=True)
     with torch.enable_grad():
-        agg = aggregate_token_loss(TokenLoss(loss_mat=x), m, mode, normalisers)
+        agg = aggregate(x, m, mode, normalisers)
         (g,) = torch.autograd.grad(agg, x, allow_unused=True)
     if g is None:
         return torch.zeros(m.shape, dtype=dtype, device=m.device)

@@ -35,9 +35,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from steer.core.aggregation import method_normalisers, token_coefficients
+from steer.core.aggregation import token_coefficients
 from steer.core.parts import NoParams, Weighting, check_choice, check_range, register_weighting
-from steer.core.steer import DirectionalMapping, gradient_weight, neg_max
+from steer.core.steer import DirectionalMapping, neg_max
+from steer.core.types import Normalisers
 from steer.core.weights import directional_weights
 
 __all__ = [
@@ -64,8 +65,8 @@ def cause_coefficients(batch, mask: Tensor, config, surrogate) -> Tensor:
     """(B, T) float64 ``u_t = coef_t * w_t = -d L / d log pi_t`` of the unweighted surrogate's
     aggregated loss L (``w = I_clip r A``, ``coef`` the aggregation's), 0 on padding: the policy
     gradient is ``-sum_t u_t grad log pi_t``."""
-    w = gradient_weight(surrogate, batch.advantages).double()
-    coef = token_coefficients(mask, config.loss_agg_mode, method_normalisers(batch, config)).to(w.device)
+    w = surrogate.token_weight(batch.advantages).double()
+    coef = token_coefficients(mask, config.loss_agg_mode, Normalisers.of(batch, config.loss_scale_factor)).to(w.device)
     u = coef * w
     return torch.where(mask.to(u.device), u, torch.zeros((), dtype=u.dtype, device=u.device))
 
@@ -103,6 +104,7 @@ def _causal_scope(batch, mask: Tensor, c, surrogate) -> dict[str, Tensor]:
     requires=_requires,
     surrogates=("vanilla", "clip_cov"),
     scope_stats=_causal_scope,
+    metrics={"steer_causal/neg_frac": "token_mean", "steer_causal/cause_neg_max": "max"},
 )
 def steer_causal(batch, mask, c, surrogate, generator) -> Weighting:
     """Damp only the tokens whose own gradient lowers the mini-batch's entropy (c_t < 0)."""
@@ -337,6 +339,9 @@ def _band_reduce(c, stats: list[dict[str, Tensor]]) -> dict[str, Tensor]:
     surrogates=("vanilla", "clip_cov"),
     scope_stats=_band_scope,
     scope_reduce=_band_reduce,
+    metrics={
+        f"band/{k}": "token_mean" for k in ("active", "below", "above", "saturated", "unknown", "strength")
+    },
 )
 def entropy_band(batch, mask, c, surrogate, generator) -> Weighting:
     """Weights 1 while the predicted entropy change lies in the band; else damp the tokens pushing it out."""

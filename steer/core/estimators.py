@@ -18,6 +18,7 @@ Notation: ``pi = exp(logp)`` is the probability of the sampled token o under the
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -26,9 +27,12 @@ from steer.core.types import as_bool_mask, check_same_shape
 
 __all__ = [
     "ESTIMATORS",
+    "PER_STATE_ESTIMATORS",
+    "Estimator",
     "clip_indicator",
     "delta_indicator",
     "estimate_entropy_change",
+    "estimator",
     "omega_cov",
     "omega_exact",
     "omega_paper",
@@ -154,37 +158,112 @@ def omega_cov(
     return torch.where(m, -_lr(lr, lp_v) * cov, zero).to(lp.dtype)
 
 
-def clip_indicator(ratio: Tensor, advantages: Tensor, eps_low: float, eps_high: float) -> Tensor:
-    """I_clip of Eq. 6: 0 where the clipped surrogate blocks the gradient, 1 where it flows.
+def clip_indicator(
+    ratio: Tensor,
+    advantages: Tensor,
+    eps_low: float | None,
+    eps_high: float | None,
+    clip_c: float | None = None,
+) -> Tensor:
+    """I_clip of Eq. 6, with the dual clip: 0 where the clipped surrogate passes no gradient, 1 where
+    it does.
 
-    0 when ``A > 0 and r > 1 + eps_high`` or ``A < 0 and r < 1 - eps_low``; 1 otherwise.
+    0 when ``A > 0 and r > 1 + eps_high``, ``A < 0 and r < 1 - eps_low``, or (dual clip, ``clip_c``
+    set) ``A < 0 and r > clip_c``, where the loss is capped at the constant ``-clip_c A``; 1
+    otherwise. ``None`` for a bound means the loss has no such clip (KL-Cov has none at all).
     """
     check_same_shape(ratio=ratio, advantages=advantages)
     r, a = _f(ratio), _f(advantages)
-    clipped = ((a > 0) & (r > 1.0 + eps_high)) | ((a < 0) & (r < 1.0 - eps_low))
-    return (~clipped).to(r.dtype)
+    below = None if eps_low is None else r < 1.0 - eps_low
+    capped = None if clip_c is None else r > clip_c
+    neg = _either(below, capped)  # the ratios at which a token with A < 0 passes no gradient
+    blocked = _either(
+        None if eps_high is None else (a > 0) & (r > 1.0 + eps_high),
+        None if neg is None else (a < 0) & neg,
+    )
+    return torch.ones_like(r) if blocked is None else (~blocked).to(r.dtype)
 
 
-def token_weight_w(ratio: Tensor, advantages: Tensor, eps_low: float, eps_high: float) -> Tensor:
-    """Theorem 1's per-token policy-gradient weight ``w = I_clip * r * A`` (Eq. 5-7)."""
+def _either(x: Tensor | None, y: Tensor | None) -> Tensor | None:
+    """``x | y`` of two bool masks, either of which may be absent (None)."""
+    if x is None or y is None:
+        return y if x is None else x
+    return x | y
+
+
+def token_weight_w(
+    ratio: Tensor,
+    advantages: Tensor,
+    eps_low: float | None,
+    eps_high: float | None,
+    clip_c: float | None = None,
+) -> Tensor:
+    """Theorem 1's per-token policy-gradient weight ``w = I_clip * r * A`` (Eq. 5-7), the one place
+    it is written: ``w = -dL/d log pi`` of the clipped surrogate, so the dual clip (``clip_c``)
+    blocks it too (:func:`clip_indicator`)."""
     r, a = _f(ratio), _f(advantages)
-    return clip_indicator(r, a, eps_low, eps_high) * r * a
+    return clip_indicator(r, a, eps_low, eps_high, clip_c) * r * a
 
 
-#: Estimator name -> function. ``paper`` (Eq. 7), ``reference`` (released code, spec §13.3),
-#: ``exact`` (first-order, spec §13.1), ``cov`` (Cui et al., spec §1.1).
-ESTIMATORS: dict[str, Callable[..., Tensor]] = {
-    "paper": omega_paper,
-    "reference": omega_reference,
-    "exact": omega_exact,
-    "cov": omega_cov,
+@dataclass(frozen=True)
+class Estimator:
+    """One row of the estimator table.
+
+    - ``fn``: the estimator (keyword arguments as its signature);
+    - ``of_batch``: ``(w, batch, mask, lr) -> Omega`` from a :class:`steer.core.types.LossBatch`
+      (``w`` = Theorem 1's weight, None when ``needs_w`` is False);
+    - ``requires``: what it reads from the batch beyond logp / old_logp / advantages (names of
+      :data:`steer.core.parts.REQUIREMENTS`);
+    - ``needs_w``: it is fed ``w = I_clip r A``;
+    - ``per_state``: a per-state (per-token) estimate; ``cov`` is centred over the batch, so no
+      token weighting offers it.
+    """
+
+    fn: Callable[..., Tensor]
+    of_batch: Callable[..., Tensor]
+    requires: frozenset[str]
+    needs_w: bool = True
+    per_state: bool = True
+
+
+#: The estimator table: ``paper`` (Eq. 7), ``reference`` (released code, spec §13.3), ``exact``
+#: (first-order, spec §13.1), ``cov`` (Cui et al., spec §1.1). Every dispatch reads it.
+ESTIMATORS: dict[str, Estimator] = {
+    "paper": Estimator(
+        omega_paper, lambda w, b, m, lr: omega_paper(w, b.logp, b.entropy, lr), frozenset({"entropy"})
+    ),
+    "reference": Estimator(
+        omega_reference,
+        lambda w, b, m, lr: omega_reference(b.advantages, b.logp, b.old_logp, b.old_entropy, lr=lr),
+        frozenset({"old_entropy"}),
+        needs_w=False,
+    ),
+    "exact": Estimator(
+        omega_exact,
+        lambda w, b, m, lr: omega_exact(w, b.logp, b.entropy, b.sum_p2, b.sum_p2_logp, lr),
+        frozenset({"entropy", "sums"}),
+    ),
+    "cov": Estimator(
+        omega_cov,
+        lambda w, b, m, lr: omega_cov(b.logp, b.advantages, m, lr=lr),
+        frozenset(),
+        needs_w=False,
+        per_state=False,
+    ),
 }
+
+#: The per-state estimators (what a token weighting may choose).
+PER_STATE_ESTIMATORS = tuple(n for n, e in ESTIMATORS.items() if e.per_state)
+
+
+def estimator(name: str, valid=None) -> Estimator:
+    """The table row ``name``; an unknown name raises ValueError listing the valid ones."""
+    valid = sorted(ESTIMATORS) if valid is None else list(valid)
+    if name not in valid:
+        raise ValueError(f"unknown entropy-change estimator {name!r}; valid: {valid}")
+    return ESTIMATORS[name]
 
 
 def estimate_entropy_change(name: str, **kwargs) -> Tensor:
-    """Dispatch to ``ESTIMATORS[name](**kwargs)``; an unknown name raises ValueError listing the valid ones."""
-    try:
-        fn = ESTIMATORS[name]
-    except KeyError:
-        raise ValueError(f"unknown entropy-change estimator {name!r}; valid: {sorted(ESTIMATORS)}") from None
-    return fn(**kwargs)
+    """Dispatch to ``ESTIMATORS[name].fn(**kwargs)``; an unknown name raises ValueError listing the valid ones."""
+    return estimator(name).fn(**kwargs)

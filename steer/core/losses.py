@@ -1,32 +1,35 @@
-"""Policy losses, loss aggregation, entropy/KL regularisers and token-selection interventions.
+"""Policy losses, token weightings and the building blocks they share (clipped surrogate, token
+selections, quadrants, metrics).
 
 Paper Eq. 2 (clipped surrogate), Eq. 5-6 (clip indicator), Eq. 11-13 and Table 3 (token-level
-reweighting view), appendix D.2 (quadrant interventions); spec methods.md §0 (loss and aggregation),
-§1 (Clip-Cov, KL-Cov), §7 (forking tokens), §10 (clip-higher, dual clip, Dr. GRPO), §11 (entropy bonus
-and Skywork's adaptive controller), §12 (KL estimators).
+reweighting view), appendix D.2 (quadrant interventions); spec methods.md §0 (loss), §1 (Clip-Cov,
+KL-Cov), §7 (forking tokens), §10 (clip-higher, dual clip). The regularisers are in
+:mod:`steer.core.regularisers`, the aggregation in :mod:`steer.core.aggregation`.
 
 Shapes: every per-token tensor is ``(B, T)`` (any shape works where a function does not need a
 sequence axis) with a boolean ``response_mask`` of the same shape. Per-token loss matrices are
 exactly 0 on masked positions, and masked positions never pass a gradient (also when the
 log-probs there are NaN or inf). Selection masks and weights are detached.
 
-Every ``*_policy_loss`` function returns ``(loss, metrics)``: a scalar loss (to minimise) and a dict
-of Python floats with the standard keys (see :func:`standard_metrics` and docs/methods.md).
+The registered policy losses (``vanilla``, ``clip_cov``, ``kl_cov``) are
+``fn(batch: LossBatch, mask, config, generator) -> (TokenLoss, SurrogateResult)`` and the
+weightings (``forking``, ``quadrant``) ``fn(batch, mask, config, surrogate, generator) ->
+Weighting``: each body is the method's math, its parameters checked once by its params dataclass
+(:mod:`steer.core.parts`); ``Method`` validates the batch before calling them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from steer.core.aggregation import AGG_MODES, aggregate, aggregate_token_loss
-from steer.core.errors import check_finite
-from steer.core.estimators import delta_indicator, omega_cov
+from steer.core.aggregation import AGG_MODES, aggregate
+from steer.core.errors import check_finite as _finite
+from steer.core.estimators import delta_indicator, omega_cov, token_weight_w
 from steer.core.parts import (
     NoParams,
     Weighting,
@@ -35,7 +38,14 @@ from steer.core.parts import (
     register_policy_loss,
     register_weighting,
 )
-from steer.core.types import Normalisers, TokenLoss, as_bool_mask, check_same_shape
+from steer.core.regularisers import (
+    KL_TYPES,
+    AdaptiveEntropyController,
+    entropy_bonus_loss,
+    kl_penalty,
+    kl_penalty_loss,
+)
+from steer.core.types import TokenLoss, as_bool_mask, check_same_shape, masked_mean_float
 
 __all__ = [
     "AGG_MODES",
@@ -52,13 +62,11 @@ __all__ = [
     "kl_cov_select",
     "kl_penalty",
     "kl_penalty_loss",
-    "policy_loss",
     "quadrant_metrics",
     "quadrant_weights",
     "standard_metrics",
 ]
 
-KL_TYPES = ("k1", "abs", "k2", "k3", "k1+", "abs+", "k3+")
 QUADRANTS = ("I", "II", "III", "IV")
 
 
@@ -75,6 +83,7 @@ class SurrogateResult:
     - ``clipped_low``: A < 0 and the lower clip blocks the gradient (r < 1 - eps_low).
     - ``clipped_high``: A > 0 and the upper clip blocks the gradient (r > 1 + eps_high).
     - ``clipped_dual``: A < 0 and the dual clip caps the loss at -c A (r > c).
+    - ``eps_low`` / ``eps_high`` / ``clip_c``: the clip bounds the loss applied (None: no such clip).
     All masks are bool and False on padding.
     """
 
@@ -83,6 +92,14 @@ class SurrogateResult:
     clipped_low: Tensor
     clipped_high: Tensor
     clipped_dual: Tensor
+    eps_low: float | None = None
+    eps_high: float | None = None
+    clip_c: float | None = None
+
+    def token_weight(self, advantages: Tensor) -> Tensor:
+        """Theorem 1's ``w = I_clip r A`` of this loss (detached;
+        :func:`steer.core.estimators.token_weight_w` with this loss's clip bounds)."""
+        return token_weight_w(self.ratio, advantages, self.eps_low, self.eps_high, self.clip_c)
 
 
 def _check_clip(eps_low: float, eps_high: float, clip_c: float | None) -> None:
@@ -91,10 +108,6 @@ def _check_clip(eps_low: float, eps_high: float, clip_c: float | None) -> None:
             raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
     if clip_c is not None and not (math.isfinite(clip_c) and clip_c > 1.0):
         raise ValueError(f"clip_c (dual clip) must be > 1 or None, got {clip_c!r}")
-
-
-def _check_finite_on_valid(mask: Tensor, **tensors: Tensor | None) -> None:
-    check_finite(mask, **tensors)
 
 
 def log_ratio(logp: Tensor, old_logp: Tensor, mask: Tensor, clamp: float = 20.0) -> Tensor:
@@ -131,7 +144,7 @@ def clipped_surrogate(
     check_same_shape(logp=logp, old_logp=old_logp, advantages=advantages, response_mask=response_mask)
     m = as_bool_mask(response_mask)
     if check_finite:
-        _check_finite_on_valid(m, logp=logp, old_logp=old_logp, advantages=advantages)
+        _finite(m, logp=logp, old_logp=old_logp, advantages=advantages)
     dt = torch.promote_types(logp.dtype, torch.float32)
     lp = logp.to(dt)
     adv = advantages.detach().to(dt)
@@ -155,20 +168,13 @@ def clipped_surrogate(
         out = clip1
         clipped_dual = torch.zeros_like(m)
     out = torch.where(m, out, zero)
-    return SurrogateResult(out, ratio.detach(), clipped_low, clipped_high, clipped_dual)
+    return SurrogateResult(
+        out, ratio.detach(), clipped_low, clipped_high, clipped_dual, eps_low, eps_high, clip_c
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # metrics
-
-
-def _masked_mean_float(x: Tensor, mask: Tensor, empty: float) -> float:
-    n = int(mask.sum())
-    if n == 0:
-        return empty
-    return float(
-        torch.where(mask, x.double(), torch.zeros((), dtype=torch.float64, device=x.device)).sum() / n
-    )
 
 
 def standard_metrics(
@@ -196,9 +202,9 @@ def standard_metrics(
         out["clipfrac_low"] = float(surrogate.clipped_low.sum()) / denom
         out["clipfrac_high"] = float(surrogate.clipped_high.sum()) / denom
         out["clipfrac_dual"] = float(surrogate.clipped_dual.sum()) / denom
-        out["ratio_mean"] = _masked_mean_float(surrogate.ratio, m, 1.0)
+        out["ratio_mean"] = masked_mean_float(surrogate.ratio, m, 1.0)
     if entropy is not None:
-        out["entropy_mean"] = _masked_mean_float(entropy.detach(), m, 0.0)
+        out["entropy_mean"] = masked_mean_float(entropy.detach(), m, 0.0)
     out.update(weight_metrics(m, weight, n))
     return out
 
@@ -212,61 +218,13 @@ def weight_metrics(response_mask: Tensor, weight: Tensor | None, n: int | None =
         return {"weight_mean": 1.0, "weight_min": 1.0}
     w = weight.detach()
     return {
-        "weight_mean": _masked_mean_float(w, m, 1.0),
+        "weight_mean": masked_mean_float(w, m, 1.0),
         "weight_min": (
             float(torch.where(m, w.double(), torch.full((), math.inf, dtype=torch.float64)).min())
             if n
             else 1.0
         ),
     }
-
-
-def policy_loss(
-    token_loss_fn: Callable[..., tuple[TokenLoss, SurrogateResult]],
-    *args,
-    loss_agg_mode: str = "token-mean",
-    normalisers: Normalisers | None = None,
-    **kwargs,
-) -> tuple[Tensor, dict[str, float]]:
-    """Any ``*_token_loss`` of this module aggregated once: ``(scalar loss, metrics + pg_loss)``.
-
-    ``policy_loss(vanilla_token_loss, logp, old_logp, advantages, mask, eps_high=0.28,
-    normalisers=Normalisers(num_tokens=n))`` is the aggregated clipped surrogate.
-    """
-    mask = args[3] if len(args) > 3 else kwargs["response_mask"]
-    tl, _ = token_loss_fn(*args, **kwargs)
-    loss = aggregate_token_loss(tl, mask, loss_agg_mode, normalisers)
-    return loss, {"pg_loss": float(loss.detach()), **tl.metrics}
-
-
-def vanilla_token_loss(
-    logp: Tensor,
-    old_logp: Tensor,
-    advantages: Tensor,
-    response_mask: Tensor,
-    *,
-    eps_low: float = 0.2,
-    eps_high: float = 0.2,
-    clip_c: float | None = None,
-    log_ratio_clamp: float = 20.0,
-    entropy: Tensor | None = None,
-    check_finite: bool = True,
-) -> tuple[TokenLoss, SurrogateResult]:
-    """The clipped surrogate (:func:`clipped_surrogate`) as a :class:`TokenLoss` (no weights), and
-    the surrogate itself (its ratio and clip masks)."""
-    s = clipped_surrogate(
-        logp,
-        old_logp,
-        advantages,
-        response_mask,
-        eps_low=eps_low,
-        eps_high=eps_high,
-        clip_c=clip_c,
-        log_ratio_clamp=log_ratio_clamp,
-        check_finite=check_finite,
-    )
-    metrics = standard_metrics(response_mask, surrogate=s, entropy=entropy)
-    return TokenLoss(s.loss_mat, None, metrics), s
 
 
 # --------------------------------------------------------------------------------------------
@@ -313,54 +271,6 @@ def clip_cov_select(
     return selected
 
 
-def clip_cov_token_loss(
-    logp: Tensor,
-    old_logp: Tensor,
-    advantages: Tensor,
-    response_mask: Tensor,
-    *,
-    eps_low: float = 1.0,
-    eps_high: float = 1.0,
-    clip_cov_ratio: float = 2e-4,
-    clip_cov_lb: float = 1.0,
-    clip_cov_ub: float = 5.0,
-    generator: torch.Generator | None = None,
-    log_ratio_clamp: float = 20.0,
-    entropy: Tensor | None = None,
-) -> tuple[TokenLoss, SurrogateResult]:
-    """Clip-Cov (Cui et al. 2025; spec methods.md §1.2; paper Table 1 baseline "Clip-Cov") per token.
-
-    The PPO-clipped loss ``max(-A r, -A clip(r))`` (no dual clip) with the selected tokens' loss
-    multiplied by 0 (:func:`clip_cov_select`). Defaults: ratio 2e-4, bounds (1, 5), PPO clip 1/1
-    (the reference scripts). The token weight reported is the 0/1 keep mask. Extra metric:
-    ``clip_cov/selected_frac``.
-    """
-    s = clipped_surrogate(
-        logp,
-        old_logp,
-        advantages,
-        response_mask,
-        eps_low=eps_low,
-        eps_high=eps_high,
-        log_ratio_clamp=log_ratio_clamp,
-    )
-    sel = clip_cov_select(
-        logp,
-        advantages,
-        response_mask,
-        already_clipped=s.clipped_low | s.clipped_high,
-        clip_cov_ratio=clip_cov_ratio,
-        clip_cov_lb=clip_cov_lb,
-        clip_cov_ub=clip_cov_ub,
-        generator=generator,
-    )
-    keep = (~sel).to(s.loss_mat.dtype)
-    loss_mat = s.loss_mat * keep
-    metrics = standard_metrics(response_mask, surrogate=s, entropy=entropy, weight=keep)
-    metrics["clip_cov/selected_frac"] = float(sel.sum()) / max(int(as_bool_mask(response_mask).sum()), 1)
-    return TokenLoss(loss_mat, keep, metrics), s
-
-
 def kl_cov_select(
     logp: Tensor, advantages: Tensor, response_mask: Tensor, *, kl_cov_ratio: float = 2e-3
 ) -> Tensor:
@@ -378,42 +288,6 @@ def kl_cov_select(
     top = torch.topk(cov.reshape(-1), k).indices
     selected.view(-1)[top] = True
     return selected & m
-
-
-def kl_cov_token_loss(
-    logp: Tensor,
-    old_logp: Tensor,
-    advantages: Tensor,
-    response_mask: Tensor,
-    *,
-    kl_cov_ratio: float = 2e-3,
-    kl_cov_coef: float = 1.0,
-    log_ratio_clamp: float = 20.0,
-    entropy: Tensor | None = None,
-) -> tuple[TokenLoss, SurrogateResult]:
-    """KL-Cov (Cui et al. 2025; spec methods.md §1.3; paper Table 1 baseline "KL-Cov") per token.
-
-    No PPO clip anywhere: every token's loss is ``-A r``; the selected top-Cov tokens
-    (:func:`kl_cov_select`) get ``-A r + kl_cov_coef * |logp - old_logp|``. Defaults k = 2e-3
-    (Qwen2.5-7B; 2e-4 for 32B), beta = 1. Extra metric ``kl_cov/selected_frac``. The returned
-    surrogate has all clip masks False (nothing is clipped).
-    """
-    check_same_shape(logp=logp, old_logp=old_logp, advantages=advantages, response_mask=response_mask)
-    m = as_bool_mask(response_mask)
-    _check_finite_on_valid(m, logp=logp, old_logp=old_logp, advantages=advantages)
-    dt = torch.promote_types(logp.dtype, torch.float32)
-    zero = torch.zeros((), dtype=dt, device=logp.device)
-    adv = torch.where(m, advantages.detach().to(dt), zero)
-    lr_ = log_ratio(logp.to(dt), old_logp.to(dt), m, log_ratio_clamp)
-    ratio = torch.exp(lr_)
-    sel = kl_cov_select(logp, advantages, m, kl_cov_ratio=kl_cov_ratio)
-    loss_mat = -adv * ratio + torch.where(sel, kl_cov_coef * lr_.abs(), zero)
-    loss_mat = torch.where(m, loss_mat, zero)
-    none = torch.zeros_like(m)
-    s = SurrogateResult(loss_mat, ratio.detach(), none, none, none)
-    metrics = standard_metrics(m, surrogate=s, entropy=entropy)
-    metrics["kl_cov/selected_frac"] = float(sel.sum()) / max(int(m.sum()), 1)
-    return TokenLoss(loss_mat, None, metrics), s
 
 
 # --------------------------------------------------------------------------------------------
@@ -441,17 +315,6 @@ def forking_token_mask(entropy: Tensor, response_mask: Tensor, *, rho: float = 0
     return out & m
 
 
-def forking_weighting(entropy: Tensor, response_mask: Tensor, *, rho: float, dtype: torch.dtype) -> Weighting:
-    """Forking tokens' selection as a :class:`Weighting`: weight 1 on the top-``rho`` entropy
-    tokens (:func:`forking_token_mask`), 0 elsewhere; the aggregation counts the selected tokens
-    only (``loss_mask``) and scales a global token count by ``rho``."""
-    top = forking_token_mask(entropy, response_mask, rho=rho)
-    frac = float(top.sum()) / max(int(as_bool_mask(response_mask).sum()), 1)
-    return Weighting(
-        top.to(dtype), {"forking/selected_frac": frac}, loss_mask=top, num_tokens_scale=float(rho)
-    )
-
-
 def apply_weighting(token_loss: TokenLoss, weighting: Weighting, response_mask: Tensor) -> TokenLoss:
     """A token weighting on top of a policy loss: ``loss_mat * weight``; the reported weight is
     the product of both (``weight_mean`` / ``weight_min`` recomputed), the weighting's metrics
@@ -463,183 +326,6 @@ def apply_weighting(token_loss: TokenLoss, weighting: Weighting, response_mask: 
     metrics.update(weight_metrics(response_mask, total))
     metrics.update(weighting.metrics)
     return TokenLoss(lm * w.to(lm.dtype), total, metrics, weighting.loss_mask, weighting.num_tokens_scale)
-
-
-def forking_token_loss(
-    logp: Tensor,
-    old_logp: Tensor,
-    advantages: Tensor,
-    response_mask: Tensor,
-    entropy: Tensor,
-    *,
-    rho: float = 0.2,
-    eps_low: float = 0.2,
-    eps_high: float = 0.28,
-    clip_c: float | None = 10.0,
-    log_ratio_clamp: float = 20.0,
-    check_finite: bool = True,
-) -> tuple[TokenLoss, SurrogateResult]:
-    """Forking tokens / 80-20 rule (Wang et al. 2025; spec §7; paper Table 3 "Forking Tokens").
-
-    The clipped loss on the top-``rho`` entropy tokens only (:func:`forking_token_mask`; the
-    current policy's entropy), 0 elsewhere. Its aggregation counts the *selected* tokens
-    (``loss_mask`` = the selection): token-mean divides by their number, and a global
-    ``num_tokens`` is scaled by ``rho`` (``num_tokens_scale``; exact up to the ceil rounding of
-    each micro-batch's selection). Extra metric ``forking/selected_frac``.
-    """
-    tl, s = vanilla_token_loss(
-        logp,
-        old_logp,
-        advantages,
-        response_mask,
-        eps_low=eps_low,
-        eps_high=eps_high,
-        clip_c=clip_c,
-        log_ratio_clamp=log_ratio_clamp,
-        entropy=entropy,
-        check_finite=check_finite,
-    )
-    wt = forking_weighting(entropy, response_mask, rho=rho, dtype=s.loss_mat.dtype)
-    return apply_weighting(tl, wt, response_mask), s
-
-
-# --------------------------------------------------------------------------------------------
-# entropy regularisation (fixed and Skywork-OR1 adaptive)
-
-
-def entropy_bonus_loss(
-    entropy: Tensor,
-    response_mask: Tensor,
-    coef: float,
-    loss_agg_mode: str = "token-mean",
-    normalisers: Normalisers | None = None,
-) -> Tensor:
-    """Entropy regulariser term ``-coef * agg(H)`` to add to the policy loss (spec §11).
-
-    ``entropy`` keeps its graph (full-vocabulary entropy of the training forward pass).
-    Paper appendix B Table 3 "Entropy Regularization". ``coef = 0`` returns an exact 0.
-    """
-    if not math.isfinite(coef):
-        raise ValueError(f"entropy coefficient must be finite, got {coef!r}")
-    return -coef * aggregate_token_loss(
-        TokenLoss(entropy, None, {}), response_mask, loss_agg_mode, normalisers
-    )
-
-
-class AdaptiveEntropyController:
-    """Skywork-OR1 adaptive entropy coefficient (spec methods.md §11, ``EntController``).
-
-    Once per training step, with ``H^_k = -mean(old_logp)`` over the step's response tokens (a
-    Monte-Carlo entropy estimate from the sampled-token NLL): ``c <- c + delta`` if
-    ``H^_k < target`` else ``c - delta``, clipped to ``[coef_min, coef_max]``. The loss uses
-    ``c_realised = c * 1[H^_k < target]``: the bonus is off whenever entropy is above target.
-    Here :meth:`update` is called after step k's actor update (``Method.on_step_end``), so the
-    coefficient and gate used in step k+1's loss come from the estimate of step k.
-    Defaults are the released scripts' (target 0.2, delta 1e-4, c in [0, 0.005], initial 0).
-    """
-
-    def __init__(
-        self,
-        target: float = 0.2,
-        delta: float = 1e-4,
-        coef_init: float = 0.0,
-        coef_min: float = 0.0,
-        coef_max: float = 0.005,
-    ) -> None:
-        if not (coef_min <= coef_max) or delta < 0:
-            raise ValueError(f"need coef_min <= coef_max and delta >= 0, got {coef_min}, {coef_max}, {delta}")
-        self.target = float(target)
-        self.delta = float(delta)
-        self.coef_min = float(coef_min)
-        self.coef_max = float(coef_max)
-        self.coef = float(min(max(coef_init, coef_min), coef_max))
-        self.last_estimate: float | None = None
-
-    @property
-    def gate(self) -> bool:
-        """1[H^ < target] for the last estimate (True before the first update)."""
-        return self.last_estimate is None or self.last_estimate < self.target
-
-    @property
-    def realised_coef(self) -> float:
-        return self.coef if self.gate else 0.0
-
-    def update(self, entropy_estimate: float) -> float:
-        """Apply the +-delta rule for one step's estimate; returns the new realised coefficient."""
-        e = float(entropy_estimate)
-        if not math.isfinite(e):
-            raise ValueError(f"entropy estimate must be finite, got {entropy_estimate!r}")
-        self.last_estimate = e
-        self.coef = self.coef + self.delta if e < self.target else self.coef - self.delta
-        self.coef = min(max(self.coef, self.coef_min), self.coef_max)
-        return self.realised_coef
-
-    @staticmethod
-    def estimate(old_logp: Tensor, response_mask: Tensor) -> float:
-        """``-mean(old_logp)`` over valid tokens (0.0 when none)."""
-        m = as_bool_mask(response_mask)
-        return -_masked_mean_float(old_logp.detach(), m, 0.0)
-
-    def state_dict(self) -> dict:
-        return {"coef": self.coef, "last_estimate": self.last_estimate}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.coef = float(state["coef"])
-        self.last_estimate = None if state.get("last_estimate") is None else float(state["last_estimate"])
-
-
-# --------------------------------------------------------------------------------------------
-# KL penalty
-
-
-def kl_penalty(logp: Tensor, ref_logp: Tensor, kind: str = "k3") -> Tensor:
-    """Per-token KL estimators against a reference policy (spec methods.md §12), d = logp - ref_logp.
-
-    ``k1``: d; ``abs``: |d|; ``k2``: d^2 / 2; ``k3`` (low-variance): exp(-d) + d - 1 with -d clamped
-    to [-20, 20] and the result to [-10, 10]. ``"<name>+"``: forward value of <name>, gradient of
-    k2 (straight-through), k2 being the estimator whose gradient is unbiased.
-    """
-    if kind not in KL_TYPES:
-        raise ValueError(f"unknown KL type {kind!r}; valid: {list(KL_TYPES)}")
-    check_same_shape(logp=logp, ref_logp=ref_logp)
-    dt = torch.promote_types(logp.dtype, torch.float32)
-    d = logp.to(dt) - ref_logp.detach().to(dt)
-    base = kind.rstrip("+")
-    if base == "k1":
-        v = d
-    elif base == "abs":
-        v = d.abs()
-    elif base == "k2":
-        v = 0.5 * d.square()
-    else:
-        nd = (-d).clamp(-20.0, 20.0)
-        v = (torch.exp(nd) - nd - 1.0).clamp(-10.0, 10.0)
-    if kind.endswith("+"):
-        k2 = 0.5 * d.square()
-        v = k2 + (v - k2).detach()
-    return v
-
-
-def kl_penalty_loss(
-    logp: Tensor,
-    ref_logp: Tensor,
-    response_mask: Tensor,
-    coef: float,
-    kind: str = "k3",
-    loss_agg_mode: str = "token-mean",
-    normalisers: Normalisers | None = None,
-) -> tuple[Tensor, float]:
-    """``coef * agg(kl)`` (KL as loss, verl ``use_kl_loss``); returns (term, mean kl over valid tokens).
-
-    NaN/inf on padded positions never reach the gradient.
-    """
-    m = as_bool_mask(response_mask)
-    zero_lp = torch.zeros((), dtype=logp.dtype, device=logp.device)
-    lp = torch.where(m, logp, zero_lp)
-    ref = torch.where(m, ref_logp.detach(), torch.zeros((), dtype=ref_logp.dtype, device=ref_logp.device))
-    kl = kl_penalty(lp, ref, kind)
-    term = coef * aggregate_token_loss(TokenLoss(kl, None, {}), m, loss_agg_mode, normalisers)
-    return term, _masked_mean_float(kl.detach(), m, 0.0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -731,91 +417,6 @@ def quadrant_weights(
     value = 0.0 if action == "mask" else float(factor)
     w = torch.where(selected, torch.tensor(value), torch.tensor(1.0)).to(quadrants.device)
     return w, selected
-
-
-def quadrant_token_loss(
-    logp: Tensor,
-    old_logp: Tensor,
-    advantages: Tensor,
-    response_mask: Tensor,
-    *,
-    target: str,
-    action: str = "mask",
-    fraction: float = 0.1,
-    factor: float = 2.0,
-    by: str = "prob",
-    entropy: Tensor | None = None,
-    high_prob: float = 0.8,
-    low_prob: float = 0.2,
-    generator: torch.Generator | None = None,
-    eps_low: float = 0.2,
-    eps_high: float = 0.2,
-    clip_c: float | None = None,
-    log_ratio_clamp: float = 20.0,
-    check_finite: bool = True,
-) -> tuple[TokenLoss, SurrogateResult]:
-    """Clipped loss with a quadrant intervention (paper Figure 6 and appendix D.2), per token.
-
-    The probability used for ``by="prob"`` is the current policy's (detached). Extra metric
-    ``quadrant/selected`` (a count), and ``intervention/{q}/count``: the per-quadrant token counts
-    under the intervention's own criterion ``by`` (the standard ``quadrant/{q}/count`` keys always
-    use sign(A) and sign(delta); ``Method`` adds them when an entropy is available).
-    """
-    tl, s = vanilla_token_loss(
-        logp,
-        old_logp,
-        advantages,
-        response_mask,
-        eps_low=eps_low,
-        eps_high=eps_high,
-        clip_c=clip_c,
-        log_ratio_clamp=log_ratio_clamp,
-        entropy=entropy,
-        check_finite=check_finite,
-    )
-    wt = quadrant_weighting(
-        advantages,
-        response_mask,
-        logp=logp,
-        entropy=entropy,
-        target=target,
-        action=action,
-        fraction=fraction,
-        factor=factor,
-        by=by,
-        high_prob=high_prob,
-        low_prob=low_prob,
-        generator=generator,
-    )
-    return apply_weighting(tl, wt, response_mask), s
-
-
-def quadrant_weighting(
-    advantages: Tensor,
-    response_mask: Tensor,
-    *,
-    logp: Tensor,
-    entropy: Tensor | None,
-    target: str,
-    action: str = "mask",
-    fraction: float = 0.1,
-    factor: float = 2.0,
-    by: str = "prob",
-    high_prob: float = 0.8,
-    low_prob: float = 0.2,
-    generator: torch.Generator | None = None,
-) -> Weighting:
-    """The quadrant intervention's weights (:func:`quadrant_weights` on :func:`assign_quadrants`)
-    as a :class:`Weighting`, with ``quadrant/selected`` (a count) and ``intervention/{q}/count``."""
-    q = assign_quadrants(
-        advantages, response_mask, logp=logp, entropy=entropy, by=by, high_prob=high_prob, low_prob=low_prob
-    )
-    w, sel = quadrant_weights(
-        q, target=target, action=action, fraction=fraction, factor=factor, generator=generator
-    )
-    metrics = {"quadrant/selected": float(sel.sum())}
-    metrics.update({k.replace("quadrant/", "intervention/", 1): v for k, v in quadrant_metrics(q).items()})
-    return Weighting(w, metrics)
 
 
 def clip_by_prob_metrics(
@@ -925,20 +526,7 @@ def _vanilla_surrogate(batch, mask, c) -> SurrogateResult:
         mask,
         eps_low=c.eps_low,
         eps_high=c.eps_high,
-        clip_c=c.clip_c,
-        log_ratio_clamp=c.log_ratio_clamp,
-        check_finite=False,
-    )
-
-
-def _clip_cov_surrogate(batch, mask, c) -> SurrogateResult:
-    return clipped_surrogate(
-        batch.logp,
-        batch.old_logp,
-        batch.advantages,
-        mask,
-        eps_low=c.eps_low,
-        eps_high=c.eps_high,
+        clip_c=c.clip_c,  # None for Clip-Cov (ClipCovParams: no dual clip)
         log_ratio_clamp=c.log_ratio_clamp,
         check_finite=False,
     )
@@ -953,81 +541,130 @@ def _kl_cov_surrogate(batch, mask, c) -> SurrogateResult:
 
 @register_policy_loss("vanilla", surrogate=_vanilla_surrogate)
 def vanilla(batch, mask, c, generator):
-    """Clipped surrogate (Eq. 2): decoupled clip eps_low/eps_high, optional dual clip c."""
-    return vanilla_token_loss(
-        batch.logp,
-        batch.old_logp,
-        batch.advantages,
-        mask,
-        eps_low=c.eps_low,
-        eps_high=c.eps_high,
-        clip_c=c.clip_c,
-        log_ratio_clamp=c.log_ratio_clamp,
-        entropy=batch.entropy,
-        check_finite=False,  # the Method validated the batch
-    )
+    """Clipped surrogate (Eq. 2): decoupled clip eps_low/eps_high, optional dual clip c.
+
+    :func:`clipped_surrogate` as the method's per-token loss, no weights, the standard metrics.
+    """
+    s = _vanilla_surrogate(batch, mask, c)
+    return TokenLoss(s.loss_mat, None, standard_metrics(mask, surrogate=s, entropy=batch.entropy)), s
 
 
 @register_policy_loss(
-    "clip_cov", surrogate=_clip_cov_surrogate, params=ClipCovParams, requires=frozenset({"generator"})
+    "clip_cov",
+    surrogate=_vanilla_surrogate,
+    params=ClipCovParams,
+    requires=frozenset({"generator"}),
+    metrics={"clip_cov/selected_frac": "token_mean"},
 )
 def clip_cov(batch, mask, c, generator):
-    """Clip-Cov: PPO clip, a random share of the high-covariance tokens gets no gradient."""
-    return clip_cov_token_loss(
+    """Clip-Cov: PPO clip, a random share of the high-covariance tokens gets no gradient.
+
+    Clip-Cov (Cui et al. 2025; spec methods.md §1.2; paper Table 1 baseline "Clip-Cov"): the
+    PPO-clipped loss ``max(-A r, -A clip(r))`` (no dual clip) with the selected tokens' loss
+    multiplied by 0 (:func:`clip_cov_select`, drawn with the method's ``generator``). Defaults:
+    ratio 2e-4, bounds (1, 5), PPO clip 1/1 (the reference scripts). The token weight reported is
+    the 0/1 keep mask. Extra metric: ``clip_cov/selected_frac``.
+    """
+    s = _vanilla_surrogate(batch, mask, c)  # clip_c is None (ClipCovParams)
+    sel = clip_cov_select(
         batch.logp,
-        batch.old_logp,
         batch.advantages,
         mask,
-        eps_low=c.eps_low,
-        eps_high=c.eps_high,
+        already_clipped=s.clipped_low | s.clipped_high,
         clip_cov_ratio=c.clip_cov_ratio,
         clip_cov_lb=c.clip_cov_lb,
         clip_cov_ub=c.clip_cov_ub,
         generator=generator,
-        log_ratio_clamp=c.log_ratio_clamp,
-        entropy=batch.entropy,
     )
+    keep = (~sel).to(s.loss_mat.dtype)
+    metrics = standard_metrics(mask, surrogate=s, entropy=batch.entropy, weight=keep)
+    metrics["clip_cov/selected_frac"] = float(sel.sum()) / max(int(mask.sum()), 1)
+    return TokenLoss(s.loss_mat * keep, keep, metrics), s
 
 
-@register_policy_loss("kl_cov", surrogate=_kl_cov_surrogate, params=KLCovParams)
+@register_policy_loss(
+    "kl_cov", surrogate=_kl_cov_surrogate, params=KLCovParams, metrics={"kl_cov/selected_frac": "token_mean"}
+)
 def kl_cov(batch, mask, c, generator):
-    """KL-Cov: no clip, |log r| penalty on the top-covariance tokens."""
-    return kl_cov_token_loss(
-        batch.logp,
-        batch.old_logp,
-        batch.advantages,
-        mask,
-        kl_cov_ratio=c.kl_cov_ratio,
-        kl_cov_coef=c.kl_cov_coef,
-        log_ratio_clamp=c.log_ratio_clamp,
-        entropy=batch.entropy,
-    )
+    """KL-Cov: no clip, |log r| penalty on the top-covariance tokens.
+
+    KL-Cov (Cui et al. 2025; spec methods.md §1.3; paper Table 1 baseline "KL-Cov"): every token's
+    loss is ``-A r``; the selected top-Cov tokens (:func:`kl_cov_select`) get
+    ``-A r + kl_cov_coef * |logp - old_logp|``. Defaults k = 2e-3 (Qwen2.5-7B; 2e-4 for 32B),
+    beta = 1. Extra metric ``kl_cov/selected_frac``. The surrogate has no clip (nothing is clipped).
+    """
+    dt = torch.promote_types(batch.logp.dtype, torch.float32)
+    zero = torch.zeros((), dtype=dt, device=batch.logp.device)
+    adv = torch.where(mask, batch.advantages.detach().to(dt), zero)
+    lr_ = log_ratio(batch.logp.to(dt), batch.old_logp.to(dt), mask, c.log_ratio_clamp)
+    ratio = torch.exp(lr_)
+    sel = kl_cov_select(batch.logp, batch.advantages, mask, kl_cov_ratio=c.kl_cov_ratio)
+    loss_mat = -adv * ratio + torch.where(sel, c.kl_cov_coef * lr_.abs(), zero)
+    loss_mat = torch.where(mask, loss_mat, zero)
+    none = torch.zeros_like(mask)
+    s = SurrogateResult(loss_mat, ratio.detach(), none, none, none)
+    metrics = standard_metrics(mask, surrogate=s, entropy=batch.entropy)
+    metrics["kl_cov/selected_frac"] = float(sel.sum()) / max(int(mask.sum()), 1)
+    return TokenLoss(loss_mat, None, metrics), s
 
 
-@register_weighting("forking", params=ForkingParams, requires=frozenset({"entropy"}))
+@register_weighting(
+    "forking",
+    params=ForkingParams,
+    requires=frozenset({"entropy"}),
+    metrics={"forking/selected_frac": "token_mean"},
+)
 def forking(batch, mask, c, surrogate, generator) -> Weighting:
-    """Forking tokens: only the top-rho entropy tokens are trained."""
-    return forking_weighting(batch.entropy, mask, rho=c.rho, dtype=surrogate.loss_mat.dtype)
+    """Forking tokens: only the top-rho entropy tokens are trained.
+
+    Forking tokens / 80-20 rule (Wang et al. 2025; spec §7; paper Table 3 "Forking Tokens"): weight
+    1 on the top-``rho`` entropy tokens (:func:`forking_token_mask`, the current policy's entropy),
+    0 elsewhere. The aggregation counts the *selected* tokens only (``loss_mask``): token-mean
+    divides by their number, and a global ``num_tokens`` is scaled by ``rho``
+    (``num_tokens_scale``; exact up to the ceil rounding of each micro-batch's selection). Extra
+    metric ``forking/selected_frac``.
+    """
+    top = forking_token_mask(batch.entropy, mask, rho=c.rho)
+    frac = float(top.sum()) / max(int(mask.sum()), 1)
+    return Weighting(
+        top.to(surrogate.loss_mat.dtype),
+        {"forking/selected_frac": frac},
+        loss_mask=top,
+        num_tokens_scale=float(c.rho),
+    )
 
 
 def _quadrant_requires(c) -> frozenset:
     return frozenset({"generator", "entropy"}) if c.by == "delta" else frozenset({"generator"})
 
 
-@register_weighting("quadrant", params=QuadrantParams, requires=_quadrant_requires)
+@register_weighting(
+    "quadrant",
+    params=QuadrantParams,
+    requires=_quadrant_requires,
+    metrics={"quadrant/selected": "sum", "intervention/*/count": "sum"},
+)
 def quadrant(batch, mask, c, surrogate, generator) -> Weighting:
-    """Quadrant intervention: mask or up-weight a share of one quadrant's tokens."""
-    return quadrant_weighting(
+    """Quadrant intervention: mask or up-weight a share of one quadrant's tokens.
+
+    Paper Figure 6 and appendix D.2: :func:`quadrant_weights` on :func:`assign_quadrants` (the
+    probability used for ``by="prob"`` is the current policy's, detached). Extra metrics
+    ``quadrant/selected`` (a count) and ``intervention/{q}/count``: the per-quadrant token counts
+    under the intervention's own criterion ``by`` (the standard ``quadrant/{q}/count`` keys always
+    use sign(A) and sign(delta); ``Method`` adds them when an entropy is available).
+    """
+    q = assign_quadrants(
         batch.advantages,
         mask,
         logp=batch.logp,
         entropy=batch.entropy,
-        target=c.target,
-        action=c.action,
-        fraction=c.fraction,
-        factor=c.factor,
         by=c.by,
         high_prob=c.high_prob,
         low_prob=c.low_prob,
-        generator=generator,
     )
+    w, sel = quadrant_weights(
+        q, target=c.target, action=c.action, fraction=c.fraction, factor=c.factor, generator=generator
+    )
+    metrics = {"quadrant/selected": float(sel.sum())}
+    metrics.update({k.replace("quadrant/", "intervention/", 1): v for k, v in quadrant_metrics(q).items()})
+    return Weighting(w, metrics)

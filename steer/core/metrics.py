@@ -18,8 +18,10 @@ any split: ``quadrant/{q}/share`` = count of q / the four counts, and
 ``clip_by_prob/{bucket}/{low,high,dual}_frac`` = trigger count / tokens of that bucket.
 
 An undeclared key is an error (``reduction_of`` raises ``KeyError`` naming it), so renaming a key
-can never silently change how it is averaged. Engines that add their own keys declare them with
-:func:`register_reduction` or pass ``extra=`` to :func:`reduce_metrics`.
+can never silently change how it is averaged. A method's own keys (``steer/omega_max``,
+``forking/selected_frac``, ...) are declared where its function is registered (``metrics=`` of
+:func:`steer.core.parts.register_policy_loss` / ``register_weighting``); engines that add their own
+keys declare them with :func:`register_reduction` or pass ``extra=`` to :func:`reduce_metrics`.
 
 Key families (``*`` stands for one path segment):
 
@@ -27,7 +29,8 @@ Key families (``*`` stands for one path segment):
   in the paper (section 3.2.1), from sign(A) and sign(delta) of Eq. 8: I exploitation (A > 0,
   delta < 0: entropy decreases), II exploration (A > 0, delta > 0: increases), III suppression
   (A < 0, delta > 0: decreases), IV error correction (A < 0, delta < 0: increases).
-- ``intervention/{q}/count`` (sum): the quadrant intervention's own counts.
+- ``intervention/{q}/count`` (sum, declared by the ``quadrant`` weighting): the quadrant
+  intervention's own counts.
 - ``clip_by_prob/p{0..9}/tokens``, ``.../low``, ``.../high``, ``.../dual`` (sum): valid tokens
   whose rollout-policy probability pi_old(o|s) = exp(old_logp) falls in decile ``[k/10, (k+1)/10)``
   (p9 includes 1.0), and how many of them the lower, upper and dual clip blocked (paper Fig. 9);
@@ -76,32 +79,17 @@ REDUCTIONS: dict[str, str] = {
     "entropy_loss": "token_mean",
     "kl_loss": "token_mean",
     "kl_mean": "token_mean",
-    # method-specific
-    "steer/omega_max": "max",
-    "steer/omega_abs_mean": "token_mean",
-    "steer_directional/neg_frac": "token_mean",
-    "steer_directional/omega_neg_max": "max",
-    "steer_causal/neg_frac": "token_mean",
-    "steer_causal/cause_neg_max": "max",
+    # the cause pass (any method given LossBatch.token_cause)
     "cause/pred_sum": "sum",
     "cause/pred_sum_unweighted": "sum",
-    "band/active": "token_mean",
-    "band/below": "token_mean",
-    "band/above": "token_mean",
-    "band/saturated": "token_mean",
-    "band/unknown": "token_mean",
-    "band/strength": "token_mean",
-    "forking/selected_frac": "token_mean",
-    "clip_cov/selected_frac": "token_mean",
-    "kl_cov/selected_frac": "token_mean",
-    "quadrant/selected": "sum",
+    # a method's own keys are declared where its function is registered (``metrics=`` of
+    # steer.core.parts.register_policy_loss / register_weighting)
 }
 
 #: fnmatch pattern (``*`` = one path segment here) -> reduction, for parametrised families
 PATTERNS: dict[str, str] = {
     "quadrant/*/count": "sum",
     "quadrant/*/omega_sum": "sum",
-    "intervention/*/count": "sum",
     "clip_by_prob/*/tokens": "sum",
     "clip_by_prob/*/low": "sum",
     "clip_by_prob/*/high": "sum",

@@ -33,6 +33,10 @@ from typing import Any
 
 from torch import Tensor
 
+from steer.core.aggregation import AGG_MODES
+from steer.core.metrics import register_reduction
+from steer.core.regularisers import KL_TYPES
+
 __all__ = [
     "ADVANTAGES",
     "POLICY_LOSSES",
@@ -75,7 +79,7 @@ _TYPE_CHECKS = {
 def check_choice(name: str, value, valid) -> None:
     """ValueError naming ``name`` unless ``value`` is one of ``valid``."""
     if value not in valid:
-        raise ValueError(f"{name} must be one of {list(valid)}, got {value!r}")
+        raise ValueError(f"unknown {name} {value!r}; valid: {list(valid)}")
 
 
 def check_range(name: str, value, lo=None, hi=None, lo_open=False, hi_open=False) -> None:
@@ -134,9 +138,6 @@ class CommonParams(NoParams):
     seed: int = 0
 
     def validate(self) -> None:
-        from steer.core.aggregation import AGG_MODES
-        from steer.core.losses import KL_TYPES
-
         for f in dataclasses.fields(self):
             check = _TYPE_CHECKS.get(str(f.type))
             v = getattr(self, f.name)
@@ -177,6 +178,8 @@ class Part:
     - ``scope_reduce``: weightings only: ``fn(config, [stats, ...]) -> stats``, how per-micro-batch
       statistics combine into the mini-batch's (None: the elementwise MAX of every key, which a
       caller can also take over ranks with an all-reduce).
+    - ``omega``: weightings only: ``fn(batch, config, surrogate) -> Tensor``, the per-token
+      entropy-change estimate its weights act on (``Method.compute_omega``; None: it has none).
     - ``surrogate``: policy losses only: ``fn(batch, mask, config) -> SurrogateResult``, the
       loss's ratio and clip masks without its random token selection (for the scope pre-pass
       and ``Method.compute_omega``, which must not consume the method's generator).
@@ -191,6 +194,7 @@ class Part:
     surrogates: tuple[str, ...] = ()
     scope_stats: Callable | None = None
     scope_reduce: Callable | None = None
+    omega: Callable | None = None
     surrogate: Callable | None = None
     doc: str = ""
 
@@ -208,12 +212,14 @@ WEIGHTINGS: dict[str, Part] = {}
 _TABLES = {"advantage": ADVANTAGES, "policy_loss": POLICY_LOSSES, "weighting": WEIGHTINGS}
 
 
-def _register(kind: str, name: str, **kw):
+def _register(kind: str, name: str, metrics: dict[str, str] | None = None, **kw):
     table = _TABLES[kind]
 
     def deco(fn):
         if name in table:
             raise ValueError(f"{kind} {name!r} is already registered")
+        for key, reduction in (metrics or {}).items():
+            register_reduction(key, reduction)
         doc = kw.pop("doc", "")
         if not doc and fn.__doc__:
             doc = fn.__doc__.strip().splitlines()[0]
@@ -230,17 +236,25 @@ def register_advantage(
     return _register("advantage", name, params=params, requires=requires, doc=doc)
 
 
+# ``metrics=`` of the loss and weighting decorators: the reductions of the metric keys the function
+# emits beyond the standard ones (``{key or pattern: "sum" | "token_mean" | "mean" | "min" |
+# "max"}``, declared in :mod:`steer.core.metrics` when the function is registered).
+
+
 def register_policy_loss(
     name: str,
     *,
     surrogate: Callable,
     params: type = NoParams,
     requires: Requires = frozenset(),
+    metrics: dict[str, str] | None = None,
     doc: str = "",
 ):
     """Decorator: register ``fn(batch, mask, config, generator) -> (TokenLoss, SurrogateResult)``
     with its deterministic ``surrogate(batch, mask, config) -> SurrogateResult``."""
-    return _register("policy_loss", name, params=params, requires=requires, surrogate=surrogate, doc=doc)
+    return _register(
+        "policy_loss", name, metrics, params=params, requires=requires, surrogate=surrogate, doc=doc
+    )
 
 
 def register_weighting(
@@ -251,17 +265,21 @@ def register_weighting(
     surrogates: tuple[str, ...] = ("vanilla",),
     scope_stats: Callable | None = None,
     scope_reduce: Callable | None = None,
+    omega: Callable | None = None,
+    metrics: dict[str, str] | None = None,
     doc: str = "",
 ):
     """Decorator: register ``fn(batch, mask, config, surrogate, generator) -> Weighting``."""
     return _register(
         "weighting",
         name,
+        metrics,
         params=params,
         requires=requires,
         surrogates=tuple(surrogates),
         scope_stats=scope_stats,
         scope_reduce=scope_reduce,
+        omega=omega,
         doc=doc,
     )
 

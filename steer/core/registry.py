@@ -13,7 +13,7 @@ tables of pure functions (:mod:`steer.core.parts`):
 4. **regularisers** present in every config: an entropy bonus (``entropy_coef``, or Skywork's
    adaptive controller for ``adaptive_entropy``) and a KL penalty (``kl_coef``, ``kl_type``).
 
-Aggregation happens once (:func:`steer.core.aggregation.aggregate_token_loss`), with the
+Aggregation happens once (:func:`steer.core.aggregation.aggregate`), with the
 normalisers as one object. A method's config class is generated from its row: the union of its
 parts' parameter dataclasses with the row's defaults; unknown parameters are refused.
 
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -34,8 +35,8 @@ from torch import Tensor
 from steer.core import advantages as _advantages  # noqa: F401  (registers the estimators)
 from steer.core import causal as _causal  # noqa: F401  (registers steer_causal, entropy_band)
 from steer.core import losses as L
-from steer.core import steer as _steer
-from steer.core.aggregation import aggregate_token_loss, method_normalisers
+from steer.core import steer as _steer  # noqa: F401  (registers the STEER weightings)
+from steer.core.aggregation import aggregate
 from steer.core.errors import NonFiniteError, check_finite
 from steer.core.estimators import omega_paper
 from steer.core.parts import (
@@ -49,14 +50,13 @@ from steer.core.parts import (
     check_range,
 )
 from steer.core.presets import PRESETS, Preset
+from steer.core.regularisers import AdaptiveEntropyController, entropy_bonus_loss, kl_penalty_loss
 from steer.core.types import LossBatch, Normalisers, RolloutBatch, TokenLoss, as_bool_mask, check_same_shape
 
 __all__ = [
     "ADVANTAGE_KINDS",
     "POLICY_LOSS_KINDS",
     "REQUIREMENTS",
-    "STEER_ESTIMATORS",
-    "STEER_SCOPES",
     "WEIGHTING_KINDS",
     "AdaptiveEntropyParams",
     "Method",
@@ -66,13 +66,12 @@ __all__ = [
     "list_methods",
     "method_config_class",
     "method_preset",
+    "row_requirements",
 ]
 
 ADVANTAGE_KINDS = tuple(ADVANTAGES)
 POLICY_LOSS_KINDS = tuple(POLICY_LOSSES)
 WEIGHTING_KINDS = (None, *WEIGHTINGS)
-STEER_ESTIMATORS = _steer.ESTIMATOR_CHOICES
-STEER_SCOPES = _steer.SCOPES
 
 
 # --------------------------------------------------------------------------------------------
@@ -99,7 +98,7 @@ class MethodConfig(CommonParams):
 
 @dataclass(kw_only=True)
 class AdaptiveEntropyParams(NoParams):
-    """Skywork-OR1's adaptive entropy controller (:class:`steer.core.losses.AdaptiveEntropyController`)."""
+    """Skywork-OR1's adaptive entropy controller (:class:`steer.core.regularisers.AdaptiveEntropyController`)."""
 
     entropy_target: float = 0.2
     entropy_delta: float = 1e-4
@@ -210,6 +209,28 @@ def method_preset(name: str) -> Preset:
     return _PRESETS[name]
 
 
+def row_requirements(name: str) -> frozenset[str]:
+    """What method ``name`` reads with its row's defaults (a subset of :data:`REQUIREMENTS`), known
+    without building it: a parameter without a published default stays unset, and a part whose
+    requirements would read it counts as reading nothing extra. For listings (which engines can
+    run it); a built method's own is :attr:`Method.requires`."""
+    cls = method_config_class(name)
+    defaults = types.SimpleNamespace(
+        **{f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+    )
+    row = _PRESETS[name]
+    parts = [ADVANTAGES[row.advantage], POLICY_LOSSES[row.policy_loss]]
+    if row.weighting is not None:
+        parts.append(WEIGHTINGS[row.weighting])
+    out: set[str] = set()
+    for part in parts:
+        try:
+            out |= part.requirements(defaults)
+        except AttributeError:  # reads a parameter that has no default
+            pass
+    return frozenset(out)
+
+
 def _required_fields(cls: type) -> list[str]:
     return [
         f.name
@@ -263,9 +284,9 @@ class Method:
         self._loss = POLICY_LOSSES[config.policy_loss]
         self._weighting = WEIGHTINGS[config.weighting] if config.weighting is not None else None
         self.generator = torch.Generator().manual_seed(config.seed)
-        self.controller: L.AdaptiveEntropyController | None = None
+        self.controller: AdaptiveEntropyController | None = None
         if isinstance(config, AdaptiveEntropyParams):
-            self.controller = L.AdaptiveEntropyController(
+            self.controller = AdaptiveEntropyController(
                 target=config.entropy_target,
                 delta=config.entropy_delta,
                 coef_init=config.entropy_coef_init,
@@ -392,19 +413,6 @@ class Method:
             raise ValueError(f"max_response_length must be a positive int, got {batch.max_response_length!r}")
         return m
 
-    def normalisers(self, batch: LossBatch) -> Normalisers:
-        """The aggregation normalisers of ``batch`` for this method: the mini-batch counts and the
-        ``seq-mean-token-sum-norm`` constant (``loss_scale_factor``, else the batch's configured
-        ``max_response_length``, else the padded length)."""
-        return method_normalisers(batch, self.config)
-
-    def aggregate(self, token_loss: TokenLoss, batch: LossBatch) -> Tensor:
-        """The scalar policy loss of ``token_loss``: the method's ``loss_agg_mode`` with the
-        batch's normalisers (:func:`steer.core.aggregation.aggregate_token_loss`)."""
-        return aggregate_token_loss(
-            token_loss, batch.response_mask, self.config.loss_agg_mode, self.normalisers(batch)
-        )
-
     def _surrogate(self, batch: LossBatch, m: Tensor) -> L.SurrogateResult:
         with torch.no_grad():
             return self._loss.surrogate(batch, m, self.config)
@@ -442,16 +450,28 @@ class Method:
             out = {k: torch.maximum(v, more[k]) for k, v in out.items()}
         return out
 
+    @property
+    def scope_reduce_op(self) -> str | None:
+        """The elementwise op of :meth:`reduce_scope_stats` that a distributed caller applies over
+        ranks with an all-reduce after it (``"max"``), or None when the weighting reduces its
+        statistics with its own function (no all-reduce reproduces it; single process only)."""
+        w = self._weighting
+        return None if w is not None and w.scope_reduce is not None else "max"
+
     def compute_omega(self, batch: LossBatch) -> Tensor:
-        """The STEER method's per-token Omega for this batch (detached, 0 on padding): the Omega
-        its weights use. ``scope_stats`` is the hook a caller needs for the mini-batch max."""
-        if self.config.weighting != "steer":
+        """The per-token Omega this method's weighting acts on for this batch (detached, 0 on
+        padding). Only for a weighting that declares one (:class:`steer.core.parts.Part` ``omega``);
+        ``scope_stats`` is the hook a caller needs for the mini-batch statistics."""
+        w = self._weighting
+        if w is None or w.omega is None:
+            having = sorted(n for n, p in WEIGHTINGS.items() if p.omega is not None)
             raise ValueError(
-                f"method {self.name!r} has no STEER weighting; compute_omega needs a steer method"
+                f"method {self.name!r} has no per-token Omega; compute_omega needs a method whose "
+                f"weighting declares one ({having})"
             )
         m = self._validate_loss_batch(batch)
         with torch.no_grad():
-            omega = _steer._omega_of_batch(batch, self.config, self._surrogate(batch, m))
+            omega = w.omega(batch, self.config, self._surrogate(batch, m))
         return torch.where(m, omega, torch.zeros((), dtype=omega.dtype))
 
     def token_loss(self, batch: LossBatch) -> TokenLoss:
@@ -480,11 +500,11 @@ class Method:
                 if ent is not None:
                     q = L.assign_quadrants(batch.advantages, m, logp=batch.logp, entropy=ent, by="delta")
                     if omega is None:
-                        w = _steer.gradient_weight(s, batch.advantages)
+                        w = s.token_weight(batch.advantages)
                         omega = omega_paper(w, batch.logp, ent, float(batch.lr))
                     tl.metrics.update(L.quadrant_metrics(q, omega))
                 tl.metrics.update(L.clip_by_prob_metrics(s, batch.old_logp, m))
-        tl.metrics["old_nll_mean"] = L.AdaptiveEntropyController.estimate(batch.old_logp, m)
+        tl.metrics["old_nll_mean"] = AdaptiveEntropyController.estimate(batch.old_logp, m)
         return tl
 
     def compute_loss(self, batch: LossBatch) -> tuple[Tensor, dict[str, float]]:
@@ -502,15 +522,15 @@ class Method:
         c = self.config
         m = self._validate_loss_batch(batch)
         tl = self._token_loss(batch, m)
-        norm = self.normalisers(batch)
-        pg = aggregate_token_loss(tl, m, c.loss_agg_mode, norm)
+        norm = Normalisers.of(batch, c.loss_scale_factor)
+        pg = aggregate(tl, m, c.loss_agg_mode, norm)
         loss = pg
         extra: dict[str, float] = {"pg_loss": float(pg.detach())}
         if batch.token_cause is not None:
             extra.update(self._predicted_change(batch, m, pg))
         coef = self.controller.realised_coef if self.controller is not None else c.entropy_coef
         if self.controller is not None or c.entropy_coef != 0:
-            ent_term = L.entropy_bonus_loss(
+            ent_term = entropy_bonus_loss(
                 batch.entropy,
                 m,
                 coef,
@@ -521,7 +541,7 @@ class Method:
             extra["entropy_coef"] = float(coef)
             extra["entropy_loss"] = float(ent_term.detach())
         if c.kl_coef != 0:
-            kl_term, kl_mean = L.kl_penalty_loss(
+            kl_term, kl_mean = kl_penalty_loss(
                 batch.logp,
                 batch.ref_logp,
                 m,

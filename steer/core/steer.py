@@ -5,19 +5,18 @@ The chain, per token (Theorem 1, Eq. 7 and Eq. 10):
 
 1. the clipped surrogate (Eq. 2) gives the ratio r and the masks of the tokens whose gradient it
    blocks (lower clip, upper clip, dual clip);
-2. ``w = I_clip * r * A`` from those masks (:func:`gradient_weight`): 0 where the surrogate
+2. ``w = I_clip * r * A`` (:meth:`SurrogateResult.token_weight`): 0 where the surrogate
    passes no gradient;
-3. ``Omega`` from the estimator table (:data:`ESTIMATOR_CHOICES`: ``paper`` = Eq. 7 with the
-   current entropy, ``exact`` = the first-order softmax value, ``reference`` = the released code's
-   form with the old entropy);
+3. ``Omega`` from the estimator table (:data:`steer.core.estimators.ESTIMATORS`, its per-state
+   rows: ``paper`` = Eq. 7 with the current entropy, ``exact`` = the first-order softmax value,
+   ``reference`` = the released code's form with the old entropy);
 4. ``lambda = exp(-k |Omega|)``, ``k = -ln(lambda_min) / max|Omega|`` (Eq. 10; or the ablation's
    linear / binary mappings, :func:`steer.core.weights.steer_weights`), the max taken over the
    scope: the mini-batch by default (Eq. 10), the micro-batch in the released code;
 5. the weighted loss matrix ``lambda * L``.
 
-:func:`steer_token_loss` is that chain for a caller that has the tensors; the registered
-weighting :func:`steer` is steps 2-4 given a policy loss's surrogate (``Method`` composes it with
-the vanilla clipped loss or Clip-Cov).
+The registered weighting :func:`steer` is steps 2-4 given a policy loss's surrogate (``Method``
+composes it with the vanilla clipped loss or Clip-Cov and applies step 5).
 """
 
 from __future__ import annotations
@@ -28,27 +27,27 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from steer.core.estimators import omega_exact, omega_paper, omega_reference
-from steer.core.losses import SurrogateResult, apply_weighting, vanilla_token_loss
+from steer.core.estimators import ESTIMATORS, PER_STATE_ESTIMATORS
+from steer.core.losses import SurrogateResult
 from steer.core.parts import NoParams, Weighting, check_choice, check_range, register_weighting
-from steer.core.types import TokenLoss, as_bool_mask
-from steer.core.weights import MAPPINGS, scope_max_abs, steer_weights
+from steer.core.weights import (
+    DIRECTIONAL_MAPPINGS,
+    MAPPINGS,
+    directional_weights,
+    scope_max_abs,
+    steer_weights,
+)
 
 __all__ = [
-    "ESTIMATOR_CHOICES",
     "SCOPES",
     "DirectionalMapping",
     "DirectionalParams",
     "SteerFloorWarning",
     "SteerParams",
-    "gradient_weight",
     "steer",
     "steer_directional",
-    "steer_omega",
-    "steer_token_loss",
 ]
 
-ESTIMATOR_CHOICES = ("paper", "reference", "exact")
 SCOPES = ("microbatch", "minibatch", "global")
 
 
@@ -90,7 +89,7 @@ class SteerParams(NoParams):
     omega_lr: float | None = None
 
     def validate(self) -> None:
-        check_choice("estimator", self.estimator, ESTIMATOR_CHOICES)
+        check_choice("estimator", self.estimator, PER_STATE_ESTIMATORS)
         check_range("lambda_min", self.lambda_min, 0.0, 1.0, lo_open=True)
         check_choice("mapping", self.mapping, MAPPINGS)
         if self.mapping == "linear" and self.lambda_max < self.lambda_min:
@@ -121,56 +120,12 @@ class SteerParams(NoParams):
         super().validate()
 
 
-def gradient_weight(surrogate: SurrogateResult, advantages: Tensor) -> Tensor:
-    """Theorem 1's ``w = I_clip * r * A`` from the surrogate's own masks (detached, float32 or
-    float64): 0 where the lower, upper or dual clip blocks the gradient, ``r * A`` elsewhere."""
-    blocked = surrogate.clipped_low | surrogate.clipped_high | surrogate.clipped_dual
-    r = surrogate.ratio.detach()
-    r = r if r.dtype == torch.float64 else r.float()
-    a = advantages.detach()
-    a = a if a.dtype == torch.float64 else a.float()
-    return (~blocked).to(r.dtype) * r * a
-
-
-def steer_omega(
-    estimator: str,
-    *,
-    w: Tensor | None,
-    logp: Tensor,
-    advantages: Tensor,
-    old_logp: Tensor,
-    lr: float,
-    entropy: Tensor | None = None,
-    old_entropy: Tensor | None = None,
-    sum_p2: Tensor | None = None,
-    sum_p2_logp: Tensor | None = None,
-) -> Tensor:
-    """Per-token Omega of the chosen estimator (detached; see the module docstring)."""
-    logp = logp.detach()
-    if estimator == "paper":
-        return omega_paper(w, logp, entropy, lr)
-    if estimator == "exact":
-        return omega_exact(w, logp, entropy, sum_p2, sum_p2_logp, lr)
-    if estimator == "reference":
-        return omega_reference(advantages, logp, old_logp, old_entropy, lr=lr)
-    raise ValueError(f"unknown STEER estimator {estimator!r}; valid: {list(ESTIMATOR_CHOICES)}")
-
-
 def _omega_of_batch(batch, c, surrogate: SurrogateResult) -> Tensor:
+    """Per-token Omega (detached) of the estimator ``c.estimator`` (the estimator table)."""
     lr = float(batch.lr) if c.omega_lr is None else float(c.omega_lr)
-    w = None if c.estimator == "reference" else gradient_weight(surrogate, batch.advantages)
-    return steer_omega(
-        c.estimator,
-        w=w,
-        logp=batch.logp,
-        advantages=batch.advantages,
-        old_logp=batch.old_logp,
-        lr=lr,
-        entropy=batch.entropy,
-        old_entropy=batch.old_entropy,
-        sum_p2=batch.sum_p2,
-        sum_p2_logp=batch.sum_p2_logp,
-    )
+    est = ESTIMATORS[c.estimator]
+    w = surrogate.token_weight(batch.advantages) if est.needs_w else None
+    return est.of_batch(w, batch, None, lr)
 
 
 def _lambda(omega: Tensor, mask: Tensor, c, omega_max, omega_min=None) -> tuple[Tensor, dict[str, float]]:
@@ -220,11 +175,7 @@ def _scope_omega_max(batch, mask: Tensor, c, surrogate: SurrogateResult) -> dict
 
 
 def _steer_requires(c) -> frozenset:
-    if c.estimator == "reference":
-        return frozenset({"old_entropy"})
-    if c.estimator == "exact":
-        return frozenset({"entropy", "sums"})
-    return frozenset({"entropy"})
+    return ESTIMATORS[c.estimator].requires
 
 
 def _scope_value(batch) -> tuple:
@@ -236,7 +187,7 @@ def _scope_value(batch) -> tuple:
         if neg_min is not None and bool(torch.isfinite(torch.as_tensor(neg_min))):
             omega_min = -torch.as_tensor(neg_min)
         return stats["omega_max"], omega_min
-    return getattr(batch, "omega_max", None), None
+    return None, None
 
 
 @register_weighting(
@@ -245,6 +196,8 @@ def _scope_value(batch) -> tuple:
     requires=_steer_requires,
     surrogates=("vanilla", "clip_cov"),
     scope_stats=_scope_omega_max,
+    omega=_omega_of_batch,
+    metrics={"steer/omega_max": "max", "steer/omega_abs_mean": "token_mean"},
 )
 def steer(batch, mask, c, surrogate, generator) -> Weighting:
     """STEER: lambda = exp(-k |Omega|) (Eq. 10) from the surrogate's w = I_clip r A."""
@@ -252,84 +205,6 @@ def steer(batch, mask, c, surrogate, generator) -> Weighting:
     omega_max, omega_min = _scope_value(batch)
     lam, metrics = _lambda(omega, mask, c, omega_max, omega_min)
     return Weighting(lam, metrics, omega=omega)
-
-
-def steer_token_loss(
-    logp: Tensor,
-    old_logp: Tensor,
-    advantages: Tensor,
-    response_mask: Tensor,
-    *,
-    lr: float,
-    entropy: Tensor | None = None,
-    old_entropy: Tensor | None = None,
-    sum_p2: Tensor | None = None,
-    sum_p2_logp: Tensor | None = None,
-    estimator: str = "paper",
-    lambda_min: float = 0.7,
-    mapping: str = "exp",
-    lambda_max: float = 1.2,
-    quantile: float = 0.8,
-    omega_max: Tensor | float | None = None,
-    max_floor: float = 0.0,
-    omega_lr: float | None = None,
-    eps_low: float = 0.2,
-    eps_high: float = 0.28,
-    clip_c: float | None = 10.0,
-    log_ratio_clamp: float = 20.0,
-) -> TokenLoss:
-    """STEER's per-token loss in one call: surrogate -> w = I_clip r A -> Omega -> lambda -> lambda L.
-
-    Defaults are the paper's recipe (clip 0.2/0.28, dual clip 10, Eq. 7 estimator, exp mapping,
-    lambda_min 0.7). ``omega_max``: the max|Omega| of the wider scope (mini-batch, ranks); None =
-    this batch's. Returns the :class:`TokenLoss` (weights in ``.weight``, metrics with the standard
-    keys and ``steer/omega_max``, ``steer/omega_abs_mean``); aggregate it with
-    :func:`steer.core.aggregation.aggregate_token_loss`. Inputs are checked like every core loss
-    (:class:`steer.core.errors.NonFiniteError` for NaN/inf on valid tokens).
-    """
-    from steer.core.losses import _check_finite_on_valid
-
-    m = as_bool_mask(response_mask)
-    _check_finite_on_valid(
-        m, entropy=entropy, old_entropy=old_entropy, sum_p2=sum_p2, sum_p2_logp=sum_p2_logp
-    )
-    c = SteerParams(
-        estimator=estimator,
-        lambda_min=lambda_min,
-        mapping=mapping,
-        lambda_max=lambda_max,
-        quantile=quantile,
-        max_floor=max_floor,
-        omega_lr=omega_lr,
-    )
-    c.validate()
-    tl, s = vanilla_token_loss(
-        logp,
-        old_logp,
-        advantages,
-        m,
-        eps_low=eps_low,
-        eps_high=eps_high,
-        clip_c=clip_c,
-        log_ratio_clamp=log_ratio_clamp,
-        entropy=entropy,
-    )
-    lr_ = float(lr) if omega_lr is None else float(omega_lr)
-    w = None if estimator == "reference" else gradient_weight(s, advantages)
-    omega = steer_omega(
-        estimator,
-        w=w,
-        logp=logp,
-        advantages=advantages,
-        old_logp=old_logp,
-        lr=lr_,
-        entropy=entropy,
-        old_entropy=old_entropy,
-        sum_p2=sum_p2,
-        sum_p2_logp=sum_p2_logp,
-    )
-    lam, metrics = _lambda(omega, m, c, omega_max)
-    return apply_weighting(tl, Weighting(lam, metrics, omega=omega), m)
 
 
 # --------------------------------------------------------------------------------------------
@@ -357,8 +232,6 @@ class DirectionalMapping(NoParams):
     scope: str = "minibatch"
 
     def validate(self) -> None:
-        from steer.core.weights import DIRECTIONAL_MAPPINGS
-
         check_range("lambda_min", self.lambda_min, 0.0, 1.0, lo_open=True)
         check_choice("mapping", self.mapping, DIRECTIONAL_MAPPINGS)
         check_range("rho", self.rho, 0.0, 1.0, lo_open=True)
@@ -383,7 +256,7 @@ class DirectionalParams(DirectionalMapping):
     omega_lr: float | None = None
 
     def validate(self) -> None:
-        check_choice("estimator", self.estimator, ESTIMATOR_CHOICES)
+        check_choice("estimator", self.estimator, PER_STATE_ESTIMATORS)
         if self.omega_lr is not None:
             check_range("omega_lr", self.omega_lr, 0.0, lo_open=True)
         super().validate()
@@ -410,11 +283,11 @@ def _directional_scope(batch, mask: Tensor, c, surrogate: SurrogateResult) -> di
     requires=_steer_requires,
     surrogates=("vanilla", "clip_cov"),
     scope_stats=_directional_scope,
+    omega=_omega_of_batch,
+    metrics={"steer_directional/neg_frac": "token_mean", "steer_directional/omega_neg_max": "max"},
 )
 def steer_directional(batch, mask, c, surrogate, generator) -> Weighting:
     """Damp only the entropy-decreasing tokens (Omega < 0); the others keep weight 1."""
-    from steer.core.weights import directional_weights
-
     omega = _omega_of_batch(batch, c, surrogate)
     stats = getattr(batch, "scope_stats", None) or {}
     wide = stats.get("omega_neg_max")

@@ -72,11 +72,10 @@ class LossBatch:
     - ``max_response_length``: the configured maximum response length (generation limit); the
       constant of ``seq-mean-token-sum-norm`` (Dr. GRPO) unless the method sets
       ``loss_scale_factor``. None: the padded length T of this batch.
-    - ``scope_stats``: the MAX-reduced :meth:`steer.core.registry.Method.scope_stats` of every
-      micro-batch of the mini-batch (and every rank), e.g. STEER's ``{"omega_max": ...}``. None
-      means "this batch is the whole scope" (the method uses its own statistics).
-    - ``omega_max``: the older spelling of ``scope_stats["omega_max"]`` (a precomputed max|Omega|
-      over a wider scope); ``scope_stats`` wins when both are given.
+    - ``scope_stats``: the :meth:`steer.core.registry.Method.scope_stats` of every micro-batch of
+      the mini-batch (and every rank) reduced by :meth:`~steer.core.registry.Method.reduce_scope_stats`,
+      e.g. STEER's ``{"omega_max": ...}``. None means "this batch is the whole scope" (the method
+      uses its own statistics).
     - ``token_cause``: (B, T) detached ``g_t = <grad log pi_t, P grad H_mb>``: how each token's
       log-prob moves along the preconditioned gradient of the mini-batch's total entropy (``P``
       the optimiser's linearised step, learning rate included). With a loss's own coefficient
@@ -101,14 +100,9 @@ class LossBatch:
     global_num_tokens: float | None = None
     global_num_seqs: float | None = None
     max_response_length: int | None = None
-    omega_max: Tensor | float | None = None
     scope_stats: dict[str, Tensor] | None = None
     token_cause: Tensor | None = None
     cause_offset: float | None = None
-
-    def normalisers(self, scale_factor: float | None = None) -> Normalisers:
-        """This batch's global normalisers as one :class:`Normalisers` object."""
-        return Normalisers(self.global_num_tokens, self.global_num_seqs, scale_factor)
 
 
 @dataclass(frozen=True)
@@ -125,6 +119,16 @@ class Normalisers:
     num_tokens: float | Tensor | None = None
     num_seqs: float | Tensor | None = None
     scale_factor: float | None = None
+
+    @classmethod
+    def of(cls, batch: LossBatch, loss_scale_factor: float | None = None) -> Normalisers:
+        """A :class:`LossBatch`'s normalisers: its mini-batch counts and the
+        ``seq-mean-token-sum-norm`` constant (``loss_scale_factor``, else the batch's configured
+        ``max_response_length``, else None: the padded length)."""
+        scale = loss_scale_factor
+        if scale is None and batch.max_response_length is not None:
+            scale = float(batch.max_response_length)
+        return cls(batch.global_num_tokens, batch.global_num_seqs, scale)
 
 
 @dataclass
@@ -143,8 +147,7 @@ class TokenLoss:
       (forking tokens: the selected ones), else None.
     - ``num_tokens_scale``: factor applied to a global ``num_tokens`` normaliser (forking: rho,
       the selected share), 1.0 otherwise.
-    Aggregate it with :func:`steer.core.aggregation.aggregate_token_loss` (or
-    ``Method.aggregate``); never re-implement the reduction.
+    Aggregate it with :func:`steer.core.aggregation.aggregate`; never re-implement the reduction.
     """
 
     loss_mat: Tensor
@@ -166,3 +169,13 @@ def as_bool_mask(mask: Tensor) -> Tensor:
     if mask.dtype == torch.bool:
         return mask
     return mask != 0
+
+
+def masked_mean_float(x: Tensor, mask: Tensor, empty: float) -> float:
+    """The float64 mean of ``x`` over the True entries of the bool ``mask`` (``empty`` when none)."""
+    n = int(mask.sum())
+    if n == 0:
+        return empty
+    return float(
+        torch.where(mask, x.double(), torch.zeros((), dtype=torch.float64, device=x.device)).sum() / n
+    )

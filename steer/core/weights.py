@@ -72,6 +72,34 @@ def _quantile_sorted(values: Tensor, q: float) -> Tensor:
     return v[lo] + (v[hi] - v[lo]) * frac
 
 
+def _scope_max(a: Tensor, omega_max: Tensor | float | None) -> Tensor:
+    """``omega_max`` (the max over a wider scope, checked) or this tensor's own max of ``a``."""
+    if omega_max is None:
+        return a.max()
+    m_over = torch.as_tensor(omega_max, dtype=a.dtype, device=a.device).detach()
+    if m_over.numel() != 1 or not bool(torch.isfinite(m_over).all()) or float(m_over) < 0:
+        raise ValueError(f"omega_max must be one finite value >= 0, got {omega_max!r}")
+    return m_over.reshape(())
+
+
+def _check_mapping_args(mapping: str, lambda_min, lambda_max, quantile, max_floor) -> None:
+    if mapping not in MAPPINGS:
+        raise ValueError(f"unknown STEER weight mapping {mapping!r}; valid: {list(MAPPINGS)}")
+    if not (isinstance(lambda_min, (int, float)) and 0.0 < lambda_min <= 1.0):
+        raise ValueError(f"lambda_min must lie in (0, 1], got {lambda_min!r}")
+    if mapping == "linear" and not lambda_max >= lambda_min:
+        raise ValueError(f"lambda_max ({lambda_max}) must be >= lambda_min ({lambda_min})")
+    if mapping == "binary" and not 0.0 <= quantile <= 1.0:
+        raise ValueError(f"quantile must lie in [0, 1], got {quantile!r}")
+    if not (math.isfinite(max_floor) and max_floor >= 0.0):
+        raise ValueError(f"max_floor must be finite and >= 0, got {max_floor!r}")
+    if max_floor > 0.0 and mapping != "exp":
+        raise ValueError(
+            f"max_floor applies to the exp mapping only (the released code's {mapping} mapping has no "
+            f"floor); got mapping={mapping!r}, max_floor={max_floor!r}"
+        )
+
+
 def steer_weights(
     omega: Tensor,
     mask: Tensor | None = None,
@@ -110,22 +138,7 @@ def steer_weights(
     than ``exp``, mismatched shapes, or non-finite ``omega`` on a valid token raise ValueError
     (:class:`steer.core.errors.NonFiniteError` for the last).
     """
-    if mapping not in MAPPINGS:
-        raise ValueError(f"unknown STEER weight mapping {mapping!r}; valid: {list(MAPPINGS)}")
-    if not (isinstance(lambda_min, (int, float)) and 0.0 < lambda_min <= 1.0):
-        raise ValueError(f"lambda_min must lie in (0, 1], got {lambda_min!r}")
-    if mapping == "linear" and not lambda_max >= lambda_min:
-        raise ValueError(f"lambda_max ({lambda_max}) must be >= lambda_min ({lambda_min})")
-    if mapping == "binary" and not 0.0 <= quantile <= 1.0:
-        raise ValueError(f"quantile must lie in [0, 1], got {quantile!r}")
-    if not (math.isfinite(max_floor) and max_floor >= 0.0):
-        raise ValueError(f"max_floor must be finite and >= 0, got {max_floor!r}")
-    if max_floor > 0.0 and mapping != "exp":
-        raise ValueError(
-            f"max_floor applies to the exp mapping only (the released code's {mapping} mapping has no "
-            f"floor); got mapping={mapping!r}, max_floor={max_floor!r}"
-        )
-
+    _check_mapping_args(mapping, lambda_min, lambda_max, quantile, max_floor)
     valid = _valid_mask(omega, mask)
     a = _abs_omega(omega, valid)
     dtype = a.dtype
@@ -135,14 +148,7 @@ def steer_weights(
     if lambda_min == 1.0 and (mapping != "linear" or lambda_max == 1.0):
         return ones
 
-    if omega_max is not None:
-        m_over = torch.as_tensor(omega_max, dtype=dtype, device=a.device).detach()
-        if m_over.numel() != 1 or not bool(torch.isfinite(m_over).all()) or float(m_over) < 0:
-            raise ValueError(f"omega_max must be one finite value >= 0, got {omega_max!r}")
-        m_max = m_over.reshape(())
-    else:
-        m_max = a.max()
-    m_max = torch.clamp(m_max, min=max_floor)
+    m_max = torch.clamp(_scope_max(a, omega_max), min=max_floor)
     lam_min = torch.tensor(lambda_min, dtype=dtype, device=a.device)
 
     if mapping == "exp":

@@ -8,6 +8,36 @@ import pytest
 import torch
 
 from steer.core import advantages as A
+from steer.core.registry import build_method
+from steer.core.types import RolloutBatch
+
+#: estimator -> (a method row that uses it with the estimator's own defaults, the RolloutBatch field
+#: its extra tensor fills)
+_ROWS = {
+    "grpo": ("grpo", None),
+    "opo": ("opo", None),
+    "psr_nsr": ("w_reinforce", None),
+    "unlikeliness": ("unlikeliness", "old_logp"),
+    "entropy_adv": ("entropy_adv", "old_entropy"),
+    "gtpo": ("gtpo", "old_entropy"),
+    "grpo_s": ("grpo_s", "old_entropy"),
+    "edge_grpo": ("edge_grpo", "old_entropy"),
+    "ppl": ("ppl_adv", "old_logp"),
+    "position": ("position_adv", None),
+}
+
+
+def advantages_of(estimator, rewards, group_ids, mask, extra=None, *, epsilon=None, **params):
+    """The registered advantage estimator through the one pipeline (``Method.compute_advantages``);
+    ``extra`` is its old_logp or old_entropy, ``epsilon`` the config's ``adv_epsilon``."""
+    row, field = _ROWS[estimator]
+    if epsilon is not None:
+        params["adv_epsilon"] = epsilon
+    m = build_method(row, **params)
+    assert m.config.advantage == estimator
+    kw = {field: extra} if field is not None else {}
+    return m.compute_advantages(RolloutBatch(rewards, group_ids, mask, **kw))
+
 
 # ------------------------------------------------------------------------------------------
 # random batches and plain-Python references
@@ -99,11 +129,11 @@ def assert_clean(adv, mask):
 @pytest.mark.parametrize("norm", [True, False])
 def test_grpo_matches_reference(seed, norm):
     r, gid, mask, *_ = make_batch(seed)
-    out = A.grpo_advantages(r, gid, mask, norm_adv_by_std=norm)
+    out = advantages_of("grpo", r, gid, mask, norm_adv_by_std=norm)
     assert out.dtype == torch.float64
     close(out, ref_grpo(r, gid, mask, norm))
     assert_clean(out, mask)
-    out32 = A.grpo_advantages(r.float(), gid, mask, norm_adv_by_std=norm)
+    out32 = advantages_of("grpo", r.float(), gid, mask, norm_adv_by_std=norm)
     assert out32.dtype == torch.float32
     close(out32, ref_grpo(r, gid, mask, norm), atol=1e-5)
 
@@ -113,7 +143,7 @@ def test_grpo_equal_rewards_zero_and_singleton():
     r = torch.tensor([1.0, 1.0, 1.0, 0.5, 2.0])
     gid = torch.tensor([0, 0, 0, 1, 2])
     for eps in (0.0, 1e-6):
-        out = A.grpo_advantages(r, gid, mask, epsilon=eps)
+        out = advantages_of("grpo", r, gid, mask, epsilon=eps)
         assert (out[:3] == 0).all()
         assert torch.isfinite(out).all()
         close(out[3], torch.full((3,), 0.5 / (1 + eps)))
@@ -137,15 +167,15 @@ def test_equal_reward_groups_are_exactly_zero(dtype, eps, norm):
             mask = torch.ones(size + 4, 3, dtype=torch.bool)
             mask[3, 1:] = False
             mask[4] = False  # an empty member keeps its reward in the group
-            out = A.grpo_advantages(r, gid, mask, norm_adv_by_std=norm, epsilon=eps)
+            out = advantages_of("grpo", r, gid, mask, norm_adv_by_std=norm, epsilon=eps)
             assert (out[2 : 2 + size] == 0).all(), (size, value, out[2 : 2 + size, 0].tolist())
             assert (out[[0, 1, -2, -1], 0] != 0).all()
             # PPL shaping: the z-score of equal ln PPL values is exactly 0 too, so the factor is 1
             lp = -torch.rand(size + 4, 3, generator=torch.Generator().manual_seed(size), dtype=dtype)
-            ppl = A.ppl_advantages(r, gid, mask, lp, alpha=0.1, epsilon=eps, norm_adv_by_std=norm)
+            ppl = advantages_of("ppl", r, gid, mask, lp, alpha=0.1, epsilon=eps, norm_adv_by_std=norm)
             assert (ppl[2 : 2 + size] == 0).all()
             flat = torch.full_like(lp, -value)
-            ppl_flat = A.ppl_advantages(r, gid, mask, flat, alpha=0.1, epsilon=eps, norm_adv_by_std=norm)
+            ppl_flat = advantages_of("ppl", r, gid, mask, flat, alpha=0.1, epsilon=eps, norm_adv_by_std=norm)
             assert torch.equal(ppl_flat[[0, 1, -2, -1]], out[[0, 1, -2, -1]])
 
 
@@ -167,11 +197,12 @@ def test_token_level_equal_values_are_exactly_zero(dtype, eps):
             # through GTPO with alpha2 = 0: every valid token carries alpha1 * value
             r = torch.full((size,), value, dtype=dtype)
             ent = torch.rand(size, t, generator=torch.Generator().manual_seed(size), dtype=dtype)
-            out = A.gtpo_advantages(r, gid, mask, ent, alpha1=0.7, alpha2=0.0, epsilon=eps)
+            out = advantages_of("gtpo", r, gid, mask, ent, alpha1=0.7, alpha2=0.0, epsilon=eps)
             assert (out == 0).all(), (size, value)
     # zero-length responses (T = 0) stay defined
     empty = torch.zeros(3, 0, dtype=torch.bool)
-    out = A.gtpo_advantages(
+    out = advantages_of(
+        "gtpo",
         torch.tensor([1.0, 0.0, 1.0], dtype=dtype),
         torch.zeros(3, dtype=torch.long),
         empty,
@@ -197,7 +228,7 @@ def test_opo_matches_reference(seed):
             b = sum(lengths[i] * rl[i] for i in members) / den if den else 0.0
         for i in members:
             adv[i] = rl[i] - b
-    out = A.opo_advantages(r, gid, mask)
+    out = advantages_of("opo", r, gid, mask)
     close(out, broadcast(adv, mask))
     assert_clean(out, mask)
 
@@ -219,10 +250,10 @@ def test_psr_nsr_matches_reference(mode, binary):
                 "weighted": lam if ok else -1.0,
             }[mode]
         )
-    out = A.psr_nsr_advantages(r, gid, mask, mode=mode, positive_weight=lam)
+    out = advantages_of("psr_nsr", r, gid, mask, mode=mode, positive_weight=lam)
     close(out, broadcast(vals, mask))
     with pytest.raises(ValueError, match="valid"):
-        A.psr_nsr_advantages(r, gid, mask, mode="both")
+        advantages_of("psr_nsr", r, gid, mask, mode="both")
 
 
 @pytest.mark.parametrize("seed", [0, 5])
@@ -245,7 +276,7 @@ def test_unlikeliness_matches_reference(seed, dtype):
     for members in groups_of(gid).values():
         for i, z in zip(members, zscore([mod[i] for i in members], 1e-6)):
             adv[i] = z
-    out = A.unlikeliness_advantages(r, gid, mask, lp_in, beta_rank=beta)
+    out = advantages_of("unlikeliness", r, gid, mask, lp_in, beta_rank=beta)
     close(out, broadcast(adv, mask), atol=1e-5)
     assert_clean(out, mask)
 
@@ -259,8 +290,8 @@ def test_unlikeliness_same_advantages_for_pm1_and_01_rewards(dtype):
     """
     r_pm, gid, mask, old_logp, _ = make_batch(11)
     r01 = (r_pm > 0).to(dtype)
-    out_pm = A.unlikeliness_advantages(r_pm.to(dtype), gid, mask, old_logp)
-    out_01 = A.unlikeliness_advantages(r01, gid, mask, old_logp)
+    out_pm = advantages_of("unlikeliness", r_pm.to(dtype), gid, mask, old_logp)
+    out_01 = advantages_of("unlikeliness", r01, gid, mask, old_logp)
     torch.testing.assert_close(out_pm, out_01, rtol=0, atol=0)
     # against the loop reference on 0/1 rewards (the released code's convention)
     rl = r01.double().tolist()
@@ -278,10 +309,10 @@ def test_unlikeliness_same_advantages_for_pm1_and_01_rewards(dtype):
     wrong = torch.full((4,), -1.0, dtype=dtype)
     m4 = torch.ones(4, 3, dtype=torch.bool)
     lp4 = -torch.rand(4, 3, generator=torch.Generator().manual_seed(0))
-    assert (A.unlikeliness_advantages(wrong, torch.zeros(4, dtype=torch.long), m4, lp4) == 0).all()
+    assert (advantages_of("unlikeliness", wrong, torch.zeros(4, dtype=torch.long), m4, lp4) == 0).all()
     # a custom threshold: rewards in {0.2, 0.8} with threshold 0.5
     r_b = torch.where(r01 > 0, 0.8, 0.2).to(dtype)
-    out_b = A.unlikeliness_advantages(r_b, gid, mask, old_logp, success_threshold=0.5)
+    out_b = advantages_of("unlikeliness", r_b, gid, mask, old_logp, success_threshold=0.5)
     torch.testing.assert_close(out_b, out_01, rtol=0, atol=0)
 
 
@@ -290,7 +321,7 @@ def test_unlikeliness_ranks_most_likely_correct_lowest():
     r = torch.tensor([1.0, 1.0, 1.0, 0.0])
     gid = torch.zeros(4, dtype=torch.long)
     lp = torch.tensor([[-0.1, -0.1], [-2.0, -2.0], [-1.0, -1.0], [-3.0, -3.0]])
-    out = A.unlikeliness_advantages(r, gid, mask, lp)[:, 0]
+    out = advantages_of("unlikeliness", r, gid, mask, lp)[:, 0]
     # the most likely correct sample (row 0) gets the smallest positive advantage
     assert out[0] < out[2] < out[1]
 
@@ -299,20 +330,20 @@ def test_unlikeliness_ranks_most_likely_correct_lowest():
 def test_entropy_advantage_matches_reference(dtype):
     r, gid, mask, _, ent = make_batch(6)
     h = ent.to(dtype)
-    base = A.grpo_advantages(r, gid, mask)
+    base = advantages_of("grpo", r, gid, mask)
     ref = torch.zeros_like(base)
     for i in range(mask.shape[0]):
         for j in range(mask.shape[1]):
             if mask[i, j]:
                 a = float(base[i, j])
                 ref[i, j] = a + min(0.4 * float(h[i, j].double()), abs(a) / 2.0)
-    out = A.entropy_advantages(r, gid, mask, h, alpha=0.4, kappa=2.0)
+    out = advantages_of("entropy_adv", r, gid, mask, h, alpha=0.4, kappa=2.0)
     close(out, ref)
     assert_clean(out, mask)
     # the bonus never flips the sign, and zero advantage gets no bonus
     assert (torch.sign(out) == torch.sign(base)).all()
     with pytest.raises(ValueError, match="kappa"):
-        A.shape_entropy_advantage(base, h, mask, kappa=1.0)
+        advantages_of("entropy_adv", r, gid, mask, h, kappa=1.0)
 
 
 def ref_gtpo(r, gid, mask, h, a1, a2, floor=1e-6, eps=1e-6):
@@ -343,11 +374,11 @@ def ref_gtpo(r, gid, mask, h, a1, a2, floor=1e-6, eps=1e-6):
 @pytest.mark.parametrize("seed", [0, 7])
 def test_gtpo_matches_reference(seed):
     r, gid, mask, _, ent = make_batch(seed)
-    out = A.gtpo_advantages(r, gid, mask, ent, alpha1=0.6, alpha2=0.4)
+    out = advantages_of("gtpo", r, gid, mask, ent, alpha1=0.6, alpha2=0.4)
     close(out, ref_gtpo(r, gid, mask, ent, 0.6, 0.4))
     assert_clean(out, mask)
-    with pytest.raises(TypeError):
-        A.gtpo_advantages(r, gid, mask, ent)  # alpha1/alpha2 are required
+    with pytest.raises(ValueError, match="alpha1"):
+        advantages_of("gtpo", r, gid, mask, ent)  # alpha1/alpha2 are required
 
 
 @pytest.mark.parametrize("seed", [0, 8])
@@ -369,7 +400,7 @@ def test_grpo_s_matches_reference(seed):
     for members in groups_of(gid).values():
         for k, z in zip(members, zscore([shaped[k] for k in members], 1e-6)):
             adv[k] = z
-    out = A.grpo_s_advantages(r, gid, mask, ent, beta1=b1, beta2=b2)
+    out = advantages_of("grpo_s", r, gid, mask, ent, beta1=b1, beta2=b2)
     close(out, broadcast(adv, mask))
     assert_clean(out, mask)
 
@@ -396,7 +427,7 @@ def test_grpo_s_and_edge_ignore_empty_responses_in_shares():
         b1 * -1,  # the empty response: base term only, still in the group statistics
     ]
     want = zscore(shaped, 1e-6)
-    out = A.grpo_s_advantages(r, g, mask, h, beta1=b1, beta2=b2)
+    out = advantages_of("grpo_s", r, g, mask, h, beta1=b1, beta2=b2)
     close(out, broadcast(want, mask))
     # the two non-empty failed responses keep a clear contrast (they were equal to 1e-6 before)
     assert float(out[2, 0] - out[3, 0]) < -0.1
@@ -404,10 +435,10 @@ def test_grpo_s_and_edge_ignore_empty_responses_in_shares():
     base = zscore(r.tolist(), 1e-4)
     mp = sum(hs) / 4
     want_e = [base[k] / (hs[k] / mp) for k in range(4)] + [0.0]
-    close(A.edge_grpo_advantages(r, g, mask, h), broadcast(want_e, mask))
+    close(advantages_of("edge_grpo", r, g, mask, h), broadcast(want_e, mask))
     # a group of only empty responses stays defined
-    assert (A.grpo_s_advantages(r, g, torch.zeros_like(mask), h, beta1=b1, beta2=b2) == 0).all()
-    assert (A.edge_grpo_advantages(r, g, torch.zeros_like(mask), h) == 0).all()
+    assert (advantages_of("grpo_s", r, g, torch.zeros_like(mask), h, beta1=b1, beta2=b2) == 0).all()
+    assert (advantages_of("edge_grpo", r, g, torch.zeros_like(mask), h) == 0).all()
 
 
 @pytest.mark.parametrize("padded", [False, True])
@@ -432,7 +463,7 @@ def test_edge_grpo_matches_reference(padded):
         mp = sum(p[k] for k in filled) / len(filled)
         for k in members:
             adv[k] = base[k] / (p[k] / mp)
-    out = A.edge_grpo_advantages(r, gid, mask, ent, padded_mean=padded)
+    out = advantages_of("edge_grpo", r, gid, mask, ent, padded_mean=padded)
     close(out, broadcast(adv, mask))
     assert_clean(out, mask)
 
@@ -452,7 +483,7 @@ def test_ppl_matches_reference(standardize):
     else:
         z = log_ppl
     ref = base * torch.tensor([1 - alpha * v for v in z], dtype=torch.float64)[:, None]
-    out = A.ppl_advantages(r, gid, mask, old_logp, alpha=alpha, standardize=standardize)
+    out = advantages_of("ppl", r, gid, mask, old_logp, alpha=alpha, standardize=standardize)
     close(out, ref)
     assert_clean(out, mask)
 
@@ -474,10 +505,10 @@ def test_position_matches_reference(sigma):
                 a = float(base[i, j])
                 s = (a > 0) - (a < 0)
                 ref[i, j] = a + gamma * s * ramp
-    out = A.position_advantages(r, gid, mask, gamma=gamma, sigma=sigma)
+    out = advantages_of("position", r, gid, mask, gamma=gamma, sigma=sigma)
     close(out, ref)
     with pytest.raises(ValueError, match="valid"):
-        A.position_advantages(r, gid, mask, gamma=gamma, sigma="cubic")
+        advantages_of("position", r, gid, mask, gamma=gamma, sigma="cubic")
 
 
 def test_bad_inputs_raise():
@@ -485,22 +516,22 @@ def test_bad_inputs_raise():
     bad = r.clone()
     bad[0] = float("nan")
     with pytest.raises(ValueError, match="rewards"):
-        A.grpo_advantages(bad, gid, mask)
+        advantages_of("grpo", bad, gid, mask)
     with pytest.raises(ValueError, match="group_ids"):
-        A.grpo_advantages(r, gid[:-1], mask)
+        advantages_of("grpo", r, gid[:-1], mask)
     with pytest.raises(ValueError, match="integer"):
-        A.grpo_advantages(r, gid.double(), mask)
+        advantages_of("grpo", r, gid.double(), mask)
     with pytest.raises(ValueError, match="response_mask"):
-        A.grpo_advantages(r, gid, mask[:-1])
+        advantages_of("grpo", r, gid, mask[:-1])
     with pytest.raises(ValueError, match="epsilon"):
-        A.grpo_advantages(r, gid, mask, epsilon=-1.0)
+        advantages_of("grpo", r, gid, mask, epsilon=-1.0)
     lp = torch.where(mask, old_logp, torch.zeros_like(old_logp))
     lp[0, 0] = float("nan")
     assert mask[0, 0]
     with pytest.raises(ValueError, match="old_logp"):
-        A.unlikeliness_advantages(r, gid, mask, lp)
+        advantages_of("unlikeliness", r, gid, mask, lp)
     with pytest.raises(ValueError, match="entropy"):
-        A.edge_grpo_advantages(r, gid, mask, ent[:, :-1])
+        advantages_of("edge_grpo", r, gid, mask, ent[:, :-1])
 
 
 def test_all_empty_and_zero_entropy_are_defined():
@@ -509,19 +540,19 @@ def test_all_empty_and_zero_entropy_are_defined():
     mask = torch.zeros(3, 4, dtype=torch.bool)
     zeros = torch.zeros(3, 4)
     for out in (
-        A.grpo_advantages(r, gid, mask),
-        A.opo_advantages(r, gid, mask),
-        A.edge_grpo_advantages(r, gid, mask, zeros),
-        A.gtpo_advantages(r, gid, mask, zeros, alpha1=0.5, alpha2=0.5),
-        A.grpo_s_advantages(r, gid, mask, zeros, beta1=0.5, beta2=0.5),
-        A.unlikeliness_advantages(r, gid, mask, zeros),
+        advantages_of("grpo", r, gid, mask),
+        advantages_of("opo", r, gid, mask),
+        advantages_of("edge_grpo", r, gid, mask, zeros),
+        advantages_of("gtpo", r, gid, mask, zeros, alpha1=0.5, alpha2=0.5),
+        advantages_of("grpo_s", r, gid, mask, zeros, beta1=0.5, beta2=0.5),
+        advantages_of("unlikeliness", r, gid, mask, zeros),
     ):
         assert (out == 0).all()
     mask = torch.ones(3, 4, dtype=torch.bool)
     for out in (
-        A.edge_grpo_advantages(r, gid, mask, zeros),
-        A.gtpo_advantages(r, gid, mask, zeros, alpha1=0.5, alpha2=0.5),
-        A.grpo_s_advantages(r, gid, mask, zeros, beta1=0.5, beta2=0.5),
+        advantages_of("edge_grpo", r, gid, mask, zeros),
+        advantages_of("gtpo", r, gid, mask, zeros, alpha1=0.5, alpha2=0.5),
+        advantages_of("grpo_s", r, gid, mask, zeros, beta1=0.5, beta2=0.5),
     ):
         assert torch.isfinite(out).all()
 
@@ -546,7 +577,7 @@ def test_grpo_matches_verl(norm):
 
     r, gid, mask, tlr = _verl_inputs(20)
     theirs, _ = compute_grpo_outcome_advantage(tlr, mask.float(), gid.numpy(), norm_adv_by_std_in_grpo=norm)
-    ours = A.grpo_advantages(r, gid, mask, norm_adv_by_std=norm)
+    ours = advantages_of("grpo", r, gid, mask, norm_adv_by_std=norm)
     torch.testing.assert_close(ours, theirs * mask, rtol=1e-5, atol=1e-6)
 
 
@@ -556,7 +587,7 @@ def test_opo_matches_verl():
 
     r, gid, mask, tlr = _verl_inputs(21)
     theirs, _ = compute_opo_outcome_advantage(tlr, mask.float(), gid.numpy())
-    ours = A.opo_advantages(r, gid, mask)
+    ours = advantages_of("opo", r, gid, mask)
     torch.testing.assert_close(ours, theirs * mask, rtol=1e-5, atol=1e-6)
 
 
@@ -572,5 +603,5 @@ def test_gtpo_groups_equal_in_exact_arithmetic_get_zero(dtype, entropy_value):
     mask = torch.ones(g, t, dtype=torch.bool)
     mask[3, 9:] = False  # ragged lengths change d_t
     entropy = torch.full((g, t), entropy_value, dtype=dtype)
-    adv = A.gtpo_advantages(rewards, group_ids, mask, entropy, alpha1=0.5, alpha2=0.5)
+    adv = advantages_of("gtpo", rewards, group_ids, mask, entropy, alpha1=0.5, alpha2=0.5)
     assert torch.equal(adv, torch.zeros_like(adv))

@@ -333,3 +333,41 @@ def _print_table() -> None:  # pragma: no cover - used to produce the numbers in
 
 if __name__ == "__main__":  # pragma: no cover
     _print_table()
+
+
+def test_theorem1_w_is_the_surrogates_gradient_weight_with_the_dual_clip():
+    """Theorem 1's w is the per-token policy-gradient weight of Eq. 5, ``w = -dL/d log pi`` of the
+    clipped surrogate. With the dual clip (Ye et al.; STEER's recipe c = 10) the loss of a token
+    with A < 0 and r > c is the constant ``-c A``: no gradient, so w = 0 there. Decided in float64
+    against autograd of an independently written surrogate, on fresh random inputs with padding."""
+    g = torch.Generator().manual_seed(11)
+    b, t, c = 16, 12, 3.0
+    logp = -torch.rand(b, t, generator=g, dtype=torch.float64) * 3
+    # log-ratios spread over [-2.5, 2.5]: every clip fires, the dual one included (r > 3)
+    old = logp - (torch.rand(b, t, generator=g, dtype=torch.float64) * 5 - 2.5)
+    adv = torch.randn(b, t, generator=g, dtype=torch.float64)
+    mask = torch.rand(b, t, generator=g) > 0.2
+    mask[0] = False  # an empty response
+
+    x = logp.clone().requires_grad_()
+    r = torch.exp(x - old)
+    clip1 = torch.maximum(-adv * r, -adv * r.clamp(0.8, 1.28))
+    loss = torch.where(adv < 0, torch.minimum(clip1, -adv * c), clip1)
+    (grad,) = torch.autograd.grad(torch.where(mask, loss, 0.0).sum(), x)
+    w_true = -grad
+
+    ratio = torch.exp(logp - old)
+    w = token_weight_w(ratio, adv, 0.2, 0.28, c)
+    assert torch.allclose(torch.where(mask, w, 0.0), w_true, rtol=0, atol=1e-12)
+    dual = mask & (adv < 0) & (ratio > c)
+    assert int(dual.sum()) > 0
+    # the form without the dual clip gives the dual-clipped tokens a weight the loss never applies
+    w_no_dual = token_weight_w(ratio, adv, 0.2, 0.28)
+    assert not torch.allclose(torch.where(mask, w_no_dual, 0.0), w_true, rtol=0, atol=1e-12)
+    assert torch.equal(w_no_dual[~dual & mask], w[~dual & mask])
+    # the surrogate's own weight (what STEER, the cause pass and the quadrant metrics use) is the same
+    from steer.core.losses import clipped_surrogate
+
+    s = clipped_surrogate(logp, old, adv, mask, eps_low=0.2, eps_high=0.28, clip_c=c)
+    assert torch.allclose(torch.where(mask, s.token_weight(adv), 0.0), w_true, rtol=0, atol=1e-12)
+    assert torch.equal(s.clipped_dual, dual)

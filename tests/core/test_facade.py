@@ -10,8 +10,9 @@ import torch
 
 from steer.core import metrics as M
 from steer.core import registry as R
+from steer.core.aggregation import aggregate
 from steer.core.errors import NonFiniteError
-from steer.core.types import LossBatch, TokenLoss
+from steer.core.types import LossBatch, Normalisers, TokenLoss
 from tests.core.test_registry import REQUIRED, loss_batch, rollout
 
 
@@ -33,7 +34,7 @@ def test_token_loss_aggregate_is_compute_loss_pg(name):
     assert bool((tl.loss_mat[~m] == 0).all())
     if tl.weight is not None:
         assert not tl.weight.requires_grad and tl.weight.shape == m.shape
-    pg = method.aggregate(tl, lb)
+    pg = aggregate(tl, lb.response_mask, method.config.loss_agg_mode, Normalisers.of(lb, method.config.loss_scale_factor))
     method.generator.set_state(state)
     _, metrics = method.compute_loss(lb)
     assert float(pg.detach()) == metrics["pg_loss"]

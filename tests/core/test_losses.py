@@ -8,7 +8,41 @@ import pytest
 import torch
 
 from steer.core import losses as L
-from steer.core.types import Normalisers
+from steer.core.registry import build_method
+from steer.core.types import LossBatch, Normalisers
+
+
+def policy_loss(
+    row,
+    logp,
+    old,
+    adv,
+    mask,
+    entropy=None,
+    *,
+    generator=None,
+    loss_agg_mode="token-mean",
+    normalisers=None,
+    **params,
+):
+    """The registered policy loss of method ``row`` (grpo: vanilla, clip_cov, kl_cov, forking_tokens)
+    aggregated once, through the one pipeline (``Method.compute_loss``): ``(loss, metrics)``."""
+    n = normalisers or Normalisers()
+    m = build_method(
+        row, loss_agg_mode=loss_agg_mode, loss_scale_factor=n.scale_factor, quadrant_metrics=False, **params
+    )
+    if generator is not None:
+        m.generator = generator
+    lb = LossBatch(
+        logp=logp,
+        old_logp=old,
+        advantages=adv,
+        response_mask=mask,
+        entropy=entropy,
+        global_num_tokens=n.num_tokens,
+        global_num_seqs=n.num_seqs,
+    )
+    return m.compute_loss(lb)
 
 
 def make(seed: int, b: int = 6, t: int = 11, dtype=torch.float64, spread: float = 0.5):
@@ -135,7 +169,12 @@ def test_aggregate_matches_reference(mode, glob):
     kw = {}
     if glob:
         kw = {"global_num_tokens": 123.0, "global_num_seqs": 17, "loss_scale_factor": 64.0}
-    out = L.aggregate(lm, mask, mode, **kw)
+    out = L.aggregate(
+        lm,
+        mask,
+        mode,
+        Normalisers(kw.get("global_num_tokens"), kw.get("global_num_seqs"), kw.get("loss_scale_factor")),
+    )
     ref = ref_aggregate(
         lm, mask, mode, kw.get("global_num_tokens"), kw.get("global_num_seqs"), kw.get("loss_scale_factor")
     )
@@ -160,9 +199,9 @@ def test_aggregate_bad_args():
     with pytest.raises(ValueError, match="mismatched"):
         L.aggregate(x, m[:, :2])
     with pytest.raises(ValueError, match="global_num_tokens"):
-        L.aggregate(x, m, global_num_tokens=float("nan"))
+        L.aggregate(x, m, normalisers=Normalisers(num_tokens=float("nan")))
     with pytest.raises(ValueError, match="loss_scale_factor"):
-        L.aggregate(x, m, "seq-mean-token-sum-norm", loss_scale_factor=0.0)
+        L.aggregate(x, m, "seq-mean-token-sum-norm", Normalisers(scale_factor=0.0))
 
 
 @pytest.mark.parametrize("mode", L.AGG_MODES)
@@ -174,24 +213,22 @@ def test_aggregate_rejects_impossible_global_normalisers(mode):
     m[2] = False  # 6 valid tokens, 2 non-empty sequences
     for bad in (5.0, 0.0, -1.0, torch.tensor(5.0)):
         with pytest.raises(ValueError, match="global_num_tokens"):
-            L.aggregate(x, m, mode, global_num_tokens=bad)
+            L.aggregate(x, m, mode, Normalisers(num_tokens=bad))
     for bad in (1, 0, -2.0):
         with pytest.raises(ValueError, match="global_num_seqs"):
-            L.aggregate(x, m, mode, global_num_seqs=bad)
+            L.aggregate(x, m, mode, Normalisers(num_seqs=bad))
     # equal to or above the local count is fine; an all-masked micro-batch accepts 0
-    L.aggregate(x, m, mode, global_num_tokens=6, global_num_seqs=2)
-    L.aggregate(x, m, mode, global_num_tokens=torch.tensor(600.0), global_num_seqs=20)
+    L.aggregate(x, m, mode, Normalisers(6, 2))
+    L.aggregate(x, m, mode, Normalisers(torch.tensor(600.0), 20))
     none = torch.zeros_like(m)
-    assert float(L.aggregate(x, none, mode, global_num_tokens=0.0, global_num_seqs=0)) == 0.0
+    assert float(L.aggregate(x, none, mode, Normalisers(0.0, 0))) == 0.0
     # the same check reaches the policy losses and the forking loss (checked against all valid tokens)
     lp = torch.zeros(3, 4, dtype=torch.float64)
     with pytest.raises(ValueError, match="global_num_tokens"):
-        L.policy_loss(
-            L.vanilla_token_loss, lp, lp, x, m, loss_agg_mode=mode, normalisers=Normalisers(num_tokens=5.0)
-        )
+        policy_loss("grpo", lp, lp, x, m, loss_agg_mode=mode, normalisers=Normalisers(num_tokens=5.0))
     with pytest.raises(ValueError, match="global_num_tokens"):
-        L.policy_loss(
-            L.forking_token_loss,
+        policy_loss(
+            "forking_tokens",
             lp,
             lp,
             x,
@@ -202,8 +239,8 @@ def test_aggregate_rejects_impossible_global_normalisers(mode):
             normalisers=Normalisers(num_tokens=5.0),
         )
     # forking: global_num_tokens == local count is valid although ceil(rho N) > rho N selected tokens
-    loss, _ = L.policy_loss(
-        L.forking_token_loss,
+    loss, _ = policy_loss(
+        "forking_tokens",
         lp,
         lp,
         x,
@@ -257,8 +294,8 @@ def test_clip_cov_selection_and_loss():
     )
     assert torch.equal(sel, sel2)  # reproducible
     x = logp.clone().requires_grad_()
-    loss, met = L.policy_loss(
-        L.clip_cov_token_loss,
+    loss, met = policy_loss(
+        "clip_cov",
         x,
         old,
         adv,
@@ -283,7 +320,7 @@ def test_kl_cov_matches_reference():
     nk = max(int(k * n), 1)
     top = sorted(cov, key=lambda c: -cov[c])[:nk]
     x = logp.clone().requires_grad_()
-    loss, met = L.policy_loss(L.kl_cov_token_loss, x, old, adv, mask, kl_cov_ratio=k, kl_cov_coef=beta)
+    loss, met = policy_loss("kl_cov", x, old, adv, mask, kl_cov_ratio=k, kl_cov_coef=beta)
     total = 0.0
     for c in cov:
         d = float(logp[c]) - float(old[c])
@@ -305,8 +342,8 @@ def test_forking_tokens(rho):
     k = max(math.ceil(rho * len(cells)), 1)
     want = set(sorted(cells, key=lambda c: -float(ent[c]))[:k])
     assert {tuple(c) for c in top.nonzero().tolist()} == want
-    loss, _ = L.policy_loss(
-        L.forking_token_loss, logp, old, adv, mask, ent, rho=rho, eps_low=0.2, eps_high=0.28, clip_c=10.0
+    loss, _ = policy_loss(
+        "forking_tokens", logp, old, adv, mask, ent, rho=rho, eps_low=0.2, eps_high=0.28, clip_c=10.0
     )
     s = L.clipped_surrogate(logp, old, adv, mask, eps_low=0.2, eps_high=0.28, clip_c=10.0)
     # token-mean over the selected tokens
@@ -420,9 +457,7 @@ def test_quadrant_assignment_and_weights():
 
 def test_standard_metrics_values():
     logp, old, adv, mask, ent = make(11, spread=0.8)
-    loss, met = L.policy_loss(
-        L.vanilla_token_loss, logp, old, adv, mask, eps_low=0.2, eps_high=0.28, clip_c=1.5, entropy=ent
-    )
+    loss, met = policy_loss("grpo", logp, old, adv, mask, eps_low=0.2, eps_high=0.28, clip_c=1.5, entropy=ent)
     n = int(mask.sum())
     lo = hi = du = 0
     rs = []
@@ -479,11 +514,11 @@ def test_nan_on_valid_tokens_raises():
     with pytest.raises(ValueError, match="logp"):
         L.clipped_surrogate(bad, old, adv, mask)
     with pytest.raises(ValueError, match="logp"):
-        L.policy_loss(L.vanilla_token_loss, bad, old, adv, mask)
+        policy_loss("grpo", bad, old, adv, mask)
     with pytest.raises(ValueError, match="logp"):
-        L.policy_loss(L.kl_cov_token_loss, bad, old, adv, mask)
+        policy_loss("kl_cov", bad, old, adv, mask)
     with pytest.raises(ValueError, match="logp"):
-        L.policy_loss(L.clip_cov_token_loss, bad, old, adv, mask)
+        policy_loss("clip_cov", bad, old, adv, mask)
     bad_adv = adv.clone()
     bad_adv[i, j] = float("inf")
     with pytest.raises(ValueError, match="advantages"):
@@ -526,7 +561,7 @@ def test_aggregate_matches_verl(mode):
     ours = L.aggregate(lm, mask, mode)
     theirs = ca.agg_loss(lm, mask.double(), mode)
     torch.testing.assert_close(ours, theirs.to(ours.dtype), rtol=tol, atol=1e-12)
-    ours = L.aggregate(lm, mask, mode, global_num_tokens=91, global_num_seqs=11, loss_scale_factor=40.0)
+    ours = L.aggregate(lm, mask, mode, Normalisers(91, 11, 40.0))
     theirs = ca.agg_loss(
         lm, mask.double(), mode, batch_num_tokens=91, global_batch_size=11, loss_scale_factor=40.0
     )
@@ -540,9 +575,7 @@ def test_vanilla_loss_matches_verl(clip):
     logp, old, adv, mask, _ = make(15, b=8, t=20, dtype=torch.float32, spread=0.6)
     x1 = logp.clone().requires_grad_()
     x2 = logp.clone().requires_grad_()
-    ours, _ = L.policy_loss(
-        L.vanilla_token_loss, x1, old.float(), adv.float(), mask, eps_low=low, eps_high=high, clip_c=c
-    )
+    ours, _ = policy_loss("grpo", x1, old.float(), adv.float(), mask, eps_low=low, eps_high=high, clip_c=c)
     theirs, _ = ca.compute_policy_loss_vanilla(
         old.float(), x2, adv.float(), mask, "token-mean", config=_VerlCfg(low, high, c)
     )
@@ -559,8 +592,8 @@ def test_clip_cov_matches_verl():
     kw = {"clip_cov_ratio": 0.05, "clip_cov_lb": 0.05, "clip_cov_ub": 5.0}
     x1 = logp.clone().requires_grad_()
     x2 = logp.clone().requires_grad_()
-    ours, met = L.policy_loss(
-        L.clip_cov_token_loss, x1, old.float(), adv, mask, generator=torch.Generator().manual_seed(123), **kw
+    ours, met = policy_loss(
+        "clip_cov", x1, old.float(), adv, mask, generator=torch.Generator().manual_seed(123), **kw
     )
     torch.manual_seed(123)  # verl draws with the global generator; same seed -> same permutation
     theirs, _ = ca.compute_policy_loss_clip_cov(
@@ -578,9 +611,7 @@ def test_kl_cov_matches_verl():
     logp, old, adv, mask, _ = make(17, b=8, t=40, dtype=torch.float32, spread=0.3)
     x1 = logp.clone().requires_grad_()
     x2 = logp.clone().requires_grad_()
-    ours, _ = L.policy_loss(
-        L.kl_cov_token_loss, x1, old.float(), adv.float(), mask, kl_cov_ratio=0.02, kl_cov_coef=1.0
-    )
+    ours, _ = policy_loss("kl_cov", x1, old.float(), adv.float(), mask, kl_cov_ratio=0.02, kl_cov_coef=1.0)
     cfg = _VerlCfg(0.2, 0.2, kl_cov_ratio=0.02, ppo_kl_coef=1.0)
     theirs, _ = ca.compute_policy_loss_kl_cov(old.float(), x2, adv.float(), mask, "token-mean", config=cfg)
     ours.backward()

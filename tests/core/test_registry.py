@@ -264,7 +264,7 @@ def test_omega_max_override_and_compute_omega():
     local_max = float(omega.abs().max())
     assert local_max > 0
     _, met_local = m.compute_loss(lb)
-    lb_wide = dataclasses.replace(lb, omega_max=local_max * 100)
+    lb_wide = dataclasses.replace(lb, scope_stats={"omega_max": torch.tensor(local_max * 100)})
     _, met_wide = m.compute_loss(lb_wide)
     assert met_local["weight_min"] == pytest.approx(0.7, rel=1e-6)
     assert met_wide["weight_min"] > 0.99  # a wider-scope max softens every weight
@@ -412,7 +412,7 @@ def test_compute_omega_matches_the_loss_scope(dtype):
     omega = m.compute_omega(lb)
     assert (omega[~lb.response_mask] == 0).all()
     l1, _ = m.compute_loss(lb)
-    l2, _ = m.compute_loss(dataclasses.replace(lb, omega_max=omega.abs().max()))
+    l2, _ = m.compute_loss(dataclasses.replace(lb, scope_stats={"omega_max": omega.abs().max()}))
     assert torch.equal(l1, l2)
 
 

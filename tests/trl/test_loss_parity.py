@@ -17,8 +17,9 @@ import copy
 import pytest
 import torch
 
+from steer.core.aggregation import aggregate
 from steer.core.registry import build_method
-from steer.core.types import LossBatch
+from steer.core.types import LossBatch, Normalisers
 from steer.integrations.trl import SUPPORTED_LOSS_TYPES
 from steer.integrations.trl.config import method_overrides
 from tests.trl.helpers import loss_and_grads, make_trainer, synthetic_inputs
@@ -211,7 +212,7 @@ def test_forking_aggregates_over_selected_tokens(tokenizer, tmp_path):
             global_num_tokens=float(mask.sum()),
         )
         m = ours.steer_method
-        expected = m.aggregate(m.token_loss(lb), lb)
+        expected = aggregate(m.token_loss(lb), mask, m.config.loss_agg_mode, Normalisers.of(lb, m.config.loss_scale_factor))
     torch.testing.assert_close(la, expected, rtol=1e-6, atol=0)
 
 

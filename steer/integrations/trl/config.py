@@ -16,13 +16,15 @@ from typing import Any
 
 from trl import GRPOConfig
 
-from steer.core.registry import build_method, list_methods, method_config_class
+from steer.core.registry import build_method, list_methods, method_config_class, row_requirements
 
 __all__ = [
     "LOSS_TYPE_AGG_MODE",
     "SUPPORTED_LOSS_TYPES",
     "SteerGRPOConfig",
     "method_overrides",
+    "steer_method_help",
+    "trl_methods",
 ]
 
 # TRL loss_type -> the core's name for the same aggregation. All four share TRL's clipped objective
@@ -50,6 +52,50 @@ _TRL_NATIVE = {
     "adaptive_entropy": "set TRL's use_adaptive_entropy=True (with entropy_target, ...) and steer_method='grpo'",
     "kl_penalty": "set TRL's beta (e.g. 0.001) with steer_method='grpo'",
 }
+
+
+#: what SteerGRPOTrainer cannot give a method: each token's cause of the entropy change (a model
+#: pass before the loss) and the ``exact`` estimator's sums (TRL's fused head returns neither)
+_UNAVAILABLE = frozenset({"cause", "sums"})
+
+
+def trl_methods() -> list[str]:
+    """The registered methods ``steer_method`` accepts with their defaults, in method-table order
+    (derived from the table: every method but TRL's own regularisers and those that read what TRL
+    does not compute)."""
+    return [n for n in list_methods() if n not in _TRL_NATIVE and not (row_requirements(n) & _UNAVAILABLE)]
+
+
+def steer_method_help() -> str:
+    """The ``--steer_method`` help text, listing :func:`trl_methods` as they are when it is read."""
+    names = ", ".join(f"'{n}'" for n in trl_methods())
+    return (
+        "Name of the method of steer's registry whose token weights (or advantages) shape the loss "
+        f"(default 'steer'; 'grpo' is TRL's loss exactly): {names}. See docs/methods.md."
+    )
+
+
+class _MethodHelp(dict):
+    """Field metadata whose ``help`` is :func:`steer_method_help` at the time it is read, so a
+    method defined later (``define_method``) is listed too."""
+
+    def __init__(self) -> None:
+        super().__init__(help="")
+
+    def __getitem__(self, key):
+        return steer_method_help() if key == "help" else super().__getitem__(key)
+
+    def get(self, key, default=None):
+        return self[key] if key in self else default
+
+    def items(self):
+        return {k: self[k] for k in self}.items()
+
+    def values(self):
+        return {k: self[k] for k in self}.values()
+
+    def copy(self) -> dict:
+        return {k: self[k] for k in self}
 
 
 def _parse_kwargs(value: Any) -> dict:
@@ -129,16 +175,7 @@ class SteerGRPOConfig(GRPOConfig):
     ``steer_method='grpo'`` reproduces TRL's own loss exactly.
     """
 
-    steer_method: str = field(
-        default="steer",
-        metadata={
-            "help": "Name of the method of steer's registry whose token weights (or advantages) shape the loss: "
-            "'steer' (default), 'steer_reference', 'steer_linear', 'steer_binary', 'grpo' (TRL's loss exactly), "
-            "'clip_higher', 'dual_clip', 'forking_tokens', 'clip_cov', 'kl_cov', 'quadrant', and the "
-            "advantage-level methods 'w_reinforce', 'psr', 'nsr', 'unlikeliness', 'entropy_adv', 'gtpo', "
-            "'grpo_s', 'edge_grpo', 'opo', 'ppl_adv', 'position_adv'. See docs/methods.md."
-        },
-    )
+    steer_method: str = field(default="steer", metadata=_MethodHelp())
     steer_method_kwargs: dict | str | None = field(
         default=None,
         metadata={

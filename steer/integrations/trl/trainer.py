@@ -263,11 +263,13 @@ class SteerGRPOTrainer(GRPOTrainer):
         )
 
     def _steer_scope_stats(self, inputs: dict, lb: LossBatch) -> dict[str, Tensor] | None:
-        """The MAX-reduced ``Method.scope_stats`` over the optimiser step, or None for 'microbatch'.
+        """The reduced ``Method.scope_stats`` over the optimiser step, or None for 'microbatch'.
 
-        'minibatch' (Eq. 10): this micro-batch's own statistics, those of the other micro-batches
-        of the gradient-accumulation window (a no-grad forward each, with the parameters the
-        window trains with), MAX-reduced, then MAX-reduced over ranks; computed once per window.
+        'minibatch' (Eq. 10): this micro-batch's own statistics and those of the other
+        micro-batches of the gradient-accumulation window (a no-grad forward each, with the
+        parameters the window trains with), reduced by the method's own reduction
+        (``Method.reduce_scope_stats``), then over ranks with its op (``Method.scope_reduce_op``,
+        MAX); computed once per window.
         In evaluation the batch is its own window.
         """
         if getattr(self.steer_method.config, "scope", "microbatch") == "microbatch":
@@ -281,7 +283,7 @@ class SteerGRPOTrainer(GRPOTrainer):
             start = self._step - self._step % ga
             if self._steer_scope_cache is not None and self._steer_scope_cache[0] == start:
                 return self._steer_scope_cache[1]
-            stats = dict(own)
+            collected = [own]
             spg = self.args.steps_per_generation
             bs = self.args.per_device_train_batch_size
             for s in range(start, start + ga):
@@ -294,11 +296,17 @@ class SteerGRPOTrainer(GRPOTrainer):
                     if "tool_mask" not in mb
                     else mb["completion_mask"] * mb["tool_mask"]
                 )
-                for k, v in self.steer_method.scope_stats(self._steer_loss_batch(mb, logps, ents, m)).items():
-                    stats[k] = torch.maximum(stats[k], v) if k in stats else v
+                collected.append(self.steer_method.scope_stats(self._steer_loss_batch(mb, logps, ents, m)))
         else:
-            stats = dict(own)
+            collected = [own]
+        method = self.steer_method
+        stats = method.reduce_scope_stats(collected)
         if self.accelerator.num_processes > 1:
+            if method.scope_reduce_op != "max":
+                raise RuntimeError(
+                    f"steer_method={method.name!r} reduces its scope statistics with its own function, "
+                    "which no reduction over processes reproduces; run it in one process"
+                )
             keys = sorted(stats)
             vec = torch.stack([stats[k].detach().float().reshape(()) for k in keys]).to(
                 self.accelerator.device

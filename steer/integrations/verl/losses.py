@@ -43,6 +43,7 @@ from steer.core.advantages import shape_entropy_advantage
 from steer.core.metrics import reduce_metrics
 from steer.core.registry import Method, build_method, method_config_class
 from steer.core.types import LossBatch
+from steer.integrations.verl.names import LOSS_LEVEL_ADVANTAGES, LOSS_MODES
 
 __all__ = [
     "LOSS_MODES",
@@ -72,26 +73,10 @@ def _setup_logger() -> None:
 
 _setup_logger()
 
-#: loss_mode -> core method (names that verl does not already use: verl's own clip_cov / kl_cov
-#: stay untouched, ours are steer_clip_cov / steer_kl_cov)
-LOSS_MODES: dict[str, str] = {  # keys: names.LOSS_MODE_NAMES (tested)
-    "steer": "steer",
-    "steer_reference": "steer_reference",
-    "steer_linear": "steer_linear",
-    "steer_binary": "steer_binary",
-    "forking_tokens": "forking_tokens",
-    "quadrant": "quadrant",
-    "steer_clip_cov": "clip_cov",
-    "steer_kl_cov": "kl_cov",
-    "entropy_adv": "entropy_adv",
-}
-
 #: loss modes whose advantage is shaped per token in the loss (verl's advantage estimators
 #: receive no entropy): A~ = shape_entropy_advantage(A_grpo, H_old)
 _SHAPED_ADVANTAGE = {"entropy_adv": "old_entropy"}
 
-#: advantage estimators the loss can apply itself (token-local given verl's GRPO advantage)
-_LOSS_LEVEL_ADVANTAGES = {"grpo", "entropy_adv"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -174,7 +159,7 @@ def _method_kwargs(loss_mode: str, config) -> tuple[str, dict[str, Any]]:
 
 def _check_supported(loss_mode: str, name: str, method: Method) -> None:
     c = method.config
-    if c.advantage not in _LOSS_LEVEL_ADVANTAGES:
+    if c.advantage not in LOSS_LEVEL_ADVANTAGES:
         raise ValueError(
             f"policy_loss.steer_method={name!r}: its advantage estimator {c.advantage!r} needs the "
             "rewards of whole groups, which a verl policy loss does not receive; only methods on "
@@ -446,13 +431,25 @@ def _scope_method(loss_function) -> tuple[Method, Any] | None:
     return method, config
 
 
+def _rank_op(method: Method):
+    """The all-reduce op of the method's scope reduction over ranks (``Method.scope_reduce_op``)."""
+    op = method.scope_reduce_op
+    if op is None:
+        raise RuntimeError(
+            f"method {method.name!r} reduces its scope statistics with its own function, which no "
+            "all-reduce over data-parallel ranks can reproduce; run it in one process"
+        )
+    return getattr(torch.distributed.ReduceOp, op.upper())
+
+
 def _train_batch_with_scope(original):
     """``BaseEngine.train_batch`` with STEER's mini-batch scope (Eq. 10) made exact.
 
     Before the update of a mini-batch, a forward pass without grad over all of its micro-batches
     computes each one's ``Method.scope_stats`` (max|Omega| with the current policy, exactly the
-    Omega the training pass then uses); the maxima are MAX-reduced locally and with
-    ``all_reduce(MAX)`` over the data-parallel group, and every micro-batch's loss receives them.
+    Omega the training pass then uses); they are reduced locally by the method's own reduction
+    (``Method.reduce_scope_stats``) and over the data-parallel group by an all-reduce with that
+    reduction's op (``Method.scope_reduce_op``), and every micro-batch's loss receives them.
     Cost: one extra forward pass per mini-batch. Only for a STEER method with scope 'minibatch'.
     """
 
@@ -468,17 +465,16 @@ def _train_batch_with_scope(original):
                 self.forward_backward_batch(data, loss_function, forward_only=True)
         finally:
             _SCOPE_PASS.reset(token)
-        keys = sorted({k for s in collected for k in s})
+        method = found[0]
         reduced: dict[str, torch.Tensor] = {}
-        for k in keys:
-            vals = torch.stack([s[k].detach().float().reshape(()) for s in collected if k in s])
-            v = vals.max().reshape(1)
+        for k, local in method.reduce_scope_stats(collected).items():
+            v = local.detach().float().reshape(1)
             if torch.distributed.is_initialized():
                 from verl.utils.device import get_device_id
 
                 v = v.to(get_device_id())
                 torch.distributed.all_reduce(
-                    v, op=torch.distributed.ReduceOp.MAX, group=self.get_data_parallel_group()
+                    v, op=_rank_op(method), group=self.get_data_parallel_group()
                 )
             reduced[k] = v.cpu().reshape(())
         token = _SCOPE.set(reduced or None)
