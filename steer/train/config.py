@@ -336,6 +336,28 @@ def resolve_config_path(path: str | Path) -> Path:
     )
 
 
+def _load_yaml(path: Path) -> DictConfig:
+    """A config file as a mapping; ConfigError (one line: file, line, problem) on a YAML syntax
+    error, an unreadable file or a top level that is not a mapping."""
+    import yaml
+
+    try:
+        loaded = OmegaConf.load(path)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"config file {path}: YAML syntax error at{where}: {what}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc}") from exc
+    if not isinstance(loaded, DictConfig):
+        raise ConfigError(
+            f"config file {path}: the top level is a {type(loaded).__name__.replace('Config', '').lower()}, "
+            "not a mapping of sections (model:, task:, trainer:, ...)"
+        )
+    return loaded
+
+
 def load_config(
     path: str | Path | None = None,
     overrides: list[str] | tuple[str, ...] = (),
@@ -353,7 +375,7 @@ def load_config(
     merged = _structured()
     try:
         if path is not None:
-            merged = OmegaConf.merge(merged, OmegaConf.load(resolve_config_path(path)))
+            merged = OmegaConf.merge(merged, _load_yaml(resolve_config_path(path)))
         bad = [o for o in overrides if "=" not in o]
         if bad:
             raise ConfigError(f"override {bad[0]!r} is not of the form key=value")
