@@ -29,7 +29,9 @@ def check_model_source(name: str | None, *, what: str = "model.name_or_path") ->
         if not (p / "config.json").is_file():
             hint = ""
             if (p / "manifest.json").is_file() and (p / "model.pt").is_file():
-                hint = f" (a steer checkpoint written before the HF export existed; run `steer export {name}`)"
+                hint = (
+                    f" (a steer checkpoint written before the HF export existed; run `steer export {name}`)"
+                )
             raise UserError(f"{what} {name} has no config.json: not a model folder{hint}")
         return
     try:
@@ -104,11 +106,9 @@ def _resume_command(args: argparse.Namespace) -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from steer.train.checkpoint import CheckpointError
-    from steer.train.config import load_config
-
     from steer.errors import UserError
-    from steer.train.config import ConfigError
+    from steer.train.checkpoint import CheckpointError
+    from steer.train.config import ConfigError, load_config
 
     overrides = list(args.overrides) + ([f"logging.out_dir={args.out}"] if args.out else [])
     try:
@@ -145,7 +145,9 @@ def _train(args: argparse.Namespace) -> int:
         path, _ = ckpt.find_latest_valid(out / "checkpoints", log=lambda m: None)
         where = f"interrupted at step {trainer.step}" if trainer is not None else "interrupted while loading"
         if path is None:
-            print(f"\nsteer train: {where}; no checkpoint was written yet, nothing to resume", file=sys.stderr)
+            print(
+                f"\nsteer train: {where}; no checkpoint was written yet, nothing to resume", file=sys.stderr
+            )
         else:
             step = int(path.name.split("_")[-1])
             print(
@@ -165,7 +167,8 @@ def _train(args: argparse.Namespace) -> int:
     out = Path(cfg.logging.out_dir)
     print(
         f"outputs in {out}/: metrics.jsonl, config.yaml, checkpoints/ (each loads with from_pretrained and "
-        f"`steer eval --model`)" + (", tb/ (TensorBoard)" if cfg.logging.tensorboard else "")
+        f"`steer eval --model`)"
+        + (", tb/ (TensorBoard)" if cfg.logging.tensorboard else "")
         + f"; compare runs with `steer report {out}`"
     )
     return 0

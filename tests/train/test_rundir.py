@@ -73,7 +73,9 @@ def test_resume_with_a_changed_learning_rate_is_refused_then_recorded_when_allow
 def test_resume_may_change_the_budget_but_never_the_method(small_cfg):
     _fit(small_cfg("trainer.steps=2", "trainer.stop_after=1", out="r"))
     with pytest.raises(ResumeConfigError, match="cannot change the method"):
-        _fit(small_cfg("trainer.steps=2", "method.name=steer", out="r"), resume=True, allow_config_change=True)
+        _fit(
+            small_cfg("trainer.steps=2", "method.name=steer", out="r"), resume=True, allow_config_change=True
+        )
     _fit(small_cfg("trainer.steps=2", "eval.every=5", "checkpoint.keep_last=3", out="r"), resume=True)
 
 
