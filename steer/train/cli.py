@@ -3,61 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import sys
 from pathlib import Path
-
-
-def _looks_like_path(name: str) -> bool:
-    return name.startswith(("/", "./", "../", "~")) or name.count("/") != 1 or Path(name).exists()
-
-
-def check_model_source(name: str | None, *, what: str = "model.name_or_path") -> None:
-    """UserError for a model that cannot be found without downloading: a missing local folder, or a
-    hub name that is neither in the HF cache nor reachable (offline)."""
-    from steer.errors import UserError
-
-    if not name:
-        return
-    p = Path(name).expanduser()
-    if _looks_like_path(name):
-        if not p.exists():
-            raise UserError(f"{what} {name}: no such folder")
-        if not p.is_dir():
-            raise UserError(f"{what} {name} is a file; expected a folder written by save_pretrained")
-        if not (p / "config.json").is_file():
-            hint = ""
-            if (p / "manifest.json").is_file() and (p / "model.pt").is_file():
-                hint = (
-                    f" (a steer checkpoint written before the HF export existed; run `steer export {name}`)"
-                )
-            raise UserError(f"{what} {name} has no config.json: not a model folder{hint}")
-        return
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        if isinstance(try_to_load_from_cache(name, "config.json"), str):
-            return
-    except Exception:  # an invalid repo id: let the hub path below report it
-        pass
-    if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
-        raise UserError(f"{what} {name} is not in the Hugging Face cache and HF_HUB_OFFLINE is set")
-    import socket
-
-    try:
-        socket.create_connection(("huggingface.co", 443), timeout=3).close()
-    except OSError:
-        raise UserError(
-            f"{what} {name} is not in the Hugging Face cache and huggingface.co cannot be reached "
-            "(offline?): download it where there is a network, or pass a local folder"
-        ) from None
 
 
 def preflight(cfg, *, resume: bool, overwrite: bool, allow_config_change: bool):
     """Every check that needs no model: the output folder, a resume's config, the model's source, the
     task's data (read here, so a bad path fails before any model is loaded). Returns the task."""
     from steer.errors import UserError
+    from steer.preflight import check_model_source
     from steer.train import checkpoint as ckpt
     from steer.train import rundir
     from steer.train.config import to_dict
@@ -71,6 +26,8 @@ def preflight(cfg, *, resume: bool, overwrite: bool, allow_config_change: bool):
             rundir.check_resume_config(path, to_dict(cfg), allow=allow_config_change)
     if cfg.model.source == "hf" or cfg.model.name_or_path:
         check_model_source(cfg.model.name_or_path)
+    if cfg.task.name == "math" and cfg.task.train_path is None:
+        raise UserError("task.train_path is required when task.name=math")
     for key in ("train_path", "heldout_path"):
         val = getattr(cfg.task, key)
         if val and not Path(val).exists():
@@ -193,6 +150,18 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from steer.preflight import check_writable
+    from steer.train.export import export_checkpoint, resolve_checkpoint
+
+    src = resolve_checkpoint(args.checkpoint)  # UserError: one line, exit 2 (steer/cli.py)
+    out = args.out or str(src.parent.parent / f"hf_{src.name}")
+    check_writable(out, "--out")
+    path = export_checkpoint(src, out, log=lambda m: print(m, file=sys.stderr))
+    print(f"exported {src} to {path}: load it with from_pretrained, `steer eval --model {path}`, verl or TRL")
+    return 0
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "train",
@@ -225,6 +194,17 @@ def register(subparsers) -> None:
     p.add_argument("--print-config", action="store_true", help="print the merged, validated config and exit")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides (omegaconf syntax)")
     p.set_defaults(func=_train)
+
+    e = subparsers.add_parser(
+        "export",
+        help="a steer train checkpoint as a Hugging Face model folder (from_pretrained, eval, verl, TRL)",
+        description="Write a checkpoint (or a run folder's newest checkpoint) as a folder with config.json, "
+        "model.safetensors and the tokenizer. Checkpoints already hold these files unless "
+        "checkpoint.hf_weights=false; then the policy is rebuilt from the checkpoint's config.",
+    )
+    e.add_argument("checkpoint", help="a checkpoint folder (runs/train/checkpoints/best) or a run folder")
+    e.add_argument("--out", default=None, help="output folder (default: hf_<checkpoint> beside checkpoints/)")
+    e.set_defaults(func=_export)
 
     d = subparsers.add_parser(
         "demo",

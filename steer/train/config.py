@@ -166,13 +166,18 @@ class EvalConfig:
 @dataclass
 class CheckpointConfig:
     """Atomic checkpoints every ``every`` steps (0 = only at the end), the ``keep_last`` newest kept,
-    plus ``best/`` by ``best_metric`` (a held-out metric key) in ``best_mode``."""
+    plus ``best/`` by ``best_metric`` (a held-out metric key) in ``best_mode``. ``hf_weights``: each
+    checkpoint also holds the model and tokenizer in Hugging Face form (``config.json``,
+    ``model.safetensors``, tokenizer files), so ``from_pretrained``, ``steer eval``, verl and TRL load
+    the folder as it is; this stores the weights a second time (``model.pt`` is what a resume reads).
+    Off, ``steer export`` writes that folder on demand."""
 
     every: int = 20
     keep_last: int = 2
     best_metric: str = "heldout/acc"
     best_mode: str = "max"
     save_best: bool = True
+    hf_weights: bool = True
 
 
 @dataclass

@@ -14,7 +14,6 @@ optimisation.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -63,16 +62,12 @@ def holds_run(out_dir: str | Path) -> list[str]:
 
 def check_writable(out_dir: str | Path, what: str = "output folder") -> None:
     """RunDirError unless ``out_dir`` is (or can be created as) a writable folder. Creates nothing."""
-    p = Path(out_dir).absolute()
-    if p.exists() and not p.is_dir():
-        raise RunDirError(f"{what} {out_dir} exists and is not a folder")
-    probe = p
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise RunDirError(f"{what} {out_dir}: {probe} is not a folder")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise RunDirError(f"{what} {out_dir} is not writable ({probe} is read-only for this user)")
+    from steer.preflight import check_writable as _check
+
+    try:
+        _check(out_dir, what)
+    except UserError as exc:
+        raise RunDirError(str(exc)) from None
 
 
 def check_out_dir(out_dir: str | Path, *, resume: bool = False, overwrite: bool = False) -> None:

@@ -412,7 +412,9 @@ class Trainer:
                 stats = self.method.scope_stats(first)
                 if stats:
                     with torch.no_grad():
-                        more = [self.method.scope_stats(self.loss_batch(data, idx, **norm)) for idx in chunks[1:]]
+                        more = [
+                            self.method.scope_stats(self.loss_batch(data, idx, **norm)) for idx in chunks[1:]
+                        ]
                     stats = self.method.reduce_scope_stats([stats, *more])
                     first.scope_stats = stats
                     norm["scope_stats"] = stats
@@ -497,7 +499,10 @@ class Trainer:
         sub = SubBatch.of(data.rollouts, mb_idx)
         m = sub.response_mask.bool()
         after = entropy_after(
-            self.model, sub, temperature=self.cfg.rollout.temperature, micro_batch_size=self.cfg.trainer.micro_batch_size
+            self.model,
+            sub,
+            temperature=self.cfg.rollout.temperature,
+            micro_batch_size=self.cfg.trainer.micro_batch_size,
         )
         before = cp.entropy_before.double().cpu()
         n = max(float(m.sum()), 1.0)
@@ -536,7 +541,13 @@ class Trainer:
             gn = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip, error_if_nonfinite=False)
             if not bool(torch.isfinite(gn)):
                 bad = "gradient"
-        out = {"problem": bad, "loss": mb_loss, "grad_norm": float("nan"), "metrics": mb_metrics, "cause": None}
+        out = {
+            "problem": bad,
+            "loss": mb_loss,
+            "grad_norm": float("nan"),
+            "metrics": mb_metrics,
+            "cause": None,
+        }
         if bad is not None:
             return out
         self.optimizer.step()
@@ -666,7 +677,21 @@ class Trainer:
             state=self._state(metrics_offset),
             config_yaml=to_yaml(self.cfg),
             method_state=self.method.state_dict(),
+            extra_writer=self._write_hf if self.cfg.checkpoint.hf_weights else None,
         )
+
+    def _write_hf(self, folder: Path) -> None:
+        """The policy and its tokenizer in Hugging Face form (``save_pretrained``) into ``folder``."""
+        from transformers.utils import logging as hf_logging
+
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # no "Writing model shards" bar at every checkpoint
+        try:
+            self.model.save_pretrained(str(folder), safe_serialization=True)
+            self.tokenizer.save_pretrained(str(folder))
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
 
     def load(self, path: str | Path) -> int:
         """Restore from one checkpoint directory; returns the metrics-file offset to truncate to."""
@@ -696,7 +721,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
 
-    def fit(self, *, resume: bool = False, overwrite: bool = False, allow_config_change: bool = False) -> dict:
+    def fit(
+        self, *, resume: bool = False, overwrite: bool = False, allow_config_change: bool = False
+    ) -> dict:
         """Train ``trainer.steps`` steps (or up to ``trainer.stop_after``); returns the last
         record. With ``resume``, continue from the newest valid checkpoint in the run directory.
 
