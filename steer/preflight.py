@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from steer.errors import UserError
@@ -43,8 +44,10 @@ def check_writable(path: str | Path, what: str = "output folder") -> None:
         probe = probe.parent
     if not probe.is_dir():
         raise UserError(f"{what} {path}: {probe} is not a folder")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise UserError(f"{what} {path} is not writable ({probe} is read-only for this user)")
+    try:  # a real write: os.access says yes to root on read-only places such as /sys
+        tempfile.TemporaryFile(dir=probe).close()
+    except OSError as exc:
+        raise UserError(f"{what} {path} is not writable ({probe}: {exc.strerror or exc})") from None
 
 
 def _looks_like_path(name: str) -> bool:

@@ -93,6 +93,12 @@ def register(subparsers) -> None:
     r.set_defaults(func=_report)
 
 
+def _check_out(out: str) -> None:
+    from steer.preflight import check_writable
+
+    check_writable(out, "--out")  # UserError: one line, exit 2 (steer/cli.py)
+
+
 def _err(msg: str) -> int:
     print(f"error: {msg}", file=sys.stderr)
     return 2
@@ -105,6 +111,7 @@ def _reproduce(args) -> int:
     names = list(CLAIMS) if args.claim == "all" else [args.claim]
     if args.jobs < 0:
         return _err("--jobs must be >= 0")
+    _check_out(args.out)
     bad = 0
     for name in names:
         cmd = "steer reproduce " + " ".join(
@@ -152,6 +159,7 @@ def _cause_check(args) -> int:
     bad = [x for x in sizes if x not in PRESETS]
     if bad or not sizes:
         return _err(f"--sizes: unknown preset(s) {bad}; valid: {sorted(PRESETS)}")
+    _check_out(args.out)
     cmd = "steer cause-check " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     try:
         run_cause_check(
@@ -174,6 +182,7 @@ def _report(args) -> int:
     labels = [x for x in args.labels.split(",")] if args.labels else None
     if args.window < 1:
         return _err("--window must be >= 1")
+    _check_out(args.out)
     try:
         res = make_report(
             args.runs,

@@ -132,9 +132,11 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from steer.preflight import check_writable
     from steer.train.config import ConfigError
     from steer.train.demo import run_demo
 
+    check_writable(args.out, "--out")
     try:
         run_demo(
             args.out,

@@ -55,6 +55,16 @@ def test_eval_runs_on_a_checkpoint(small_cfg, tmp_path, capsys):
     ck = Path(cfg.logging.out_dir) / "checkpoints" / "step_00000001"
     out = tmp_path / "ev" / "samples.jsonl"
     argv = ["eval", "--model", str(ck), "--benchmarks", "amc23", "--limit", "1", "--k", "1"]
-    argv += ["--max-tokens", "4", "--device", "cpu", "--no-progress", "--verify-workers", "1", "--out", str(out)]
+    argv += [
+        "--max-tokens",
+        "4",
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--verify-workers",
+        "1",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     assert out.is_file() and out.with_suffix(".summary.md").is_file()
