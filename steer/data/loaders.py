@@ -41,18 +41,26 @@ def _finish(rows_iter, path: str, name: str, empty_gold: str = "error") -> list[
             p.id = f"{name}/row{i}"
         out.append(p)
     if empty:
-        shown = ", ".join(str(i) for i in empty[:50]) + (f", ... ({len(empty)} in all)" if len(empty) > 50 else "")
+        shown = ", ".join(str(i) for i in empty[:50]) + (
+            f", ... ({len(empty)} in all)" if len(empty) > 50 else ""
+        )
         if empty_gold == "error":
             raise ValueError(
                 f"{path}:row {empty[0]}: no gold answer (reward_model.ground_truth / answer / "
                 f"final_answer); {len(empty)} row(s) without one: rows {shown} "
                 "(pass empty_gold='skip' to drop them)"
             )
-        warnings.warn(f"{path}: skipped {len(empty)} row(s) without a gold answer: rows {shown}", EmptyGoldWarning, stacklevel=3)
+        warnings.warn(
+            f"{path}: skipped {len(empty)} row(s) without a gold answer: rows {shown}",
+            EmptyGoldWarning,
+            stacklevel=3,
+        )
     return out
 
 
-def load_parquet(path: str | os.PathLike, *, name: str | None = None, empty_gold: str = "error") -> list[Problem]:
+def load_parquet(
+    path: str | os.PathLike, *, name: str | None = None, empty_gold: str = "error"
+) -> list[Problem]:
     """All rows of a verl-format parquet file, in file order (no de-duplication).
 
     ``empty_gold``: ``"error"`` (refuse, listing the rows without a gold) or ``"skip"``."""
@@ -67,7 +75,9 @@ def load_parquet(path: str | os.PathLike, *, name: str | None = None, empty_gold
     return _finish(enumerate(rows), path, name, empty_gold)
 
 
-def load_jsonl(path: str | os.PathLike, *, name: str | None = None, empty_gold: str = "error") -> list[Problem]:
+def load_jsonl(
+    path: str | os.PathLike, *, name: str | None = None, empty_gold: str = "error"
+) -> list[Problem]:
     """All rows of a JSONL file (verl or flat layout), in order. Blank lines are errors too.
     ``empty_gold`` as in :func:`load_parquet`."""
     path = str(path)
@@ -111,8 +121,41 @@ def load_hf_disk(
     return _finish(enumerate(ds), f"{path}[{split or 'data'}]", name, empty_gold)
 
 
+HUB_PREFIX = "hf:"
+
+
+def load_hub(
+    repo_id: str, *, split: str = "train", name: str | None = None, empty_gold: str = "error"
+) -> list[Problem]:
+    """A data set on the Hugging Face hub through ``datasets.load_dataset`` (verl's schema or
+    question/answer columns), cached by ``datasets`` after the first download. Needs the optional
+    ``datasets`` package; offline and not cached, a one-line ``OSError`` says so."""
+    try:
+        import datasets
+    except ImportError as e:
+        raise ImportError(
+            f"loading {HUB_PREFIX}{repo_id} needs the 'datasets' package: pip install 'steer[hf]'"
+        ) from e
+    try:
+        ds = datasets.load_dataset(repo_id, split=split)
+    except (ConnectionError, OSError) as exc:
+        raise OSError(
+            f"{HUB_PREFIX}{repo_id}: not in the datasets cache and the hub cannot be reached (offline?): "
+            f"download it where there is a network, or pass a local parquet file ({type(exc).__name__})"
+        ) from None
+    return _finish(
+        enumerate(ds), f"{HUB_PREFIX}{repo_id}[{split}]", name or repo_id.split("/")[-1], empty_gold
+    )
+
+
 def load_any(path: str | os.PathLike, **kw) -> list[Problem]:
-    """Pick the loader by path: ``.parquet``, ``.jsonl``/``.json``, or a directory (HF folder)."""
+    """Pick the loader by path: ``hf:<hub id>`` (``datasets.load_dataset``), ``.parquet``,
+    ``.jsonl``/``.json``, or a directory (HF folder written by ``save_to_disk``)."""
+    if str(path).startswith(HUB_PREFIX):
+        return load_hub(
+            str(path)[len(HUB_PREFIX) :],
+            **{k: v for k, v in kw.items() if k in ("split", "name", "empty_gold")},
+        )
     p = Path(path)
     if p.is_dir():
         return load_hf_disk(p, **kw)

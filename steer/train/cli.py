@@ -11,6 +11,7 @@ from pathlib import Path
 def preflight(cfg, *, resume: bool, overwrite: bool, allow_config_change: bool):
     """Every check that needs no model: the output folder, a resume's config, the model's source, the
     task's data (read here, so a bad path fails before any model is loaded). Returns the task."""
+    from steer.data.benchmarks import BENCHMARKS
     from steer.errors import UserError
     from steer.preflight import check_model_source
     from steer.train import checkpoint as ckpt
@@ -30,6 +31,8 @@ def preflight(cfg, *, resume: bool, overwrite: bool, allow_config_change: bool):
         raise UserError("task.train_path is required when task.name=math")
     for key in ("train_path", "heldout_path"):
         val = getattr(cfg.task, key)
+        if val and (val.startswith("hf:") or (val in BENCHMARKS and not Path(val).exists())):
+            continue  # a hub data set or a shipped benchmark: read below (one line when offline)
         if val and not Path(val).exists():
             raise UserError(f"task.{key} {val}: no such file or folder")
         if val and Path(val).is_file() and Path(val).stat().st_size == 0:

@@ -25,7 +25,8 @@ def test_extreme_and_real_recipe_values():
     assert q.optim.lr == 1e-6 and q.rollout.max_new_tokens == 3072
     assert q.method["eps_low"] == 0.2 and q.method["eps_high"] == 0.28 and q.method["clip_c"] == 10.0
     assert q.method.get("kl_coef", 0.0) == 0.0 and q.method.get("entropy_coef", 0.0) == 0.0
-    assert q.task.name == "math" and q.task.train_path.endswith("DAPO-Math-17k.parquet")
+    assert q.task.name == "math" and q.task.train_path == "hf:BytedTsinghua-SIA/DAPO-Math-17k"
+    assert q.task.heldout_path == "aime24"  # the shipped benchmark copy
 
 
 def test_overrides_apply_with_types():
