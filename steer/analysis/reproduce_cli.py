@@ -69,7 +69,9 @@ def register(subparsers) -> None:
         ),
     )
     c.add_argument("--out", default="runs/cause-check", help="output directory (default: runs/cause-check)")
-    c.add_argument("--sizes", default="tiny,small", help="testbed presets (default tiny,small)")
+    c.add_argument(
+        "--sizes", default=None, help="testbed presets (default tiny,small; with --quick tiny only)"
+    )
     c.add_argument("--seeds", type=_ints, default=[0, 1, 2], help="comma-separated seeds (default 0,1,2)")
     c.add_argument("--warm-steps", type=int, default=3, help="GRPO steps before the checked one (default 3)")
     c.add_argument("--quick", action="store_true", help="a tiny budget (short responses, small batches)")
@@ -118,6 +120,7 @@ def _reproduce(args) -> int:
             shlex.quote(a)
             for a in [name]
             + (["--quick"] if args.quick else [])
+            + ["--out", args.out]
             + (["--seeds", ",".join(map(str, args.seeds))] if args.seeds else [])
             + (
                 ["--fractions", ",".join(f"{f:g}" for f in args.fractions)]
@@ -155,7 +158,8 @@ def _cause_check(args) -> int:
     from steer.testbed import PRESETS
     from steer.train.config import ConfigError
 
-    sizes = [x.strip() for x in args.sizes.split(",") if x.strip()]
+    sizes_arg = args.sizes if args.sizes is not None else ("tiny" if args.quick else "tiny,small")
+    sizes = [x.strip() for x in sizes_arg.split(",") if x.strip()]
     bad = [x for x in sizes if x not in PRESETS]
     if bad or not sizes:
         return _err(f"--sizes: unknown preset(s) {bad}; valid: {sorted(PRESETS)}")
