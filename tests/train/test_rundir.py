@@ -123,3 +123,11 @@ def test_cli_refuses_before_loading_anything(policy_path, tmp_path, capsys):
     assert _snapshot(out) == before
     assert main([*common, "--resume", "trainer.steps=3"]) == 0
     assert [r["step"] for r in read_jsonl(out / "metrics.jsonl")] == [1, 2, 3]
+
+
+def test_report_refuses_a_damaged_metrics_file(tmp_path, capsys):
+    m = tmp_path / "run" / "metrics.jsonl"
+    m.parent.mkdir()
+    m.write_bytes(b'{"step": 1, "reward": 0.5}\n{"step": 2, "reward": 0.5}\n' + b"\0" * 50 + b'{"step": 7}\n')
+    assert main(["report", str(m.parent), "--out", str(tmp_path / "rep")]) == 2
+    assert "NUL bytes from line 3" in capsys.readouterr().err
