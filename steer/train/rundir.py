@@ -142,6 +142,12 @@ def check_resume_config(path: str | Path, new: dict, *, allow: bool = False) -> 
     old = checkpoint_config(path)
     if old is None:
         return {}
+    try:  # keys added to the schema since the checkpoint was written take their defaults
+        from steer.train.config import config_from_dict, to_dict
+
+        old = to_dict(config_from_dict(old, check_method=False))
+    except ValueError:
+        pass
     diffs = config_differences(old, new)
     if "method.name" in diffs:
         raise ResumeConfigError(

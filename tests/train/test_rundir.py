@@ -131,3 +131,17 @@ def test_report_refuses_a_damaged_metrics_file(tmp_path, capsys):
     m.write_bytes(b'{"step": 1, "reward": 0.5}\n{"step": 2, "reward": 0.5}\n' + b"\0" * 50 + b'{"step": 7}\n')
     assert main(["report", str(m.parent), "--out", str(tmp_path / "rep")]) == 2
     assert "NUL bytes from line 3" in capsys.readouterr().err
+
+
+def test_resume_from_a_checkpoint_without_newer_schema_keys(small_cfg, tmp_path):
+    """A key added to the schema after the checkpoint was written is not a difference."""
+    from steer.train.config import to_dict
+    from steer.train.rundir import check_resume_config
+
+    cfg = small_cfg("trainer.steps=2", "trainer.stop_after=1", out="r")
+    _fit(cfg)
+    ck = Path(cfg.logging.out_dir) / "checkpoints" / "step_00000001"
+    state = json.loads((ck / "state.json").read_text())
+    del state["config"]["trainer"]["cause_probe"]
+    (ck / "state.json").write_text(json.dumps(state))
+    assert check_resume_config(ck, to_dict(cfg)) == {}
