@@ -41,26 +41,18 @@ def _finish(rows_iter, path: str, name: str, empty_gold: str = "error") -> list[
             p.id = f"{name}/row{i}"
         out.append(p)
     if empty:
-        shown = ", ".join(str(i) for i in empty[:50]) + (
-            f", ... ({len(empty)} in all)" if len(empty) > 50 else ""
-        )
+        shown = ", ".join(str(i) for i in empty[:50]) + (f", ... ({len(empty)} in all)" if len(empty) > 50 else "")
         if empty_gold == "error":
             raise ValueError(
                 f"{path}:row {empty[0]}: no gold answer (reward_model.ground_truth / answer / "
                 f"final_answer); {len(empty)} row(s) without one: rows {shown} "
                 "(pass empty_gold='skip' to drop them)"
             )
-        warnings.warn(
-            f"{path}: skipped {len(empty)} row(s) without a gold answer: rows {shown}",
-            EmptyGoldWarning,
-            stacklevel=3,
-        )
+        warnings.warn(f"{path}: skipped {len(empty)} row(s) without a gold answer: rows {shown}", EmptyGoldWarning, stacklevel=3)
     return out
 
 
-def load_parquet(
-    path: str | os.PathLike, *, name: str | None = None, empty_gold: str = "error"
-) -> list[Problem]:
+def load_parquet(path: str | os.PathLike, *, name: str | None = None, empty_gold: str = "error") -> list[Problem]:
     """All rows of a verl-format parquet file, in file order (no de-duplication).
 
     ``empty_gold``: ``"error"`` (refuse, listing the rows without a gold) or ``"skip"``."""
@@ -75,9 +67,7 @@ def load_parquet(
     return _finish(enumerate(rows), path, name, empty_gold)
 
 
-def load_jsonl(
-    path: str | os.PathLike, *, name: str | None = None, empty_gold: str = "error"
-) -> list[Problem]:
+def load_jsonl(path: str | os.PathLike, *, name: str | None = None, empty_gold: str = "error") -> list[Problem]:
     """All rows of a JSONL file (verl or flat layout), in order. Blank lines are errors too.
     ``empty_gold`` as in :func:`load_parquet`."""
     path = str(path)

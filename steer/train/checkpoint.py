@@ -4,7 +4,8 @@ Layout: ``<root>/step_00000040/`` holds ``model.pt``, ``optimizer.pt``, ``rng.pt
 numpy, torch RNG states), ``method.pt`` (the method's controllers and generator),
 ``state.json`` (step, metrics-file offset, best metric, ...), ``config.yaml``, the trainer's
 Hugging Face files (``config.json``, ``model.safetensors``, the tokenizer: the folder loads with
-``from_pretrained`` as it is; ``checkpoint.hf_weights=false`` leaves them out) and, written last, ``manifest.json`` with the size and sha256 of every other file. A checkpoint is
+``from_pretrained`` as it is; ``checkpoint.hf_weights=false`` leaves them out) and, written
+last, ``manifest.json`` with the size and sha256 of every other file. A checkpoint is
 written into a temporary sibling directory, every file and the directory are fsync'ed, and the
 directory is renamed into place with ``os.replace``: a reader sees either the whole checkpoint
 or none of it. On load, a directory whose manifest is missing or whose files do not match it is

@@ -412,9 +412,7 @@ class Trainer:
                 stats = self.method.scope_stats(first)
                 if stats:
                     with torch.no_grad():
-                        more = [
-                            self.method.scope_stats(self.loss_batch(data, idx, **norm)) for idx in chunks[1:]
-                        ]
+                        more = [self.method.scope_stats(self.loss_batch(data, idx, **norm)) for idx in chunks[1:]]
                     stats = self.method.reduce_scope_stats([stats, *more])
                     first.scope_stats = stats
                     norm["scope_stats"] = stats
@@ -499,10 +497,7 @@ class Trainer:
         sub = SubBatch.of(data.rollouts, mb_idx)
         m = sub.response_mask.bool()
         after = entropy_after(
-            self.model,
-            sub,
-            temperature=self.cfg.rollout.temperature,
-            micro_batch_size=self.cfg.trainer.micro_batch_size,
+            self.model, sub, temperature=self.cfg.rollout.temperature, micro_batch_size=self.cfg.trainer.micro_batch_size
         )
         before = cp.entropy_before.double().cpu()
         n = max(float(m.sum()), 1.0)
@@ -541,13 +536,7 @@ class Trainer:
             gn = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip, error_if_nonfinite=False)
             if not bool(torch.isfinite(gn)):
                 bad = "gradient"
-        out = {
-            "problem": bad,
-            "loss": mb_loss,
-            "grad_norm": float("nan"),
-            "metrics": mb_metrics,
-            "cause": None,
-        }
+        out = {"problem": bad, "loss": mb_loss, "grad_norm": float("nan"), "metrics": mb_metrics, "cause": None}
         if bad is not None:
             return out
         self.optimizer.step()
