@@ -218,9 +218,7 @@ def test_empty_golds_are_listed_and_refused_or_skipped_explicitly(tmp_path):
 
     rows = [GOOD]
     for i, g in ((1, ""), (2, "   "), (3, None)):
-        rows.append(
-            {**GOOD, "reward_model": {"ground_truth": g, "style": "rule"}, "extra_info": {"index": i}}
-        )
+        rows.append({**GOOD, "reward_model": {"ground_truth": g, "style": "rule"}, "extra_info": {"index": i}})
     rows.append({**GOOD, "extra_info": {"index": 4}})
     path = _write(tmp_path, rows)
     with pytest.raises(ValueError, match=r"3 row\(s\) without one: rows 1, 2, 3 .*empty_gold='skip'"):
@@ -231,9 +229,7 @@ def test_empty_golds_are_listed_and_refused_or_skipped_explicitly(tmp_path):
     with pytest.raises(ValueError, match="empty_gold must be one of"):
         load_parquet(path, empty_gold="ignore")
     jl = tmp_path / "e.jsonl"
-    jl.write_text(
-        json.dumps({"problem": "P", "answer": ""}) + "\n" + json.dumps({"problem": "Q", "answer": "1"}) + "\n"
-    )
+    jl.write_text(json.dumps({"problem": "P", "answer": ""}) + "\n" + json.dumps({"problem": "Q", "answer": "1"}) + "\n")
     with pytest.raises(ValueError, match="rows 0 "):
         load_any(jl)
     with pytest.warns(EmptyGoldWarning):
