@@ -114,3 +114,8 @@ def test_debug_shows_the_traceback(capsys, monkeypatch):
     monkeypatch.setenv("STEER_DEBUG", "1")
     with pytest.raises(UserError):
         main(["eval", "--model", "/nonexistent"])
+
+
+def test_eval_on_a_run_folder_points_to_its_checkpoints(capsys, tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    _run(["eval", "--model", str(tmp_path)], capsys, "a steer run folder", "checkpoints/best")
