@@ -177,7 +177,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "--config",
         default="testbed",
-        help="YAML file, or a shipped config: testbed, extreme, qwen_math_7b_dapo",
+        help="YAML file, or a shipped config: testbed, chain_sum, extreme, qwen_math_7b_dapo",
     )
     p.add_argument(
         "--out", default=None, help="output folder (sets logging.out_dir; default: the config's, runs/train)"

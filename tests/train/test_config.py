@@ -202,3 +202,24 @@ def test_docs_configuration_reference_matches_the_schema():
     assert set(rows) == set(schema)
     for k, (default, typ) in schema.items():
         assert rows[k] == (default, typ), k
+
+
+def test_chain_sum_config_is_the_measured_run():
+    """docs/training.md's chain_sum numbers come from the testbed config with these overrides."""
+    from steer.train.config import to_dict
+
+    measured = load_config(
+        "testbed",
+        [
+            "task.name=reasoning_gym",
+            "task.options.dataset=chain_sum",
+            "warm_start.overrides.source=chain_sum",
+            "warm_start.overrides.train_problems=1000",
+            "optim.lr=3e-5",
+            "rollout.max_new_tokens=8",
+            "trainer.steps=30",
+            "eval.every=10",
+            "logging.out_dir=runs/chain_sum",
+        ],
+    )
+    assert to_dict(load_config("chain_sum")) == to_dict(measured)
