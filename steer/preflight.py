@@ -71,7 +71,9 @@ def check_model_source(name: str | None, *, what: str = "model.name_or_path") ->
             if is_steer_checkpoint(p):
                 hint = f" (a steer checkpoint without the Hugging Face files; run `steer export {name}`)"
             elif (p / "checkpoints").is_dir():
-                hint = f" (a steer run folder: give one of its checkpoints, e.g. {p / 'checkpoints' / 'best'})"
+                hint = (
+                    f" (a steer run folder: give one of its checkpoints, e.g. {p / 'checkpoints' / 'best'})"
+                )
             raise UserError(f"{what} {name} has no config.json: not a model folder{hint}")
         return
     try:

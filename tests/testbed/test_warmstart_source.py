@@ -21,6 +21,8 @@ def test_countdown_cache_key_unchanged():
 
 
 def test_reasoning_gym_source_trains_on_its_answers():
-    cfg = WarmStartConfig(source="chain_sum", preset="micro", steps=3, train_problems=8, batch_size=4, threads=1)
+    cfg = WarmStartConfig(
+        source="chain_sum", preset="micro", steps=3, train_problems=8, batch_size=4, threads=1
+    )
     model, tok, info = train_warm_start(cfg, progress=False)
     assert info["train_problems"] == 8 and info["final_loss"] == info["final_loss"]
