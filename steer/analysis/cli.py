@@ -50,8 +50,14 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 
 
 def _probe(args: argparse.Namespace) -> int:
+    from steer.preflight import check_exists, check_model_source, check_writable
     from steer.train.config import ConfigError
 
+    # every path before any model is loaded or step computed (UserError: one line, exit 2)
+    check_exists(args.data, "--data", kind="file")
+    check_exists(args.checkpoint, "--checkpoint")
+    check_model_source(args.model, what="--model")
+    check_writable(args.out or ("runs/probe_sweep" if args.sweep else "runs/probe"), "--out")
     if args.sweep and args.checkpoint:
         print(
             "steer probe: --checkpoint does not apply to --sweep (the sweep warm-starts its own models)",

@@ -41,7 +41,47 @@ def smooth(values: list[float], window: int) -> list[float]:
     return out
 
 
+#: readable names of the usual metric keys (panel titles); others through :func:`pretty_key`'s rules
+KEY_NAMES = {
+    "entropy": "policy entropy (nats/token)",
+    "acc": "train accuracy",
+    "reward": "mean reward",
+    "loss": "loss",
+    "grad_norm": "gradient norm",
+    "response_length": "response length (tokens)",
+    "groups_all_correct": "groups all correct (share)",
+    "groups_all_wrong": "groups all wrong (share)",
+    "heldout/acc": "held-out accuracy",
+    "heldout/entropy": "held-out entropy (nats/token)",
+    "heldout/distinct_correct": "distinct correct solutions (held-out)",
+    "m/steer_weight_mean": "mean STEER token weight",
+    "m/steer_weight_min": "min STEER token weight",
+    "m/clipfrac_low": "clipped tokens, low side (share)",
+    "m/clipfrac_high": "clipped tokens, high side (share)",
+    "m/clipfrac": "clipped tokens (share)",
+}
+
+
+def pretty_key(key: str) -> str:
+    """A readable panel title for a metric key: ``heldout/pass@4`` -> ``held-out pass@4``,
+    ``m/clipfrac_low`` -> ``clipped tokens, low side (share)``, others with their separators
+    turned into spaces."""
+    if key in KEY_NAMES:
+        return KEY_NAMES[key]
+    head, _, rest = key.partition("/")
+    if head == "heldout" and rest:
+        return "held-out " + rest.replace("_", " ")
+    if head in ("m", "ctrl", "cause") and rest:
+        return rest.replace("_", " ").replace("/", " ") + ("" if head == "m" else f" ({head})")
+    return key.replace("_", " ").replace("/", " ")
+
+
 def _save(fig, path: Path) -> Path:
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in fig.axes:  # steps are integers: no ticks such as 1.25
+        if ax.get_xlabel() == "step":
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -66,7 +106,7 @@ def plot_lines(
             xs, ys = series(recs, key)
             if xs:
                 ax.plot(xs, smooth(ys, window), label=label, marker=marker)
-        ax.set_title(key if len(keys) > 1 else title)
+        ax.set_title(pretty_key(key) if len(keys) > 1 else title)
         ax.set_xlabel("step")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)

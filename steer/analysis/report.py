@@ -31,7 +31,14 @@ def read_steer(path: Path) -> Records:
     f = path / "metrics.jsonl" if path.is_dir() else path
     if not f.exists():
         raise ReportError(f"{path}: no metrics.jsonl (not a steer run directory)")
-    lines = f.read_text().splitlines()
+    text = f.read_text(errors="replace")
+    if "\0" in text:
+        line = text[: text.index("\0")].count("\n") + 1
+        raise ReportError(
+            f"{f}: NUL bytes from line {line} on: the file was damaged (cut or overwritten while a run "
+            "was appending to it)"
+        )
+    lines = text.splitlines()
     out: Records = []
     for i, line in enumerate(lines):
         if not line.strip():

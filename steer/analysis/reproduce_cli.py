@@ -91,7 +91,9 @@ def register(subparsers) -> None:
         ),
     )
     c.add_argument("--out", default="runs/cause-check", help="output directory (default: runs/cause-check)")
-    c.add_argument("--sizes", default="tiny,small", help="testbed presets (default tiny,small)")
+    c.add_argument(
+        "--sizes", default=None, help="testbed presets (default tiny,small; with --quick tiny only)"
+    )
     c.add_argument("--seeds", type=_ints, default=[0, 1, 2], help="comma-separated seeds (default 0,1,2)")
     c.add_argument("--warm-steps", type=int, default=3, help="GRPO steps before the checked one (default 3)")
     c.add_argument("--quick", action="store_true", help="a tiny budget (short responses, small batches)")
@@ -115,6 +117,12 @@ def register(subparsers) -> None:
     r.set_defaults(func=_report)
 
 
+def _check_out(out: str) -> None:
+    from steer.preflight import check_writable
+
+    check_writable(out, "--out")  # UserError: one line, exit 2 (steer/cli.py)
+
+
 def _err(msg: str) -> int:
     print(f"error: {msg}", file=sys.stderr)
     return 2
@@ -132,12 +140,14 @@ def _reproduce(args) -> int:
         return _err("--seeds auto needs --budget MINUTES")
     if args.budget is not None and not auto:
         return _err("--budget only applies with --seeds auto")
+    _check_out(args.out)
     bad = 0
     for name in names:
         cmd = "steer reproduce " + " ".join(
             shlex.quote(a)
             for a in [name]
             + (["--quick"] if args.quick else [])
+            + ["--out", args.out]
             + (["--seeds", "auto", "--budget", f"{args.budget:g}"] if auto else [])
             + (["--seeds", ",".join(map(str, args.seeds))] if args.seeds and not auto else [])
             + (
@@ -192,10 +202,12 @@ def _cause_check(args) -> int:
     from steer.testbed import PRESETS
     from steer.train.config import ConfigError
 
-    sizes = [x.strip() for x in args.sizes.split(",") if x.strip()]
+    sizes_arg = args.sizes if args.sizes is not None else ("tiny" if args.quick else "tiny,small")
+    sizes = [x.strip() for x in sizes_arg.split(",") if x.strip()]
     bad = [x for x in sizes if x not in PRESETS]
     if bad or not sizes:
         return _err(f"--sizes: unknown preset(s) {bad}; valid: {sorted(PRESETS)}")
+    _check_out(args.out)
     cmd = "steer cause-check " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     try:
         run_cause_check(
@@ -218,6 +230,7 @@ def _report(args) -> int:
     labels = [x for x in args.labels.split(",")] if args.labels else None
     if args.window < 1:
         return _err("--window must be >= 1")
+    _check_out(args.out)
     try:
         res = make_report(
             args.runs,

@@ -111,8 +111,41 @@ def load_hf_disk(
     return _finish(enumerate(ds), f"{path}[{split or 'data'}]", name, empty_gold)
 
 
+HUB_PREFIX = "hf:"
+
+
+def load_hub(
+    repo_id: str, *, split: str = "train", name: str | None = None, empty_gold: str = "error"
+) -> list[Problem]:
+    """A data set on the Hugging Face hub through ``datasets.load_dataset`` (verl's schema or
+    question/answer columns), cached by ``datasets`` after the first download. Needs the optional
+    ``datasets`` package; offline and not cached, a one-line ``OSError`` says so."""
+    try:
+        import datasets
+    except ImportError as e:
+        raise ImportError(
+            f"loading {HUB_PREFIX}{repo_id} needs the 'datasets' package: pip install 'steer[hf]'"
+        ) from e
+    try:
+        ds = datasets.load_dataset(repo_id, split=split)
+    except (ConnectionError, OSError) as exc:
+        raise OSError(
+            f"{HUB_PREFIX}{repo_id}: not in the datasets cache and the hub cannot be reached (offline?): "
+            f"download it where there is a network, or pass a local parquet file ({type(exc).__name__})"
+        ) from None
+    return _finish(
+        enumerate(ds), f"{HUB_PREFIX}{repo_id}[{split}]", name or repo_id.split("/")[-1], empty_gold
+    )
+
+
 def load_any(path: str | os.PathLike, **kw) -> list[Problem]:
-    """Pick the loader by path: ``.parquet``, ``.jsonl``/``.json``, or a directory (HF folder)."""
+    """Pick the loader by path: ``hf:<hub id>`` (``datasets.load_dataset``), ``.parquet``,
+    ``.jsonl``/``.json``, or a directory (HF folder written by ``save_to_disk``)."""
+    if str(path).startswith(HUB_PREFIX):
+        return load_hub(
+            str(path)[len(HUB_PREFIX) :],
+            **{k: v for k, v in kw.items() if k in ("split", "name", "empty_gold")},
+        )
     p = Path(path)
     if p.is_dir():
         return load_hf_disk(p, **kw)

@@ -68,6 +68,12 @@ class WarmStartConfig:
     grad_clip: float = 1.0
     seed: int = 0
     threads: int = 2
+    #: the supervised data: ``"countdown"`` (``task``), or a reasoning-gym dataset name (e.g.
+    #: ``chain_sum``) whose gold answers are the targets (``source_config``: its generator
+    #: settings; default the testbed preset), for RL on that dataset from a policy that can
+    #: answer some of its problems
+    source: str = "countdown"
+    source_config: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if isinstance(self.task, dict):
@@ -90,6 +96,8 @@ class WarmStartConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["betas"] = list(self.betas)
+        if self.source == "countdown" and not self.source_config:
+            del d["source"], d["source_config"]  # the countdown keys (and caches) of earlier versions
         return d
 
 
@@ -183,7 +191,13 @@ def train_warm_start(config: WarmStartConfig, progress: bool = True):
         tokenizer = build_tokenizer()
         model = build_model(tokenizer, config.preset, seed=config.seed, **config.model_overrides)
         model.train()
-        problems = CountdownTask(config.task).problems("train", config.train_problems)
+        if config.source == "countdown":
+            problems = CountdownTask(config.task).problems("train", config.train_problems)
+        else:
+            from .rg_tasks import ReasoningGymTask
+
+            rg = ReasoningGymTask(config.source, config=dict(config.source_config) or None)
+            problems = rg.problems("train", config.train_problems)
         prompts, responses = _encode(tokenizer, problems)
         pad = tokenizer.pad_token_id
         decay = [p for n, p in model.named_parameters() if p.ndim >= 2]

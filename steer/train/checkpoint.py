@@ -2,8 +2,10 @@
 
 Layout: ``<root>/step_00000040/`` holds ``model.pt``, ``optimizer.pt``, ``rng.pt`` (python,
 numpy, torch RNG states), ``method.pt`` (the method's controllers and generator),
-``state.json`` (step, metrics-file offset, best metric, ...), ``config.yaml`` and,
-written last, ``manifest.json`` with the size and sha256 of every other file. A checkpoint is
+``state.json`` (step, metrics-file offset, best metric, ...), ``config.yaml``, the trainer's
+Hugging Face files (``config.json``, ``model.safetensors``, the tokenizer: the folder loads with
+``from_pretrained`` as it is; ``checkpoint.hf_weights=false`` leaves them out) and, written
+last, ``manifest.json`` with the size and sha256 of every other file. A checkpoint is
 written into a temporary sibling directory, every file and the directory are fsync'ed, and the
 directory is renamed into place with ``os.replace``: a reader sees either the whole checkpoint
 or none of it. On load, a directory whose manifest is missing or whose files do not match it is
@@ -95,8 +97,13 @@ def save_checkpoint(
     state: dict,
     config_yaml: str,
     method_state: dict | None = None,
+    extra_writer=None,
 ) -> Path:
     """Write ``root/name`` atomically (tmp dir + fsync + os.replace) and return its path.
+
+    ``extra_writer(folder)``, when given, writes more files into the checkpoint before its manifest
+    (the trainer's Hugging Face files: ``config.json``, weights, tokenizer); every one of them is
+    fsync'ed and listed in the manifest like the others.
 
     An existing ``root/name`` is replaced (used for ``best``): the old one is moved aside first
     and removed only once the new one is in place.
@@ -119,6 +126,16 @@ def save_checkpoint(
     manifest = {"files": {}, "step": state.get("step")}
     for fname, data in files.items():
         manifest["files"][fname] = {"sha256": _write_bytes(tmp / fname, data), "size": len(data)}
+    if extra_writer is not None:
+        extra_writer(tmp)
+        for fpath in sorted(tmp.rglob("*")):
+            rel = fpath.relative_to(tmp).as_posix()
+            if not fpath.is_file() or rel in manifest["files"]:
+                continue
+            data = fpath.read_bytes()
+            with open(fpath, "rb+") as f:
+                os.fsync(f.fileno())
+            manifest["files"][rel] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
     _write_bytes(tmp / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
     _fsync_dir(tmp)
     old = None

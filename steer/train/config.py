@@ -166,13 +166,18 @@ class EvalConfig:
 @dataclass
 class CheckpointConfig:
     """Atomic checkpoints every ``every`` steps (0 = only at the end), the ``keep_last`` newest kept,
-    plus ``best/`` by ``best_metric`` (a held-out metric key) in ``best_mode``."""
+    plus ``best/`` by ``best_metric`` (a held-out metric key) in ``best_mode``. ``hf_weights``: each
+    checkpoint also holds the model and tokenizer in Hugging Face form (``config.json``,
+    ``model.safetensors``, tokenizer files), so ``from_pretrained``, ``steer eval``, verl and TRL load
+    the folder as it is; this stores the weights a second time (``model.pt`` is what a resume reads).
+    Off, ``steer export`` writes that folder on demand."""
 
     every: int = 20
     keep_last: int = 2
     best_metric: str = "heldout/acc"
     best_mode: str = "max"
     save_best: bool = True
+    hf_weights: bool = True
 
 
 @dataclass
@@ -343,6 +348,28 @@ def resolve_config_path(path: str | Path) -> Path:
     )
 
 
+def _load_yaml(path: Path) -> DictConfig:
+    """A config file as a mapping; ConfigError (one line: file, line, problem) on a YAML syntax
+    error, an unreadable file or a top level that is not a mapping."""
+    import yaml
+
+    try:
+        loaded = OmegaConf.load(path)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"config file {path}: YAML syntax error at{where}: {what}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc}") from exc
+    if not isinstance(loaded, DictConfig):
+        raise ConfigError(
+            f"config file {path}: the top level is a {type(loaded).__name__.replace('Config', '').lower()}, "
+            "not a mapping of sections (model:, task:, trainer:, ...)"
+        )
+    return loaded
+
+
 def load_config(
     path: str | Path | None = None,
     overrides: list[str] | tuple[str, ...] = (),
@@ -360,7 +387,7 @@ def load_config(
     merged = _structured()
     try:
         if path is not None:
-            merged = OmegaConf.merge(merged, OmegaConf.load(resolve_config_path(path)))
+            merged = OmegaConf.merge(merged, _load_yaml(resolve_config_path(path)))
         bad = [o for o in overrides if "=" not in o]
         if bad:
             raise ConfigError(f"override {bad[0]!r} is not of the form key=value")

@@ -77,7 +77,7 @@ def _worker(cfg, queue) -> None:
         t0 = time.perf_counter()
         Trainer(
             cfg, log=_log, on_step=lambda rec: queue.put(("step", name, int(rec["step"]), _postfix(rec)))
-        ).fit()
+        ).fit(overwrite=True)  # the demo owns its run folders and rewrites them
         queue.put(("done", name, time.perf_counter() - t0))
     except BaseException:
         queue.put(("error", name, traceback.format_exc()))
@@ -197,7 +197,7 @@ def run_demo(
             _log(f"demo: training {m} for {cfg.trainer.steps} steps ...")
             t0 = time.perf_counter()
             trainer = Trainer(cfg, model=copy.deepcopy(model0), tokenizer=tok, log=_log)
-            trainer.fit()
+            trainer.fit(overwrite=True)  # the demo owns its run folders and rewrites them
             times[m] = time.perf_counter() - t0
             _log(f"demo: {m} done in {times[m]:.1f} s")
     for m in methods:

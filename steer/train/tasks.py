@@ -14,6 +14,7 @@ Three sources behind one small interface (:class:`Task`):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from steer.train.config import TaskConfig
@@ -182,8 +183,13 @@ class MathTaskAdapter:
         self._heldout = None
 
     def _read(self, path: str, limit: int) -> list:
+        """``path``: a file or folder (``steer.data.load_any``), ``hf:<hub id>``, or the name of a
+        benchmark (``aime24``, ...: the copy shipped with steer) when no such file exists."""
         from steer.data import deduplicate, load_any
+        from steer.data.benchmarks import BENCHMARKS, load_benchmark
 
+        if path in BENCHMARKS and not Path(path).exists():
+            return load_benchmark(path)[:limit]
         return deduplicate(load_any(path))[:limit]
 
     def train_problems(self) -> list:

@@ -47,6 +47,7 @@ from steer.core.errors import NonFiniteError
 from steer.core.metrics import MetricReducer
 from steer.core.types import LossBatch, RolloutBatch
 from steer.train import checkpoint as ckpt
+from steer.train import rundir
 from steer.train.config import Config, build_method_from_config, to_dict, to_yaml
 from steer.train.evaluate import evaluate_heldout
 from steer.train.metrics import JsonlLogger, TensorBoardLogger
@@ -180,6 +181,8 @@ class Trainer:
         self.last_cause = None  # the last mini-batch's cause pass (methods that require "cause")
         self._jsonl: JsonlLogger | None = None
         self._tb: TensorBoardLogger | None = None
+        self._equal_streak = 0  # consecutive steps where most groups had equal rewards
+        self.interrupted = False  # set when fit() was stopped by Ctrl-C
 
     # ------------------------------------------------------------------ helpers
 
@@ -689,7 +692,21 @@ class Trainer:
             state=self._state(metrics_offset),
             config_yaml=to_yaml(self.cfg),
             method_state=self.method.state_dict(),
+            extra_writer=self._write_hf if self.cfg.checkpoint.hf_weights else None,
         )
+
+    def _write_hf(self, folder: Path) -> None:
+        """The policy and its tokenizer in Hugging Face form (``save_pretrained``) into ``folder``."""
+        from transformers.utils import logging as hf_logging
+
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # no "Writing model shards" bar at every checkpoint
+        try:
+            self.model.save_pretrained(str(folder), safe_serialization=True)
+            self.tokenizer.save_pretrained(str(folder))
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
 
     def load(self, path: str | Path) -> int:
         """Restore from one checkpoint directory; returns the metrics-file offset to truncate to."""
@@ -719,10 +736,22 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
 
-    def fit(self, *, resume: bool = False) -> dict:
+    def fit(
+        self, *, resume: bool = False, overwrite: bool = False, allow_config_change: bool = False
+    ) -> dict:
         """Train ``trainer.steps`` steps (or up to ``trainer.stop_after``); returns the last
-        record. With ``resume``, continue from the newest valid checkpoint in the run directory."""
+        record. With ``resume``, continue from the newest valid checkpoint in the run directory.
+
+        A run directory that already holds a run is refused (``steer.train.rundir.RunDirError``)
+        unless ``resume`` (continue it) or ``overwrite`` (remove what the earlier run wrote first).
+        A resume whose config differs from the checkpoint's in anything that changes the
+        optimisation is refused (``ResumeConfigError``) unless ``allow_config_change``; an allowed
+        change is appended to ``config_changes.jsonl``. On Ctrl-C, :attr:`interrupted` is set and
+        the ``KeyboardInterrupt`` propagates (the checkpoints written so far are intact)."""
         cfg = self.cfg
+        rundir.check_out_dir(self.out_dir, resume=resume, overwrite=overwrite)
+        if overwrite:
+            rundir.clear_run(self.out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         offset = None
         if resume:
@@ -733,8 +762,26 @@ class Trainer:
                     + "; ".join(problems)
                 )
             if path is not None:
+                diffs = rundir.check_resume_config(path, to_dict(cfg), allow=allow_config_change)
                 offset = self.load(path)
+                size = self.metrics_path.stat().st_size if self.metrics_path.is_file() else 0
+                if offset > size:
+                    raise ckpt.CheckpointError(
+                        f"--resume: {self.metrics_path} has {size} bytes but checkpoint {path} was written "
+                        f"after {offset}: the metrics file was replaced or cut since; not resuming"
+                    )
+                if diffs:
+                    rundir.record_changes(self.out_dir, self.step, path, diffs)
+                    self.log(
+                        f"warning: resuming with a changed config ({rundir.describe(diffs)}); recorded in "
+                        f"{self.out_dir / rundir.CHANGES_FILE}"
+                    )
                 self.log(f"resumed from {path} (step {self.step})")
+            elif rundir.holds_run(self.out_dir):
+                raise rundir.RunDirError(
+                    f"--resume: {self.out_dir} holds metrics but no checkpoint to resume from; "
+                    "replace it with --overwrite or write to another folder"
+                )
             else:
                 self.log(f"--resume: no checkpoint in {self.ckpt_dir}; starting from step 0")
         if offset is None and self.step == 0:
@@ -764,6 +811,7 @@ class Trainer:
             while self.step < end:
                 rec = self.train_step(self.step)
                 self.step += 1
+                self._watch_signal(rec)
                 is_last = self.step == cfg.trainer.steps
                 if (cfg.eval.every and self.step % cfg.eval.every == 0) or (is_last and cfg.eval.at_end):
                     rec.update(self.evaluate(self.step))
@@ -782,6 +830,9 @@ class Trainer:
                 if (cfg.checkpoint.every and self.step % cfg.checkpoint.every == 0) or is_last:
                     self.save(ckpt.step_dir_name(self.step), off)
                     ckpt.cleanup(self.ckpt_dir, cfg.checkpoint.keep_last)
+        except KeyboardInterrupt:
+            self.interrupted = True
+            raise
         finally:
             if bar is not None:
                 bar.close()
@@ -790,6 +841,29 @@ class Trainer:
             if self._tb is not None:
                 self._tb.close()
         return last
+
+    #: the no-signal warning: at least this share of groups with equal rewards ...
+    NO_SIGNAL_SHARE = 0.8
+    #: ... for this many consecutive steps
+    NO_SIGNAL_STEPS = 5
+
+    def _watch_signal(self, rec: dict) -> None:
+        """Warn once per stretch when most groups have equal rewards (all correct or all wrong:
+        zero group-relative advantage, so no gradient from them) for several steps in a row."""
+        share = float(rec.get("groups_all_correct", 0.0)) + float(rec.get("groups_all_wrong", 0.0))
+        if share >= self.NO_SIGNAL_SHARE:
+            self._equal_streak += 1
+        else:
+            self._equal_streak = 0
+        if self._equal_streak == self.NO_SIGNAL_STEPS:
+            self.log(
+                f"warning: no learning signal: at least {self.NO_SIGNAL_SHARE:.0%} of the groups had equal "
+                f"rewards in each of the last {self.NO_SIGNAL_STEPS} steps (step {rec['step']}: "
+                f"{rec.get('groups_all_wrong', 0.0):.0%} all wrong, {rec.get('groups_all_correct', 0.0):.0%} "
+                "all correct); such groups have zero advantage. The task may be too hard or too easy for "
+                "this policy: try another task/difficulty, more rollouts per prompt (rollout.n) or a "
+                "stronger starting model"
+            )
 
     def _emit(self, rec: dict) -> int:
         off = self._jsonl.log(rec)

@@ -1,4 +1,5 @@
-"""Loaders on the real files in ../shared/data, malformed rows, JSONL, HF folders, templates."""
+"""Loaders on the real files in ../shared/data and the shipped copies, malformed rows, JSONL, HF
+folders, templates."""
 
 import json
 
@@ -19,7 +20,10 @@ from steer.data import (
     load_parquet,
     render,
 )
-from steer.data.benchmarks import ENV_VAR
+from steer.data.benchmarks import ENV_VAR, SHIPPED_DIR
+
+#: the authors' full files (a development checkout's ../shared/data)
+FULL = data_dir()
 
 EXPECTED = {  # rows, unique problems, answer format asked by the prompt
     "aime24": (960, 30, "answer_line"),
@@ -35,7 +39,7 @@ EXPECTED = {  # rows, unique problems, answer format asked by the prompt
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_every_real_file_loads(name):
     rows, uniq, fmt = EXPECTED[name]
-    raw = load_parquet(benchmark_path(name), name=name)
+    raw = load_parquet(benchmark_path(name, FULL), name=name)
     assert len(raw) == rows
     probs = deduplicate(raw)
     assert len(probs) == uniq
@@ -50,9 +54,9 @@ def test_every_real_file_loads(name):
 
 def test_repeats_are_deduplicated_and_k_matches_the_paper():
     for n in ("aime24", "aime25", "amc23"):
-        assert {p.repeats for p in load_benchmark(n)} == {32}
+        assert {p.repeats for p in load_benchmark(n, data_dir=FULL)} == {32}
         assert PAPER_K[n] == 32
-    assert len(load_benchmark("aime24", dedupe=False)) == 960
+    assert len(load_benchmark("aime24", data_dir=FULL, dedupe=False)) == 960
     assert len(load_benchmark("math500", limit=7)) == 7
 
 
@@ -136,6 +140,46 @@ def test_hf_datasets_folder(tmp_path):
     with pytest.raises(ValueError, match="split"):
         load_any(tmp_path / "two")
     assert len(load_any(tmp_path / "two", split="test")) == 5
+
+
+@pytest.mark.parametrize("name", sorted(BENCHMARKS))
+def test_shipped_copies_hold_every_problem_once(name):
+    """The package's benchmark files: the de-duplicated problems of the authors' files, the same
+    text, gold, prompt and order, each once."""
+    assert benchmark_path(name).parent == SHIPPED_DIR
+    full = load_benchmark(name, data_dir=FULL)
+    shipped = load_benchmark(name)
+    assert len(load_parquet(benchmark_path(name))) == len(full) == len(shipped)
+    assert [(p.id, p.problem, p.gold, p.prompt, p.data_source, p.answer_format) for p in shipped] == [
+        (p.id, p.problem, p.gold, p.prompt, p.data_source, p.answer_format) for p in full
+    ]
+
+
+def test_shipped_copies_are_package_data():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
+    assert '"data/sets/*.parquet"' in text and '"data/sets/*.md"' in text
+    assert (SHIPPED_DIR / "SOURCES.md").is_file()
+
+
+def test_training_set_missing_says_where_to_get_it(monkeypatch, tmp_path):
+    import steer.data.benchmarks as b
+
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    monkeypatch.setattr(b, "_candidates", lambda d: [tmp_path / "none"])
+    with pytest.raises(FileNotFoundError, match="not shipped.*hf:BytedTsinghua-SIA/DAPO-Math-17k"):
+        benchmark_path("dapo17k")
+    assert benchmark_path("aime24") == SHIPPED_DIR / "aime24.parquet"
+
+
+def test_hub_offline_is_one_clear_line(monkeypatch):
+    pytest.importorskip("datasets")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_CACHE", "/nonexistent-steer-cache")
+    with pytest.raises(OSError, match=r"^hf:nobody/no-such-set: not in the datasets cache.*offline"):
+        load_any("hf:nobody/no-such-set")
 
 
 def test_data_dir_resolution(tmp_path, monkeypatch):

@@ -25,7 +25,8 @@ def test_extreme_and_real_recipe_values():
     assert q.optim.lr == 1e-6 and q.rollout.max_new_tokens == 3072
     assert q.method["eps_low"] == 0.2 and q.method["eps_high"] == 0.28 and q.method["clip_c"] == 10.0
     assert q.method.get("kl_coef", 0.0) == 0.0 and q.method.get("entropy_coef", 0.0) == 0.0
-    assert q.task.name == "math" and q.task.train_path.endswith("DAPO-Math-17k.parquet")
+    assert q.task.name == "math" and q.task.train_path == "hf:BytedTsinghua-SIA/DAPO-Math-17k"
+    assert q.task.heldout_path == "aime24"  # the shipped benchmark copy
 
 
 def test_overrides_apply_with_types():
@@ -201,3 +202,24 @@ def test_docs_configuration_reference_matches_the_schema():
     assert set(rows) == set(schema)
     for k, (default, typ) in schema.items():
         assert rows[k] == (default, typ), k
+
+
+def test_chain_sum_config_is_the_measured_run():
+    """docs/training.md's chain_sum numbers come from the testbed config with these overrides."""
+    from steer.train.config import to_dict
+
+    measured = load_config(
+        "testbed",
+        [
+            "task.name=reasoning_gym",
+            "task.options.dataset=chain_sum",
+            "warm_start.overrides.source=chain_sum",
+            "warm_start.overrides.train_problems=1000",
+            "optim.lr=3e-5",
+            "rollout.max_new_tokens=8",
+            "trainer.steps=30",
+            "eval.every=10",
+            "logging.out_dir=runs/chain_sum",
+        ],
+    )
+    assert to_dict(load_config("chain_sum")) == to_dict(measured)
