@@ -15,6 +15,7 @@ SUBCOMMAND_MODULES = (
     "steer.evaluation.cli",
     "steer.analysis.reproduce_cli",
     "steer.analysis.cli",
+    "steer.models.cli",
 )
 
 

@@ -60,6 +60,11 @@ def check_model_source(name: str | None, *, what: str = "model.name_or_path") ->
     reachable (offline; checked in at most 3 s instead of the hub client's retries)."""
     if not name:
         return
+    from steer.models import check_available, is_named
+
+    if is_named(name):  # a local path of the same name wins (is_named checks)
+        check_available(name)  # ModelNotAvailable (a UserError) names what to install
+        return
     p = Path(name).expanduser()
     if _looks_like_path(name):
         if not p.exists():

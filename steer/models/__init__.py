@@ -33,6 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from steer.errors import UserError
+
 __all__ = [
     "MODELS",
     "ModelNotAvailable",
@@ -55,7 +57,7 @@ def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-class ModelNotAvailable(RuntimeError):
+class ModelNotAvailable(UserError, RuntimeError):
     """A named model whose package is not installed (the message says what to run)."""
 
 
