@@ -157,33 +157,22 @@ def _reproduce(args) -> int:
             )
             + list(args.overrides)
         )
+        common = dict(
+            quick=args.quick,
+            jobs=args.jobs or None,
+            overrides=args.overrides,
+            fractions=args.fractions if name == "quadrants" else None,
+            command=cmd,
+        )
         try:
             if auto:
                 from steer.analysis.sequential import run_claim_auto
 
-                res = run_claim_auto(
-                    name,
-                    args.out,
-                    budget_min=args.budget,
-                    quick=args.quick,
-                    jobs=args.jobs or None,
-                    overrides=args.overrides,
-                    fractions=args.fractions if name == "quadrants" else None,
-                    command=cmd,
-                )
+                res = run_claim_auto(name, args.out, budget_min=args.budget, **common)
                 if res.get("failed"):
                     bad += 1
                 continue
-            res = run_claim(
-                name,
-                args.out,
-                quick=args.quick,
-                seeds=args.seeds,
-                jobs=args.jobs or None,
-                overrides=args.overrides,
-                fractions=args.fractions if name == "quadrants" else None,
-                command=cmd,
-            )
+            res = run_claim(name, args.out, seeds=args.seeds, **common)
         except (ConfigError, ValueError) as exc:
             return _err(str(exc))
         except NotImplementedError as exc:
