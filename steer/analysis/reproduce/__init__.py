@@ -75,9 +75,9 @@ from steer.analysis.reproduce.estimator import (
     run_estimator,
 )
 from steer.analysis.reproduce.experiment import analyse, run_claim
-from steer.analysis.reproduce.markdown import _add_power, _claim_markdown, write_reproduction
+from steer.analysis.reproduce.markdown import _claim_markdown, write_reproduction
 from steer.analysis.reproduce.runs import RunPlan, _log, default_jobs, execute_plans, plan_runs
-from steer.analysis.reproduce.stats import claim_verdict, compare, run_metrics
+from steer.analysis.reproduce.stats import _add_power, claim_verdict, compare, run_metrics
 
 __all__ = [
     "BEYOND_ARMS",

@@ -338,11 +338,8 @@ BEYOND_ARMS = (
 )
 
 
-def _beyond() -> Claim:
-    arms = [Arm(label, m) for label, m in BEYOND_ARMS]
-    # the extreme clipping of Fig. 14 (clip-higher is meaningless there: eps_high is already 5)
-    arms += [Arm(f"{label}_x", {**m, **EXTREME}) for label, m in BEYOND_ARMS if label != "clip_higher"]
-    comps = (
+def _beyond_comparisons() -> tuple[Comparison, ...]:
+    return (
         Comparison(
             "entropy_band", "grpo", "entropy_drift", -1, "entropy_band's entropy drifts less than GRPO's"
         ),
@@ -392,6 +389,13 @@ def _beyond() -> Claim:
             "extreme clipping: entropy_band beats GRPO on held-out accuracy",
         ),
     )
+
+
+def _beyond() -> Claim:
+    arms = [Arm(label, m) for label, m in BEYOND_ARMS]
+    # the extreme clipping of Fig. 14 (clip-higher is meaningless there: eps_high is already 5)
+    arms += [Arm(f"{label}_x", {**m, **EXTREME}) for label, m in BEYOND_ARMS if label != "clip_higher"]
+    comps = _beyond_comparisons()
     return Claim(
         "beyond",
         "project's own methods",
@@ -438,6 +442,14 @@ TRAINER_CLAIMS: dict[str, Callable[..., Claim]] = {
     "beyond": _beyond,
 }
 CLAIMS = ("estimator", *TRAINER_CLAIMS)
+
+
+def claim_seeds(seeds: Sequence[int] | None, quick: bool) -> tuple[int, ...]:
+    """The seeds of a claim's runs: those given, else the budget's default."""
+    seeds = tuple(int(s) for s in (seeds if seeds is not None else (QUICK_SEEDS if quick else DEFAULT_SEEDS)))
+    if not seeds:
+        raise ValueError("--seeds: give at least one seed")
+    return seeds
 
 
 def build_claim(name: str, *, fractions: Sequence[float] | None = None) -> Claim:

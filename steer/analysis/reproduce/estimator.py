@@ -8,11 +8,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from steer.analysis.reproduce.claims import DEFAULT_SEEDS, QUICK_SEEDS, VERDICT_RULE, Arm, Claim, Comparison
-from steer.analysis.reproduce.markdown import _add_power, _claim_markdown, _num
-from steer.analysis.reproduce.provenance import _machine, _provenance
+from steer.analysis.reproduce.claims import Arm, Claim, Comparison, claim_seeds
+from steer.analysis.reproduce.markdown import _num, write_result
+from steer.analysis.reproduce.provenance import _provenance, result_meta
 from steer.analysis.reproduce.runs import _log, _spec_key
-from steer.analysis.reproduce.stats import _finite, _mean, _sd, claim_verdict, compare
+from steer.analysis.reproduce.stats import _finite, _mean, judge, summarise
 
 #: Estimators compared with the measured per-token entropy change (``steer.analysis.probe``):
 #: the paper's Omega (Eq. 7), the released code's form, the exact first-order value, Cui et al.'s
@@ -91,6 +91,97 @@ def estimator_claim() -> Claim:
     )
 
 
+def _earlier_sweep(sdir: Path, key: str) -> tuple[dict | None, bool]:
+    """The sweep of an earlier finished run with the same settings (or None), and whether an
+    earlier finished sweep had other settings."""
+    marker = sdir / "run.json"
+    if marker.exists() and (sdir / "sweep.json").exists():
+        info = json.loads(marker.read_text())
+        if info.get("key") == key and info.get("finished"):
+            return json.loads((sdir / "sweep.json").read_text()), False
+        return None, True
+    return None, False
+
+
+def _run_sweep(sdir: Path, key: str, seed: int, budget: dict, base_ov: list, cache, task, ts: float) -> dict:
+    """One probe sweep of ``seed`` into ``sdir``; ``run.json`` marks it finished."""
+    from steer.analysis.probe import run_sweep
+
+    if sdir.exists():
+        shutil.rmtree(sdir)
+    run_sweep(
+        "testbed",
+        base_ov,
+        widths=budget["widths"],
+        depths=budget["depths"],
+        vocabs=budget["vocabs"],
+        warm_start_steps=budget["warm_start_steps"],
+        optimizers=budget["optimizers"],
+        num_prompts=budget["num_prompts"],
+        n=budget["n"],
+        seed=seed,
+        out_dir=sdir,
+        cache_dir=cache,
+        plots=False,
+        task=task,
+        log=lambda m: None,
+    )
+    sweep = json.loads((sdir / "sweep.json").read_text())
+    (sdir / "run.json").write_text(
+        json.dumps({"key": key, "finished": True, "wall_s": time.perf_counter() - ts, **_provenance()})
+    )
+    return sweep
+
+
+def _sweeps(cdir: Path, seeds: tuple, budget: dict, base_ov: list, cache, task, log) -> dict:
+    """Every seed's sweep, reused when finished earlier with the same settings: ``per_seed``,
+    ``failed``, ``n_run``, ``n_reused``."""
+    per_seed: dict[int, dict] = {}
+    failed, n_run, n_reused = [], 0, 0
+    for i, seed in enumerate(seeds):
+        sdir = cdir / f"seed{seed}"
+        key = _spec_key(
+            {"budget": budget, "overrides": base_ov, "seed": seed, "task": getattr(task, "name", None)}
+        )
+        sweep, stale = _earlier_sweep(sdir, key)
+        if sweep is not None:
+            n_reused += 1
+            log(f"  [{i + 1}/{len(seeds)}] seed {seed}: finished earlier with the same settings: reused")
+        elif stale:
+            log(f"  seed {seed}: settings changed since the earlier run: rerun")
+        if sweep is None:
+            ts = time.perf_counter()
+            log(f"  [{i + 1}/{len(seeds)}] seed {seed}: probe sweep ...")
+            try:
+                sweep = _run_sweep(sdir, key, seed, budget, base_ov, cache, task, ts)
+                n_run += 1
+                log(f"  seed {seed}: done in {time.perf_counter() - ts:.1f} s ({len(sweep['rows'])} probes)")
+            except Exception as exc:
+                failed.append({"arm": "sweep", "seed": seed, "error": f"{type(exc).__name__}: {exc}"})
+                log(f"  seed {seed}: FAILED: {type(exc).__name__}: {exc}")
+                continue
+        for err in sweep.get("errors", []):
+            failed.append({"arm": err.get("variant", "?"), "seed": seed, "error": err.get("error", "")})
+        per_seed[seed] = sweep
+    return {"per_seed": per_seed, "failed": failed, "n_run": n_run, "n_reused": n_reused}
+
+
+def _estimator_arms(claim: Claim, per_seed: dict[int, dict]) -> dict:
+    """Each estimator's per-seed Spearman correlation, sign agreement and probe count (averaged
+    over the sweep's rows) and their spread over the seeds."""
+    arms: dict = {}
+    for e in ESTIMATOR_ARMS:
+        ps = {}
+        for seed, sw in per_seed.items():
+            sp = [r.get(f"{e}_spearman") for r in sw["rows"]]
+            sg = [r.get(f"{e}_sign") for r in sw["rows"]]
+            sp = [x for x in sp if _finite(x)]
+            sg = [x for x in sg if _finite(x)]
+            ps[seed] = {"spearman": _mean(sp), "sign_agreement": _mean(sg), "probes": float(len(sp))}
+        arms[e] = {"method": {"name": e}, "per_seed": ps, "summary": summarise(ps, claim.table_metrics)}
+    return arms
+
+
 def run_estimator(
     out_dir="runs/reproduce",
     *,
@@ -105,13 +196,10 @@ def run_estimator(
     """The ``estimator`` claim over the probe's size sweep (one sweep per seed; a finished sweep
     with the same settings is reused). ``task`` replaces the countdown task of the probes and
     ``budget`` updates the sweep settings (:data:`ESTIMATOR_DEFAULT` keys; tests use both)."""
-    from steer.analysis.probe import run_sweep
     from steer.train.config import load_config
 
     claim = estimator_claim()
-    seeds = tuple(int(s) for s in (seeds if seeds is not None else (QUICK_SEEDS if quick else DEFAULT_SEEDS)))
-    if not seeds:
-        raise ValueError("--seeds: give at least one seed")
+    seeds = claim_seeds(seeds, quick)
     budget = {**(ESTIMATOR_QUICK if quick else ESTIMATOR_DEFAULT), **(budget or {})}
     unknown = set(budget) - set(ESTIMATOR_DEFAULT)
     if unknown:
@@ -124,117 +212,24 @@ def run_estimator(
     cdir = Path(out_dir) / "estimator"
     t0 = time.perf_counter()
     log(f"reproduce estimator ({claim.figure}): probe sweep x {len(seeds)} seeds")
-    per_seed: dict[int, dict] = {}
-    failed, n_run, n_reused = [], 0, 0
-    for i, seed in enumerate(seeds):
-        sdir = cdir / f"seed{seed}"
-        key = _spec_key(
-            {"budget": budget, "overrides": base_ov, "seed": seed, "task": getattr(task, "name", None)}
-        )
-        marker = sdir / "run.json"
-        sweep = None
-        if marker.exists() and (sdir / "sweep.json").exists():
-            info = json.loads(marker.read_text())
-            if info.get("key") == key and info.get("finished"):
-                sweep = json.loads((sdir / "sweep.json").read_text())
-                n_reused += 1
-                log(f"  [{i + 1}/{len(seeds)}] seed {seed}: finished earlier with the same settings: reused")
-            else:
-                log(f"  seed {seed}: settings changed since the earlier run: rerun")
-        if sweep is None:
-            ts = time.perf_counter()
-            log(f"  [{i + 1}/{len(seeds)}] seed {seed}: probe sweep ...")
-            try:
-                if sdir.exists():
-                    shutil.rmtree(sdir)
-                sweep = run_sweep(
-                    "testbed",
-                    base_ov,
-                    widths=budget["widths"],
-                    depths=budget["depths"],
-                    vocabs=budget["vocabs"],
-                    warm_start_steps=budget["warm_start_steps"],
-                    optimizers=budget["optimizers"],
-                    num_prompts=budget["num_prompts"],
-                    n=budget["n"],
-                    seed=seed,
-                    out_dir=sdir,
-                    cache_dir=cache,
-                    plots=False,
-                    task=task,
-                    log=lambda m: None,
-                )
-                sweep = json.loads((sdir / "sweep.json").read_text())
-                marker.write_text(
-                    json.dumps(
-                        {"key": key, "finished": True, "wall_s": time.perf_counter() - ts, **_provenance()}
-                    )
-                )
-                n_run += 1
-                log(f"  seed {seed}: done in {time.perf_counter() - ts:.1f} s ({len(sweep['rows'])} probes)")
-            except Exception as exc:
-                failed.append({"arm": "sweep", "seed": seed, "error": f"{type(exc).__name__}: {exc}"})
-                log(f"  seed {seed}: FAILED: {type(exc).__name__}: {exc}")
-                continue
-        for err in sweep.get("errors", []):
-            failed.append({"arm": err.get("variant", "?"), "seed": seed, "error": err.get("error", "")})
-        per_seed[seed] = sweep
-    arms: dict = {}
-    for e in ESTIMATOR_ARMS:
-        ps = {}
-        for seed, sw in per_seed.items():
-            sp = [r.get(f"{e}_spearman") for r in sw["rows"]]
-            sg = [r.get(f"{e}_sign") for r in sw["rows"]]
-            sp = [x for x in sp if _finite(x)]
-            sg = [x for x in sg if _finite(x)]
-            ps[seed] = {"spearman": _mean(sp), "sign_agreement": _mean(sg), "probes": float(len(sp))}
-        summary = {}
-        for m in claim.table_metrics:
-            vals = [d[m] for d in ps.values() if _finite(d.get(m))]
-            if vals:
-                summary[m] = {"mean": _mean(vals), "sd": _sd(vals), "n": len(vals)}
-        arms[e] = {"method": {"name": e}, "per_seed": ps, "summary": summary}
-    comps = []
-    for c in claim.comparisons:
-        a = {s: d["spearman"] for s, d in arms[c.arm]["per_seed"].items()}
-        b = {s: d["spearman"] for s, d in arms[c.baseline]["per_seed"].items()}
-        comps.append(
-            {
-                "arm": c.arm,
-                "baseline": c.baseline,
-                "metric": c.metric,
-                "direction": c.direction,
-                "text": c.text,
-                **compare(a, b, c.direction),
-            }
-        )
-    _add_power(claim, comps)
-    verdict = claim_verdict([c["verdict"] for c in comps])
-    if failed:
-        verdict = f"incomplete ({len(failed)} probes failed); from the finished probes: {verdict}"
-    res = {"arms": arms, "comparisons": comps, "verdict": verdict, "failed": failed}
-    meta = {
-        "claim": "estimator",
-        "figure": claim.figure,
-        "statement": claim.statement,
-        "quick": quick,
-        "seeds": list(seeds),
-        "budget": [f"{k}={v}" for k, v in budget.items()],
-        "overrides": list(overrides),
-        "command": command or "steer reproduce estimator" + (" --quick" if quick else ""),
-        "wall_s": time.perf_counter() - t0,
-        "n_run": n_run,
-        "n_reused": n_reused,
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": _machine(),
-        "rule": VERDICT_RULE,
-        "plots": [],
-        **_provenance(),
-    }
-    result = {**meta, **res}
-    cdir.mkdir(parents=True, exist_ok=True)
-    (cdir / "result.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
-    (cdir / "result.md").write_text(_claim_markdown(claim, res, meta))
+    done = _sweeps(cdir, seeds, budget, base_ov, cache, task, log)
+    arms = _estimator_arms(claim, done["per_seed"])
+    runs = {e: a["per_seed"] for e, a in arms.items()}
+    comps, verdict = judge(claim, runs, done["failed"], "probes")
+    res = {"arms": arms, "comparisons": comps, "verdict": verdict, "failed": done["failed"]}
+    meta = result_meta(
+        claim,
+        quick=quick,
+        seeds=seeds,
+        budget=[f"{k}={v}" for k, v in budget.items()],
+        overrides=overrides,
+        command=command,
+        wall_s=time.perf_counter() - t0,
+        n_run=done["n_run"],
+        n_reused=done["n_reused"],
+        plots=[],
+    )
+    result = write_result(cdir, claim, res, meta)
     log(f"reproduce estimator: {verdict}")
     for c in comps:
         log(f"  - {c['text']}: spearman diff {_num(c['mean'])} (se {_num(c['se'])}): {c['verdict']}")

@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from steer.analysis.reproduce.claims import (
-    DEFAULT_BUDGET,
-    DEFAULT_SEEDS,
-    QUICK_BUDGET,
-    QUICK_SEEDS,
-    VERDICT_RULE,
-    Claim,
-    build_claim,
-)
+from steer.analysis.reproduce.claims import DEFAULT_BUDGET, QUICK_BUDGET, Claim, build_claim, claim_seeds
 from steer.analysis.reproduce.estimator import run_estimator
-from steer.analysis.reproduce.markdown import _add_power, _claim_markdown, _num
-from steer.analysis.reproduce.provenance import _machine, _provenance
+from steer.analysis.reproduce.markdown import _num, write_result
+from steer.analysis.reproduce.provenance import result_meta
 from steer.analysis.reproduce.runs import RunPlan, _log, _read_jsonl, default_jobs, execute_plans, plan_runs
-from steer.analysis.reproduce.stats import _finite, _mean, _sd, claim_verdict, compare, run_metrics
+from steer.analysis.reproduce.stats import judge, run_metrics, summarise
 
 
 def analyse(claim: Claim, plans: list[RunPlan]) -> dict:
@@ -39,32 +30,25 @@ def analyse(claim: Claim, plans: list[RunPlan]) -> dict:
     arms = {}
     for arm in claim.arms:
         per_seed = runs.get(arm.label, {})
-        row = {}
-        for m in sorted({k for d in per_seed.values() for k in d}):
-            vals = [d[m] for d in per_seed.values() if _finite(d.get(m))]
-            if vals:
-                row[m] = {"mean": _mean(vals), "sd": _sd(vals), "n": len(vals)}
+        row = summarise(per_seed, sorted({k for d in per_seed.values() for k in d}))
         arms[arm.label] = {"method": arm.method, "per_seed": per_seed, "summary": row}
-    comps = []
-    for c in claim.comparisons:
-        a = {s: d.get(c.metric, float("nan")) for s, d in runs.get(c.arm, {}).items()}
-        b = {s: d.get(c.metric, float("nan")) for s, d in runs.get(c.baseline, {}).items()}
-        res = compare(a, b, c.direction)
-        comps.append(
-            {
-                "arm": c.arm,
-                "baseline": c.baseline,
-                "metric": c.metric,
-                "direction": c.direction,
-                "text": c.text,
-                **res,
-            }
-        )
-    _add_power(claim, comps)
-    verdict = claim_verdict([c["verdict"] for c in comps])
-    if failed:
-        verdict = f"incomplete ({len(failed)} runs failed); from the finished runs: {verdict}"
+    comps, verdict = judge(claim, runs, failed, "runs")
     return {"arms": arms, "comparisons": comps, "verdict": verdict, "failed": failed, "records": records}
+
+
+def _plot(claim: Claim, records: dict, cdir: Path) -> list[str]:
+    """The claim's per-step plots (mean over seeds, band min..max) into ``cdir``."""
+    from steer.analysis.plots import plot_arm_bands
+
+    plots = []
+    for key in claim.plot_keys:
+        fname = key.replace("/", "_") + ".png"
+        plots.append(
+            plot_arm_bands(
+                records, key, cdir / fname, title=f"{claim.name}: {key} (mean over seeds, band = min..max)"
+            )
+        )
+    return [str(p) for p in plots]
 
 
 def run_claim(
@@ -84,9 +68,7 @@ def run_claim(
     if name == "estimator":
         return run_estimator(out_dir, quick=quick, seeds=seeds, overrides=overrides, command=command, log=log)
     claim = build_claim(name, fractions=fractions)
-    seeds = tuple(int(s) for s in (seeds if seeds is not None else (QUICK_SEEDS if quick else DEFAULT_SEEDS)))
-    if not seeds:
-        raise ValueError("--seeds: give at least one seed")
+    seeds = claim_seeds(seeds, quick)
     out = Path(out_dir)
     t0 = time.perf_counter()
     log(f"reproduce {name} ({claim.figure}): {len(claim.arms)} arms x {len(seeds)} seeds")
@@ -97,39 +79,21 @@ def run_claim(
     execute_plans(plans, jobs=n_jobs, log=log)
     res = analyse(claim, plans)
     records = res.pop("records")
-    from steer.analysis.plots import plot_arm_bands
-
-    plots = []
     cdir = out / name
-    for key in claim.plot_keys:
-        fname = key.replace("/", "_") + ".png"
-        plots.append(
-            plot_arm_bands(
-                records, key, cdir / fname, title=f"{name}: {key} (mean over seeds, band = min..max)"
-            )
-        )
-    meta = {
-        "claim": name,
-        "figure": claim.figure,
-        "statement": claim.statement,
-        "quick": quick,
-        "seeds": list(seeds),
-        "budget": list(QUICK_BUDGET) + list(claim.quick_overrides) if quick else list(DEFAULT_BUDGET),
-        "overrides": list(overrides),
-        "command": command or f"steer reproduce {name}" + (" --quick" if quick else ""),
-        "wall_s": time.perf_counter() - t0,
-        "n_run": sum(p.action != "reuse" for p in plans),
-        "n_reused": sum(p.action == "reuse" for p in plans),
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": _machine(),
-        "rule": VERDICT_RULE,
-        "plots": [str(p) for p in plots],
-        **_provenance(),
-    }
-    result = {**meta, **res}
-    cdir.mkdir(parents=True, exist_ok=True)
-    (cdir / "result.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
-    (cdir / "result.md").write_text(_claim_markdown(claim, res, meta))
+    plots = _plot(claim, records, cdir)
+    meta = result_meta(
+        claim,
+        quick=quick,
+        seeds=seeds,
+        budget=list(QUICK_BUDGET) + list(claim.quick_overrides) if quick else list(DEFAULT_BUDGET),
+        overrides=overrides,
+        command=command,
+        wall_s=time.perf_counter() - t0,
+        n_run=sum(p.action != "reuse" for p in plans),
+        n_reused=sum(p.action == "reuse" for p in plans),
+        plots=plots,
+    )
+    result = write_result(cdir, claim, res, meta)
     log(f"reproduce {name}: {res['verdict']}")
     for c in res["comparisons"]:
         log(f"  - {c['text']}: {c['metric']} diff {_num(c['mean'])} (se {_num(c['se'])}): {c['verdict']}")

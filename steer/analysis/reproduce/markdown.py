@@ -15,14 +15,13 @@ def _num(v, digits: int = 4) -> str:
     return f"{v:.{digits}g}" if abs(v) < 1e-3 and v != 0 else f"{v:.{digits}f}"
 
 
-def _add_power(claim: Claim, comps: list[dict]) -> None:
-    """Each comparison's paired sd, detectable difference and seeds needed (steer.analysis.power)."""
-    from steer.analysis.power import comparison_power
-
-    for c, spec in zip(comps, claim.comparisons):
-        c["power"] = comparison_power(
-            c["diffs"], paper_effect=spec.paper_effect, paper_source=spec.paper_source
-        )
+def write_result(cdir: Path, claim: Claim, res: dict, meta: dict) -> dict:
+    """Write a claim's ``result.json`` and ``result.md`` into ``cdir``; returns the result."""
+    result = {**meta, **res}
+    cdir.mkdir(parents=True, exist_ok=True)
+    (cdir / "result.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+    (cdir / "result.md").write_text(_claim_markdown(claim, res, meta))
+    return result
 
 
 def _claim_markdown(claim: Claim, res: dict, meta: dict) -> str:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Sequence
 from pathlib import Path
+
+from steer.analysis.reproduce.claims import VERDICT_RULE
 
 
 def _machine() -> str:
@@ -32,3 +36,37 @@ def _provenance() -> dict:
     except (OSError, subprocess.SubprocessError):
         pass
     return out
+
+
+def result_meta(
+    claim,
+    *,
+    quick: bool,
+    seeds: Sequence[int],
+    budget: list[str],
+    overrides: Sequence[str],
+    command: str,
+    wall_s: float,
+    n_run: int,
+    n_reused: int,
+    plots: list[str],
+) -> dict:
+    """The setup of a claim's result: what ran, how, when, where and from which code."""
+    return {
+        "claim": claim.name,
+        "figure": claim.figure,
+        "statement": claim.statement,
+        "quick": quick,
+        "seeds": list(seeds),
+        "budget": budget,
+        "overrides": list(overrides),
+        "command": command or f"steer reproduce {claim.name}" + (" --quick" if quick else ""),
+        "wall_s": wall_s,
+        "n_run": n_run,
+        "n_reused": n_reused,
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": _machine(),
+        "rule": VERDICT_RULE,
+        "plots": plots,
+        **_provenance(),
+    }

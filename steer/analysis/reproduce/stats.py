@@ -139,3 +139,47 @@ def claim_verdict(verdicts: Sequence[str]) -> str:
     if con:
         return f"not reproduced ({con} of {n} contradicted)"
     return "inconclusive"
+
+
+def _add_power(claim, comps: list[dict]) -> None:
+    """Each comparison's paired sd, detectable difference and seeds needed (steer.analysis.power)."""
+    from steer.analysis.power import comparison_power
+
+    for c, spec in zip(comps, claim.comparisons):
+        c["power"] = comparison_power(
+            c["diffs"], paper_effect=spec.paper_effect, paper_source=spec.paper_source
+        )
+
+
+def summarise(per_seed: dict[int, dict], metrics: Sequence[str]) -> dict:
+    """Mean, sd and count over the seeds of each metric with a finite value."""
+    row = {}
+    for m in metrics:
+        vals = [d[m] for d in per_seed.values() if _finite(d.get(m))]
+        if vals:
+            row[m] = {"mean": _mean(vals), "sd": _sd(vals), "n": len(vals)}
+    return row
+
+
+def judge(claim, runs: dict[str, dict[int, dict]], failed: list, what: str) -> tuple[list[dict], str]:
+    """The claim's comparisons on the per-seed metrics ``runs[arm][seed]`` (each with its power)
+    and the claim's verdict; ``what`` names the units that failed (runs, probes)."""
+    comps = []
+    for c in claim.comparisons:
+        a = {s: d.get(c.metric, float("nan")) for s, d in runs.get(c.arm, {}).items()}
+        b = {s: d.get(c.metric, float("nan")) for s, d in runs.get(c.baseline, {}).items()}
+        comps.append(
+            {
+                "arm": c.arm,
+                "baseline": c.baseline,
+                "metric": c.metric,
+                "direction": c.direction,
+                "text": c.text,
+                **compare(a, b, c.direction),
+            }
+        )
+    _add_power(claim, comps)
+    verdict = claim_verdict([c["verdict"] for c in comps])
+    if failed:
+        verdict = f"incomplete ({len(failed)} {what} failed); from the finished {what}: {verdict}"
+    return comps, verdict
