@@ -6,16 +6,15 @@ vocabulary sizes), :func:`parse_optimizers`. The forward-mode primitives it uses
 :mod:`steer.analysis.jvp`.
 """
 
-from steer.analysis.probe.run import (
+from steer.analysis.probe.report import markdown_report, write_outputs
+from steer.analysis.probe.run import run_probe
+from steer.analysis.probe.settings import (
     DEFAULT_OPTIMIZERS,
     ESTIMATOR_NAMES,
     PER_TOKEN_ESTIMATORS,
     PROB_BUCKETS,
     OptimSetting,
-    markdown_report,
     parse_optimizers,
-    run_probe,
-    write_outputs,
 )
 from steer.analysis.probe.sweep import run_sweep, sweep_markdown, sweep_variants
 

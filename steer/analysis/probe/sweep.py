@@ -11,16 +11,14 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from steer.analysis.probe.run import (
+from steer.analysis.probe.report import _atomic_text, _fmt, _jsonable
+from steer.analysis.probe.run import run_probe
+from steer.analysis.probe.settings import (
     ESTIMATOR_NAMES,
     PER_TOKEN_ESTIMATORS,
     TRACKS,
-    _atomic_text,
-    _fmt,
-    _jsonable,
     _log_default,
     parse_optimizers,
-    run_probe,
 )
 
 __all__ = ["SWEEP_DEPTHS", "SWEEP_VOCABS", "SWEEP_WIDTHS", "run_sweep", "sweep_markdown", "sweep_variants"]
