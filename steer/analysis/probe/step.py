@@ -97,16 +97,16 @@ def _loss_step(
     scope_stats = None
     if len(chunks) > 1:  # a method's batch statistics (STEER's max|Omega|) over the whole batch
         with torch.no_grad():
+            parts = []
             for sl in chunks:
                 st = _stats(model, batch, sl, temperature, method.needs_sums)
-                part = method.scope_stats(
-                    _loss_batch(st, batch, base, advantages, sl, lr, n_tok, n_seq, method, max_len)
+                parts.append(
+                    method.scope_stats(
+                        _loss_batch(st, batch, base, advantages, sl, lr, n_tok, n_seq, method, max_len)
+                    )
                 )
-                if scope_stats is None:
-                    scope_stats = dict(part)
-                else:
-                    scope_stats = {k: torch.maximum(scope_stats[k], v) for k, v in part.items()}
-        scope_stats = scope_stats or None
+        # the method's own reduction (the MAX, or the weighting's), as the trainer does
+        scope_stats = method.reduce_scope_stats(parts) or None
     was = model.training
     model.train()
     try:
