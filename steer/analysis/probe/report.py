@@ -32,6 +32,75 @@ def _fmt(x, digits: int = 3) -> str:
     return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
 
 
+def _setting_markdown(tag: str, r: dict) -> list[str]:
+    """One optimiser setting's section of ``probe.md``."""
+    u = r["update"]
+    lines = [
+        f"## {tag}",
+        "",
+        f"**Verdict:** {r['verdict']}.",
+        "",
+        f"Update norm {_fmt(u['update_norm'])}, gradient norm {_fmt(u['grad_norm'])}, "
+        f"mean |measured dH| {_fmt(r['measured']['abs_mean'])}; preconditioner: {u['preconditioner']}; "
+        f"residual |dtheta - P(-grad L)| / |dtheta| = {_fmt(u['residual_vs_preconditioned_gradient'])}.",
+        "",
+        "| estimator | MSE | Pearson | Spearman | sign agreement |",
+        "|---|---|---|---|---|",
+    ]
+    for k in ESTIMATOR_NAMES:
+        a = r["agreement"][k]
+        lines.append(
+            f"| {k} | {_fmt(a['mse'])} | {_fmt(a['pearson'])} | {_fmt(a['spearman'])} | {_fmt(a['sign_agreement'])} |"
+        )
+    nzs = r["agreement_nonzero_advantage"]
+    lines += [
+        "",
+        f"Only the {nzs['jvp']['tokens']} tokens with a non-zero advantage (the per-token estimators are 0 on "
+        "the others): Spearman "
+        + ", ".join(f"{k} {_fmt(nzs[k]['spearman'])}" for k in ESTIMATOR_NAMES)
+        + "; sign agreement "
+        + ", ".join(f"{k} {_fmt(nzs[k]['sign_agreement'])}" for k in ESTIMATOR_NAMES)
+        + ".",
+    ]
+    c = r["cause_vs_jvp"]
+    lines += [
+        "",
+        f"c_t vs JVP-linearised per-state change: Pearson {_fmt(c['pearson'])}, Spearman "
+        f"{_fmt(c['spearman'])}, sign agreement {_fmt(c['sign_agreement'])}.",
+        "",
+        "Spearman per probability bucket (probability of the sampled token):",
+        "",
+        "| bucket | tokens | " + " | ".join(ESTIMATOR_NAMES) + " |",
+        "|---|---|" + "---|" * len(ESTIMATOR_NAMES),
+    ]
+    for b, row in r["per_prob_bucket"].items():
+        lines.append(
+            f"| {b} | {row['jvp']['tokens']} | "
+            + " | ".join(_fmt(row[k]["spearman"]) for k in ESTIMATOR_NAMES)
+            + " |"
+        )
+    t = r["totals"]
+    lines += [
+        "",
+        "Total entropy change of the batch (sum over tokens):",
+        "",
+        "| measured | JVP along the update | sum c_t | " + " | ".join(PER_TOKEN_ESTIMATORS) + " |",
+        "|---|---|---|" + "---|" * len(PER_TOKEN_ESTIMATORS),
+        f"| {_fmt(t['measured'], 5)} | {_fmt(t['jvp'], 5)} | {_fmt(t['cause'], 5)} | "
+        + " | ".join(_fmt(t[k], 5) for k in PER_TOKEN_ESTIMATORS)
+        + " |",
+        "",
+        f"Sum of c_t vs the measured total: relative error {_fmt(t['sum_cause_rel_error'])}.",
+        "",
+        f"Entropy vs |measured dH| (Fig. 10): Spearman {_fmt(r['fig10_entropy_vs_abs_change']['spearman'])}. "
+        f"STEER weight vs |measured dH| (Fig. 15; weights: {r['fig15_weight_vs_abs_change']['weights_from']}): "
+        f"Spearman {_fmt(r['fig15_weight_vs_abs_change']['spearman'])}, mean weight "
+        f"{_fmt(r['fig15_weight_vs_abs_change']['weight_mean'])}.",
+        "",
+    ]
+    return lines
+
+
 def markdown_report(out: dict) -> str:
     """The probe's tables as Markdown (what ``probe.md`` holds)."""
     m, d = out["model"], out["data"]
@@ -55,70 +124,7 @@ def markdown_report(out: dict) -> str:
         "",
     ]
     for tag, r in out["settings"].items():
-        u = r["update"]
-        lines += [
-            f"## {tag}",
-            "",
-            f"**Verdict:** {r['verdict']}.",
-            "",
-            f"Update norm {_fmt(u['update_norm'])}, gradient norm {_fmt(u['grad_norm'])}, "
-            f"mean |measured dH| {_fmt(r['measured']['abs_mean'])}; preconditioner: {u['preconditioner']}; "
-            f"residual |dtheta - P(-grad L)| / |dtheta| = {_fmt(u['residual_vs_preconditioned_gradient'])}.",
-            "",
-            "| estimator | MSE | Pearson | Spearman | sign agreement |",
-            "|---|---|---|---|---|",
-        ]
-        for k in ESTIMATOR_NAMES:
-            a = r["agreement"][k]
-            lines.append(
-                f"| {k} | {_fmt(a['mse'])} | {_fmt(a['pearson'])} | {_fmt(a['spearman'])} | {_fmt(a['sign_agreement'])} |"
-            )
-        nzs = r["agreement_nonzero_advantage"]
-        lines += [
-            "",
-            f"Only the {nzs['jvp']['tokens']} tokens with a non-zero advantage (the per-token estimators are 0 on "
-            "the others): Spearman "
-            + ", ".join(f"{k} {_fmt(nzs[k]['spearman'])}" for k in ESTIMATOR_NAMES)
-            + "; sign agreement "
-            + ", ".join(f"{k} {_fmt(nzs[k]['sign_agreement'])}" for k in ESTIMATOR_NAMES)
-            + ".",
-        ]
-        c = r["cause_vs_jvp"]
-        lines += [
-            "",
-            f"c_t vs JVP-linearised per-state change: Pearson {_fmt(c['pearson'])}, Spearman "
-            f"{_fmt(c['spearman'])}, sign agreement {_fmt(c['sign_agreement'])}.",
-            "",
-            "Spearman per probability bucket (probability of the sampled token):",
-            "",
-            "| bucket | tokens | " + " | ".join(ESTIMATOR_NAMES) + " |",
-            "|---|---|" + "---|" * len(ESTIMATOR_NAMES),
-        ]
-        for b, row in r["per_prob_bucket"].items():
-            lines.append(
-                f"| {b} | {row['jvp']['tokens']} | "
-                + " | ".join(_fmt(row[k]["spearman"]) for k in ESTIMATOR_NAMES)
-                + " |"
-            )
-        t = r["totals"]
-        lines += [
-            "",
-            "Total entropy change of the batch (sum over tokens):",
-            "",
-            "| measured | JVP along the update | sum c_t | " + " | ".join(PER_TOKEN_ESTIMATORS) + " |",
-            "|---|---|---|" + "---|" * len(PER_TOKEN_ESTIMATORS),
-            f"| {_fmt(t['measured'], 5)} | {_fmt(t['jvp'], 5)} | {_fmt(t['cause'], 5)} | "
-            + " | ".join(_fmt(t[k], 5) for k in PER_TOKEN_ESTIMATORS)
-            + " |",
-            "",
-            f"Sum of c_t vs the measured total: relative error {_fmt(t['sum_cause_rel_error'])}.",
-            "",
-            f"Entropy vs |measured dH| (Fig. 10): Spearman {_fmt(r['fig10_entropy_vs_abs_change']['spearman'])}. "
-            f"STEER weight vs |measured dH| (Fig. 15; weights: {r['fig15_weight_vs_abs_change']['weights_from']}): "
-            f"Spearman {_fmt(r['fig15_weight_vs_abs_change']['spearman'])}, mean weight "
-            f"{_fmt(r['fig15_weight_vs_abs_change']['weight_mean'])}.",
-            "",
-        ]
+        lines += _setting_markdown(tag, r)
     return "\n".join(lines)
 
 
