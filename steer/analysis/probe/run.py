@@ -97,6 +97,219 @@ def _load_everything(cfg, model, tokenizer, task, log):
     return model, tokenizer, task, device
 
 
+def _check_arguments(grad_clip, bins) -> None:
+    if grad_clip is not None and not (math.isfinite(grad_clip) and grad_clip > 0):
+        raise ValueError(f"grad_clip must be None or a finite number > 0, got {grad_clip!r}")
+    if not (isinstance(bins, int) and bins >= 2):
+        raise ValueError(f"bins must be an integer >= 2, got {bins!r}")
+
+
+def _resolve_config(config, overrides: Sequence[str], loaded):
+    """The probe's trainer config: a Config as given, the checkpoint run's own ``config.yaml``,
+    or a config path or name (default ``"testbed"``) with ``overrides``."""
+    from steer.train.config import Config, load_config
+
+    if isinstance(config, Config):
+        if overrides:
+            raise ValueError("overrides need a config path or name, not a Config object")
+        return config
+    if config is None and loaded is not None:
+        return load_config(loaded.path / "config.yaml", list(overrides))
+    return load_config(config or "testbed", list(overrides))
+
+
+def _sizes(cfg, num_prompts, n, micro_batch_size) -> tuple[int, int, int]:
+    """Prompts, rollouts per prompt and rows per forward (the config's unless given)."""
+    k = int(num_prompts if num_prompts is not None else cfg.trainer.prompts_per_step)
+    n_roll = int(n if n is not None else cfg.rollout.n)
+    if k < 1:
+        raise ValueError(f"num_prompts must be >= 1, got {k}")
+    if n_roll < 2:
+        raise ValueError(
+            f"n must be >= 2 (group-relative advantages need 2 rollouts per prompt), got {n_roll}"
+        )
+    mb = int(micro_batch_size if micro_batch_size is not None else cfg.trainer.micro_batch_size)
+    return k, n_roll, mb
+
+
+def _from_checkpoint(model, loaded, device, log) -> dict | None:
+    """Load the checkpoint's weights into ``model``; its optimiser state (None without one)."""
+    if loaded is None:
+        return None
+    try:
+        model.load_state_dict({k: v.to(device) for k, v in loaded.model_state.items()})
+    except RuntimeError as exc:
+        raise ValueError(f"the checkpoint {loaded.path} does not fit the configured model: {exc}") from exc
+    log(f"from checkpoint {loaded.path} (step {loaded.state.get('step')})")
+    return loaded.optimizer_state
+
+
+def _rollouts(cfg, model, tokenizer, task, k: int, n_roll: int, seed: int, log) -> dict:
+    """``k`` prompts drawn with ``seed`` from the task's training pool, ``n_roll`` rollouts each,
+    scored: the rollouts, the correctness, the rewards and the sampling time."""
+    from steer.train.rollout import generate_rollouts
+    from steer.train.tasks import format_prompt, score_batch
+    from steer.train.trainer import derive_seed, seed_all
+
+    pool = task.train_problems()
+    if len(pool) < k:
+        raise ValueError(f"the task's training pool has {len(pool)} problems, fewer than num_prompts={k}")
+    rng = np.random.default_rng(derive_seed(seed, "probe-prompts"))
+    problems = [pool[i] for i in rng.permutation(len(pool))[:k]]
+    prompts = [format_prompt(tokenizer, task, p) for p in problems]
+    seed_all(derive_seed(seed, "probe-rollouts"))
+    log(f"sampling {k} prompts x {n_roll} rollouts (max {cfg.rollout.max_new_tokens} new tokens)")
+    t0 = time.perf_counter()
+    ro = generate_rollouts(
+        model,
+        tokenizer,
+        prompts,
+        n_roll,
+        temperature=cfg.rollout.temperature,
+        top_p=cfg.rollout.top_p,
+        top_k=cfg.rollout.top_k,
+        max_new_tokens=cfg.rollout.max_new_tokens,
+        max_prompt_tokens=cfg.rollout.max_prompt_tokens,
+        generation_batch_size=cfg.rollout.generation_batch_size,
+    )
+    t_roll = time.perf_counter() - t0
+    log(f"scoring {ro.batch_size} responses")
+    correct = torch.tensor(
+        score_batch(task, [problems[i // n_roll] for i in range(ro.batch_size)], ro.texts),
+        dtype=torch.bool,
+    )
+    rewards = torch.where(
+        correct, torch.tensor(cfg.task.reward_correct), torch.tensor(cfg.task.reward_wrong)
+    ).float()
+    return {"ro": ro, "correct": correct, "rewards": rewards, "t_roll": t_roll}
+
+
+def _advantages(method, data: dict, base: dict[str, Tensor], mask: Tensor) -> Tensor:
+    """The method's advantages of the scored rollouts (0 on padding); ValueError when every valid
+    token has advantage 0 (the step would not move the policy)."""
+    rb = RolloutBatch(
+        rewards=data["rewards"],
+        group_ids=data["ro"].group_ids,
+        response_mask=mask,
+        old_logp=base["logp"],
+        old_entropy=base["entropy"] if method.needs_old_entropy else None,
+    )
+    advantages = method.compute_advantages(rb).detach().float().masked_fill(~mask, 0.0)
+    if int(((advantages != 0) & mask).sum()) == 0:
+        raise ValueError(
+            "every valid token has advantage 0 (all groups equal-reward): the step would not move "
+            "the policy; use more prompts or rollouts, or another seed"
+        )
+    return advantages
+
+
+def _probe_batch(cfg, method, model, tokenizer, task, theta0, k, n_roll, seed, mb, log) -> dict:
+    """Rollouts, their token statistics and advantages at theta_0 and the gradient of the batch's
+    total entropy."""
+    data = _rollouts(cfg, model, tokenizer, task, k, n_roll, seed, log)
+    ro = data["ro"]
+    batch = _Batch(ro.prompt_ids, ro.prompt_mask, ro.response_ids, ro.response_mask)
+    temperature = cfg.rollout.temperature
+    log("token statistics and the entropy gradient at the rollout parameters")
+    base = _entropies(model, batch, temperature, mb, with_sums=True)
+    advantages = _advantages(method, data, base, batch.response_mask)
+    grad_h = entropy_gradient(model, batch, params=theta0, temperature=temperature, micro_batch_size=mb)
+    return {**data, "batch": batch, "base": base, "advantages": advantages, "grad_h": grad_h}
+
+
+def _run_settings(
+    settings, method, model, cfg, data, params, theta0, grad_clip, mb, bins, adam_state, keep, log
+):
+    """Every optimiser setting, one real step each from theta_0 (the method's random state reset
+    before each, so every setting draws the same random tokens: Clip-Cov, ...); ``keep``: keep
+    each setting's parameter update."""
+    results: dict[str, dict] = {}
+    tokens: dict[str, dict[str, Tensor]] = {}
+    updates: dict[str, dict[str, Tensor]] = {}
+    log(f"{len(settings)} optimiser setting(s), one real step each from the same parameters")
+    method_state = method.state_dict()
+    for s in settings:
+        method.load_state_dict(method_state)
+        r, tok, upd = _probe_setting(
+            s,
+            model=model,
+            method=method,
+            batch=data["batch"],
+            base=data["base"],
+            advantages=data["advantages"],
+            params=params,
+            theta0=theta0,
+            grad_h=data["grad_h"],
+            optim_cfg=cfg.optim,
+            grad_clip=grad_clip,
+            temperature=cfg.rollout.temperature,
+            mb=mb,
+            bins=bins,
+            log=log,
+            max_len=int(cfg.rollout.max_new_tokens),
+            adam_state=adam_state,
+        )
+        results[s.tag] = r
+        tokens[s.tag] = tok
+        if keep:  # the parameter updates only when asked for (memory-hungry on a large model)
+            updates[s.tag] = upd
+    return results, tokens, updates
+
+
+def _model_info(cfg, model, params, device) -> dict:
+    mc = getattr(model, "config", None)
+    return {
+        "source": cfg.model.source,
+        "name_or_path": cfg.model.name_or_path,
+        "parameters": int(sum(p.numel() for p in params.values())),
+        "vocab_size": int(getattr(mc, "vocab_size", 0) or 0),
+        "hidden_size": int(getattr(mc, "hidden_size", 0) or 0),
+        "num_hidden_layers": int(getattr(mc, "num_hidden_layers", 0) or 0),
+        "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+        "device": str(device),
+    }
+
+
+def _data_info(cfg, data: dict, k: int, n_roll: int) -> dict:
+    correct, mask, adv = data["correct"], data["batch"].response_mask, data["advantages"]
+    groups = correct.view(-1, n_roll).float().mean(1)
+    return {
+        "task": cfg.task.name,
+        "train_path": cfg.task.train_path,
+        "prompts": k,
+        "rollouts_per_prompt": n_roll,
+        "responses": int(data["ro"].batch_size),
+        "valid_tokens": int(mask.sum()),
+        "tokens_with_nonzero_advantage": int(((adv != 0) & mask).sum()),
+        "accuracy": float(correct.float().mean()),
+        "groups_equal_reward": float(((groups == 0) | (groups == 1)).float().mean()),
+        "entropy_mean": float(data["base"]["entropy"][mask].double().mean()),
+        "temperature": cfg.rollout.temperature,
+    }
+
+
+def _output(cfg, method, model, params, device, data, results, k, n_roll, seed, grad_clip, loaded) -> dict:
+    """The probe's result (``time_s.total`` filled in by the caller)."""
+    from steer.train.config import to_dict
+
+    return {
+        "version": 1,
+        "model": _model_info(cfg, model, params, device),
+        "method": {"name": method.name, "config": {k: v for k, v in cfg.method.items()}},
+        "data": _data_info(cfg, data, k, n_roll),
+        "settings": results,
+        "paper_fig2": PAPER_FIG2,
+        "time_s": {"rollout": data["t_roll"], "total": None},
+        "config": to_dict(cfg),
+        "seed": seed,
+        "grad_clip": grad_clip,
+        "checkpoint": None
+        if loaded is None
+        else {"path": str(loaded.path), "step": loaded.state.get("step")},
+        "prob_buckets": list(PROB_BUCKETS),
+    }
+
+
 def run_probe(
     config=None,
     overrides: Sequence[str] = (),
@@ -142,185 +355,33 @@ def run_probe(
     statistics, the per-token arrays of every setting and each setting's parameter update (tensors;
     not written to the JSON; memory-hungry on a large model).
     """
-    from steer.train.config import Config, build_method_from_config, load_config, to_dict
-    from steer.train.rollout import generate_rollouts
-    from steer.train.tasks import format_prompt, score_batch
-    from steer.train.trainer import derive_seed, seed_all
+    from steer.train.config import build_method_from_config
 
     log = log or _log_default
     settings = parse_optimizers(optimizers)
-    if grad_clip is not None and not (math.isfinite(grad_clip) and grad_clip > 0):
-        raise ValueError(f"grad_clip must be None or a finite number > 0, got {grad_clip!r}")
-    if not (isinstance(bins, int) and bins >= 2):
-        raise ValueError(f"bins must be an integer >= 2, got {bins!r}")
+    _check_arguments(grad_clip, bins)
     loaded = _load_checkpoint(checkpoint, log) if checkpoint is not None else None
-    if isinstance(config, Config):
-        cfg = config
-        if overrides:
-            raise ValueError("overrides need a config path or name, not a Config object")
-    elif config is None and loaded is not None:
-        cfg = load_config(loaded.path / "config.yaml", list(overrides))
-    else:
-        cfg = load_config(config or "testbed", list(overrides))
-    k = int(num_prompts if num_prompts is not None else cfg.trainer.prompts_per_step)
-    n_roll = int(n if n is not None else cfg.rollout.n)
-    if k < 1:
-        raise ValueError(f"num_prompts must be >= 1, got {k}")
-    if n_roll < 2:
-        raise ValueError(
-            f"n must be >= 2 (group-relative advantages need 2 rollouts per prompt), got {n_roll}"
-        )
-    mb = int(micro_batch_size if micro_batch_size is not None else cfg.trainer.micro_batch_size)
-    threads = cfg.trainer.num_threads or (os.cpu_count() or 1)
-    torch.set_num_threads(threads)
+    cfg = _resolve_config(config, overrides, loaded)
+    k, n_roll, mb = _sizes(cfg, num_prompts, n, micro_batch_size)
+    torch.set_num_threads(cfg.trainer.num_threads or (os.cpu_count() or 1))
     t_start = time.perf_counter()
-
     method = build_method_from_config(cfg)
     model, tokenizer, task, device = _load_everything(cfg, model, tokenizer, task, log)
-    adam_state = None
-    if loaded is not None:
-        try:
-            model.load_state_dict({k: v.to(device) for k, v in loaded.model_state.items()})
-        except RuntimeError as exc:
-            raise ValueError(
-                f"the checkpoint {loaded.path} does not fit the configured model: {exc}"
-            ) from exc
-        adam_state = loaded.optimizer_state
-        log(f"from checkpoint {loaded.path} (step {loaded.state.get('step')})")
+    adam = _from_checkpoint(model, loaded, device, log)  # AdamW state from the checkpoint
     params = trainable_parameters(model)
-    n_params = sum(p.numel() for p in params.values())
     theta0 = _snapshot(params)
     try:
-        pool = task.train_problems()
-        if len(pool) < k:
-            raise ValueError(f"the task's training pool has {len(pool)} problems, fewer than num_prompts={k}")
-        rng = np.random.default_rng(derive_seed(seed, "probe-prompts"))
-        problems = [pool[i] for i in rng.permutation(len(pool))[:k]]
-        prompts = [format_prompt(tokenizer, task, p) for p in problems]
-        seed_all(derive_seed(seed, "probe-rollouts"))
-        log(f"sampling {k} prompts x {n_roll} rollouts (max {cfg.rollout.max_new_tokens} new tokens)")
-        t0 = time.perf_counter()
-        ro = generate_rollouts(
-            model,
-            tokenizer,
-            prompts,
-            n_roll,
-            temperature=cfg.rollout.temperature,
-            top_p=cfg.rollout.top_p,
-            top_k=cfg.rollout.top_k,
-            max_new_tokens=cfg.rollout.max_new_tokens,
-            max_prompt_tokens=cfg.rollout.max_prompt_tokens,
-            generation_batch_size=cfg.rollout.generation_batch_size,
+        data = _probe_batch(cfg, method, model, tokenizer, task, theta0, k, n_roll, seed, mb, log)
+        results, tokens, updates = _run_settings(
+            settings, method, model, cfg, data, params, theta0, grad_clip, mb, bins, adam, return_details, log
         )
-        t_roll = time.perf_counter() - t0
-        log(f"scoring {ro.batch_size} responses")
-        correct = torch.tensor(
-            score_batch(task, [problems[i // n_roll] for i in range(ro.batch_size)], ro.texts),
-            dtype=torch.bool,
-        )
-        rewards = torch.where(
-            correct, torch.tensor(cfg.task.reward_correct), torch.tensor(cfg.task.reward_wrong)
-        ).float()
-        batch = _Batch(ro.prompt_ids, ro.prompt_mask, ro.response_ids, ro.response_mask)
-        mask = batch.response_mask
-        temperature = cfg.rollout.temperature
-        log("token statistics and the entropy gradient at the rollout parameters")
-        base = _entropies(model, batch, temperature, mb, with_sums=True)
-        rb = RolloutBatch(
-            rewards=rewards,
-            group_ids=ro.group_ids,
-            response_mask=mask,
-            old_logp=base["logp"],
-            old_entropy=base["entropy"] if method.needs_old_entropy else None,
-        )
-        advantages = method.compute_advantages(rb).detach().float().masked_fill(~mask, 0.0)
-        n_tok = int(mask.sum())
-        nonzero = int(((advantages != 0) & mask).sum())
-        if nonzero == 0:
-            raise ValueError(
-                "every valid token has advantage 0 (all groups equal-reward): the step would not move "
-                "the policy; use more prompts or rollouts, or another seed"
-            )
-        grad_h = entropy_gradient(model, batch, params=theta0, temperature=temperature, micro_batch_size=mb)
-        results: dict[str, dict] = {}
-        tokens: dict[str, dict[str, Tensor]] = {}
-        updates: dict[str, dict[str, Tensor]] = {}
-        log(f"{len(settings)} optimiser setting(s), one real step each from the same parameters")
-        method_state = method.state_dict()  # every setting draws the same random tokens (Clip-Cov, ...)
-        for s in settings:
-            method.load_state_dict(method_state)
-            r, tok, upd = _probe_setting(
-                s,
-                model=model,
-                method=method,
-                batch=batch,
-                base=base,
-                advantages=advantages,
-                params=params,
-                theta0=theta0,
-                grad_h=grad_h,
-                optim_cfg=cfg.optim,
-                grad_clip=grad_clip,
-                temperature=temperature,
-                mb=mb,
-                bins=bins,
-                log=log,
-                max_len=int(cfg.rollout.max_new_tokens),
-                adam_state=adam_state,
-            )
-            results[s.tag] = r
-            tokens[s.tag] = tok
-            if return_details:
-                updates[s.tag] = upd
     finally:
         _restore(params, theta0)
-    groups = correct.view(-1, n_roll).float().mean(1)
-    out = {
-        "version": 1,
-        "model": {
-            "source": cfg.model.source,
-            "name_or_path": cfg.model.name_or_path,
-            "parameters": int(n_params),
-            "vocab_size": int(getattr(getattr(model, "config", None), "vocab_size", 0) or 0),
-            "hidden_size": int(getattr(getattr(model, "config", None), "hidden_size", 0) or 0),
-            "num_hidden_layers": int(getattr(getattr(model, "config", None), "num_hidden_layers", 0) or 0),
-            "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
-            "device": str(device),
-        },
-        "method": {"name": method.name, "config": {k: v for k, v in cfg.method.items()}},
-        "data": {
-            "task": cfg.task.name,
-            "train_path": cfg.task.train_path,
-            "prompts": k,
-            "rollouts_per_prompt": n_roll,
-            "responses": int(ro.batch_size),
-            "valid_tokens": n_tok,
-            "tokens_with_nonzero_advantage": nonzero,
-            "accuracy": float(correct.float().mean()),
-            "groups_equal_reward": float(((groups == 0) | (groups == 1)).float().mean()),
-            "entropy_mean": float(base["entropy"][mask].double().mean()),
-            "temperature": temperature,
-        },
-        "settings": results,
-        "paper_fig2": PAPER_FIG2,
-        "time_s": {"rollout": t_roll, "total": time.perf_counter() - t_start},
-        "config": to_dict(cfg),
-        "seed": seed,
-        "grad_clip": grad_clip,
-        "checkpoint": None
-        if loaded is None
-        else {"path": str(loaded.path), "step": loaded.state.get("step")},
-        "prob_buckets": list(PROB_BUCKETS),
-    }
+    out = _output(cfg, method, model, params, device, data, results, k, n_roll, seed, grad_clip, loaded)
+    out["time_s"]["total"] = time.perf_counter() - t_start
     if out_dir is not None:
         write_outputs(out, tokens, out_dir, plots=plots, log=log)
     if return_details:
-        out["details"] = {
-            "batch": batch,
-            "rewards": rewards,
-            "advantages": advantages,
-            "base": base,
-            "tokens": tokens,
-            "updates": updates,
-        }
+        keys = ("batch", "rewards", "advantages", "base")
+        out["details"] = {**{key: data[key] for key in keys}, "tokens": tokens, "updates": updates}
     return out
