@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from steer.analysis.correlation import agreement
-from steer.analysis.jvp import trainable_parameters
 from steer.analysis.probe import ESTIMATOR_NAMES, parse_optimizers, run_probe
 from steer.core.estimators import omega_cov, omega_exact, omega_paper, omega_reference
+from steer.train.jvp import trainable_parameters
 from tests.analysis.helpers import CoinTask
 
 SMALL = [

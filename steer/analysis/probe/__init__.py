@@ -3,7 +3,7 @@
 Public API (docs/probe.md): :func:`run_probe` (one probe, a dict of every number, files in
 ``out_dir``), :func:`run_sweep` (the probe over testbed models of several widths, depths and
 vocabulary sizes), :func:`parse_optimizers`. The forward-mode primitives it uses are in
-:mod:`steer.analysis.jvp`.
+:mod:`steer.train.jvp`.
 """
 
 from steer.analysis.probe.report import markdown_report, write_outputs

@@ -10,7 +10,6 @@ import torch
 from torch import Tensor
 
 from steer.analysis.correlation import spearman
-from steer.analysis.jvp import linearised_entropy_change, per_token_cause
 from steer.analysis.probe.compare import _agreement, _binned, _buckets, _flat_valid, _verdict
 from steer.analysis.probe.settings import ESTIMATOR_NAMES, OptimSetting
 from steer.analysis.probe.step import (
@@ -31,6 +30,7 @@ from steer.core.estimators import (
     token_weight_w,
 )
 from steer.core.weights import steer_weights
+from steer.train.jvp import linearised_entropy_change, per_token_cause
 
 
 def _take_step(

@@ -13,8 +13,8 @@ One probe (paper section 3.1, Fig. 1-2, 10, 15; docs/probe.md):
    the entropies at exactly the same states (same prompt and response tokens) at theta_1;
 4. compare the measured per-token change ``H_t(theta_1) - H_t(theta_0)`` with every core estimator
    (``paper``, ``reference``, ``exact``, ``cov``), the JVP-linearised change of each state's entropy
-   along the actual update (:func:`steer.analysis.jvp.linearised_entropy_change`) and the
-   contribution of each token's own gradient (:func:`steer.analysis.jvp.per_token_cause`).
+   along the actual update (:func:`steer.train.jvp.linearised_entropy_change`) and the
+   contribution of each token's own gradient (:func:`steer.train.jvp.per_token_cause`).
 
 Entry point: :func:`run_probe` (a dict of every number; also written to ``out_dir``) and
 :func:`run_sweep` (``steer probe --sweep``: the probe over testbed models of several widths, depths
@@ -33,11 +33,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from steer.analysis.jvp import (
-    entropy_gradient,
-    require_eager_attention,
-    trainable_parameters,
-)
 from steer.analysis.probe.measure import _probe_setting
 from steer.analysis.probe.report import markdown_report, write_outputs
 from steer.analysis.probe.settings import (
@@ -51,6 +46,11 @@ from steer.analysis.probe.settings import (
 )
 from steer.analysis.probe.step import _Batch, _entropies, _restore, _snapshot
 from steer.core.types import RolloutBatch
+from steer.train.jvp import (
+    entropy_gradient,
+    require_eager_attention,
+    trainable_parameters,
+)
 
 __all__ = [
     "DEFAULT_OPTIMIZERS",
