@@ -34,29 +34,11 @@ from steer.train.jvp import linearised_entropy_change, per_token_cause
 
 
 def _take_step(
-    setting: OptimSetting,
-    *,
-    model,
-    method,
-    batch: _Batch,
-    base: dict[str, Tensor],
-    advantages: Tensor,
-    params: dict[str, Tensor],
-    theta0: dict[str, Tensor],
-    optim_cfg,
-    grad_clip: float | None,
-    temperature: float,
-    mb: int,
-    max_len: int | None,
-    adam_state: dict | None,
+    setting: OptimSetting, grads: dict[str, Tensor], params, theta0, optim_cfg, grad_clip, adam_state
 ) -> dict:
-    """One real optimiser step from theta_0 (the parameters stay at theta_1): the loss gradient,
-    its coefficients u and v, the clipping, the update, the preconditioner P and how much of the
-    update P * (-grad L) explains."""
-    _restore(params, theta0)
-    grads, u, v, loss_metrics = _loss_step(
-        model, method, batch, base, advantages, setting.lr, temperature, mb, params, max_len
-    )
+    """One real optimiser step from theta_0 along the loss gradient ``grads`` (the parameters stay
+    at theta_1): the clipping, the update, the preconditioner P and how much of the update
+    P * (-grad L) explains."""
     gnorm = float(torch.sqrt(sum((g.double() ** 2).sum() for g in grads.values())))
     clip_coef = 1.0
     if grad_clip is not None and gnorm > grad_clip:
@@ -80,9 +62,6 @@ def _take_step(
     update_residual = math.sqrt(res_sq) / upd_norm if upd_norm > 0 else float("nan")
     del opt
     return {
-        "u": u,
-        "v": v,
-        "loss_metrics": loss_metrics,
         "gnorm": gnorm,
         "clip_coef": clip_coef,
         "update": update,
@@ -310,23 +289,13 @@ def _probe_setting(
     t0 = time.perf_counter()
     log(f"  {setting.tag}: loss, backward and one {setting.name} step")
     mask = batch.response_mask
-    step = _take_step(
-        setting,
-        model=model,
-        method=method,
-        batch=batch,
-        base=base,
-        advantages=advantages,
-        params=params,
-        theta0=theta0,
-        optim_cfg=optim_cfg,
-        grad_clip=grad_clip,
-        temperature=temperature,
-        mb=mb,
-        max_len=max_len,
-        adam_state=adam_state,
+    _restore(params, theta0)
+    grads, u, v, loss_metrics = _loss_step(
+        model, method, batch, base, advantages, setting.lr, temperature, mb, params, max_len
     )
-    u, v, update = step["u"], step["v"], step["update"]
+    step = _take_step(setting, grads, params, theta0, optim_cfg, grad_clip, adam_state)
+    step.update(u=u, v=v, loss_metrics=loss_metrics)
+    update = step["update"]
     t_step = time.perf_counter() - t0
 
     measured, lin, cause, t_jvp = _measure(
