@@ -330,32 +330,11 @@ def _has(runs: Mapping[str, Records], pred: Callable[[str], bool]) -> list[str]:
     return keys
 
 
-def make_report(
-    paths: Sequence[str | Path],
-    out_dir: str | Path,
-    *,
-    labels: Sequence[str] | None = None,
-    fmt: str = "auto",
-    title: str = "steer report",
-    window: int = 1,
-    log=None,
-) -> dict:
-    """Read every run, write the plots, ``report.md`` and ``report.html``; returns
-    ``{"summaries", "images", "md", "html"}``."""
+def _plots(runs: dict, out: Path, window: int) -> dict[str, Path]:
+    """Every plot the runs' metrics allow (entropy always; accuracy, reward, pass@k, quadrants,
+    weights and clipping where some run logged them), written into ``out``."""
     from steer.analysis.plots import plot_clip_by_prob, plot_lines, plot_passk, plot_quadrants
-    from steer.analysis.summary import summarize_run, write_summary
 
-    log = log or (lambda m: None)
-    if not paths:
-        raise ReportError("give at least one run directory")
-    ps = [Path(p) for p in paths]
-    names = _labels(ps, labels)
-    runs = {}
-    for name, p in zip(names, ps):
-        runs[name] = read_run(p, fmt)
-        log(f"report: {name}: {len(runs[name])} records from {p}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     images: dict[str, Path] = {}
     images["entropy"] = plot_lines(
         runs,
@@ -420,6 +399,35 @@ def make_report(
         )
     if _has(runs, lambda k: k.startswith("m/clip_by_prob/")):
         images["clip_by_prob"] = plot_clip_by_prob(runs, out / "clip_by_prob.png")
+    return images
+
+
+def make_report(
+    paths: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    labels: Sequence[str] | None = None,
+    fmt: str = "auto",
+    title: str = "steer report",
+    window: int = 1,
+    log=None,
+) -> dict:
+    """Read every run, write the plots, ``report.md`` and ``report.html``; returns
+    ``{"summaries", "images", "md", "html"}``."""
+    from steer.analysis.summary import summarize_run, write_summary
+
+    log = log or (lambda m: None)
+    if not paths:
+        raise ReportError("give at least one run directory")
+    ps = [Path(p) for p in paths]
+    names = _labels(ps, labels)
+    runs = {}
+    for name, p in zip(names, ps):
+        runs[name] = read_run(p, fmt)
+        log(f"report: {name}: {len(runs[name])} records from {p}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    images = _plots(runs, out, window)
     summaries = {name: summarize_run(recs) for name, recs in runs.items()}
     notes = [f"{name}: {p}" for name, p in zip(names, ps)]
     md, html = write_summary(summaries, images, out, title=title, notes=notes, basename="report")

@@ -71,6 +71,32 @@ def look_verdict(diffs: Sequence[float], direction: int) -> dict:
     return {"verdict": res["verdict"], "why": res["why"], "k": k}
 
 
+def _look_at(state: list[dict], comps: list[dict], n: int) -> None:
+    """One look of the design at ``n`` seeds: decide every open comparison that the rule (or the
+    seeds' signs) settles, in place."""
+    for s, c in zip(state, comps):
+        if s["verdict"] is not None:
+            continue
+        d = [x for x in c["diffs"] if math.isfinite(x)]
+        if len(d) != n:  # a seed without a value (kept by the run cache): no look of the design
+            s.update(  # can use it any more
+                verdict="inconclusive",
+                look=n,
+                why=f"{n - len(d)} of {n} seeds without a value: no further look of the design",
+            )
+            continue
+        v = look_verdict(d, c["direction"])
+        s.update(diffs=d, k=v["k"], why=v["why"])
+        if v["verdict"] != "inconclusive":
+            s.update(verdict=v["verdict"], look=n)
+        elif len(d) >= 2 and _settled_by_sign(d):
+            s.update(
+                verdict="inconclusive",
+                look=n,
+                why="the seeds disagree in sign (or a difference is 0): no further seed can decide it",
+            )
+
+
 def auto_loop(
     look: Callable[[int], dict],
     *,
@@ -102,27 +128,7 @@ def auto_loop(
         comps = res["comparisons"]
         if not state:
             state = [{"text": c["text"], "verdict": None, "look": None, "why": ""} for c in comps]
-        for s, c in zip(state, comps):
-            if s["verdict"] is not None:
-                continue
-            d = [x for x in c["diffs"] if math.isfinite(x)]
-            if len(d) != n:  # a seed without a value (kept by the run cache): no look of the design
-                s.update(  # can use it any more
-                    verdict="inconclusive",
-                    look=n,
-                    why=f"{n - len(d)} of {n} seeds without a value: no further look of the design",
-                )
-                continue
-            v = look_verdict(d, c["direction"])
-            s.update(diffs=d, k=v["k"], why=v["why"])
-            if v["verdict"] != "inconclusive":
-                s.update(verdict=v["verdict"], look=n)
-            elif len(d) >= 2 and _settled_by_sign(d):
-                s.update(
-                    verdict="inconclusive",
-                    look=n,
-                    why="the seeds disagree in sign (or a difference is 0): no further seed can decide it",
-                )
+        _look_at(state, comps, n)
         looks.append({"n": n, "elapsed_s": clock() - t0, "open": sum(s["verdict"] is None for s in state)})
         log(f"  look at {n} seeds: " + "; ".join(f"{s['text']}: {s['verdict'] or 'open'}" for s in state))
         if all(s["verdict"] is not None for s in state):

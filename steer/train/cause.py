@@ -12,7 +12,7 @@ Before the mini-batch's loss, at the current parameters theta (the trainer drive
    normalisation by ``sqrt(v_hat)`` included (on Adam's first step P ~ 0: a sign step does not
    depend on the gradient's scale, so token weights cannot move it to first order);
 3. ``g_t = <grad log pi_t, P grad H_mb>`` for every token: one forward-mode pass
-   (:func:`steer.analysis.jvp.jvp_response_stats`);
+   (:func:`steer.train.jvp.jvp_response_stats`);
 4. ``offset = <grad H_mb, Delta theta(G0)> + <grad H_mb, P G0>``, so that the predicted change for
    token weights lambda is ``offset + sum_t lambda_t c_t`` (exactly the linearised change of
    Adam's own step at lambda = 1).
@@ -139,7 +139,7 @@ def cause_pass(
     lambda, and exactly Adam's step at lambda = 1 (to first order in the entropy)."""
     import time
 
-    from steer.analysis.jvp import jvp_response_stats, trainable_parameters
+    from steer.train.jvp import jvp_response_stats, trainable_parameters
 
     t0 = time.perf_counter()
     params = trainable_parameters(model)
@@ -160,7 +160,7 @@ def cause_pass(
 def eager_attention(model):
     """Run the block with the model's attention switched to 'eager' (forward-mode AD has no rule
     for the fused kernels), then switch back, so that the training forward keeps its own kernel."""
-    from steer.analysis.jvp import require_eager_attention
+    from steer.train.jvp import require_eager_attention
 
     cfg = getattr(model, "config", None)
     before = getattr(cfg, "_attn_implementation", None)

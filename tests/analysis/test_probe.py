@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from steer.analysis.correlation import agreement
-from steer.analysis.jvp import trainable_parameters
 from steer.analysis.probe import ESTIMATOR_NAMES, parse_optimizers, run_probe
 from steer.core.estimators import omega_cov, omega_exact, omega_paper, omega_reference
+from steer.train.jvp import trainable_parameters
 from tests.analysis.helpers import CoinTask
 
 SMALL = [
@@ -258,6 +258,30 @@ def test_steer_method_coefficient_includes_its_weights(policy_dir):
     r = out["settings"]["sgd_lr1"]
     assert r["totals"]["cause"] == pytest.approx(r["totals"]["jvp"], rel=1e-5, abs=1e-9)
     assert "steer" in r["fig15_weight_vs_abs_change"]["weights_from"]
+
+
+def test_steer_scope_statistics_span_every_micro_batch(policy_dir):
+    """STEER's max|Omega| is the whole batch's however the rows are split into micro-batches (the
+    statistics go through the method's own reduction): the loss coefficient u is the same with
+    four micro-batches as with one."""
+    from steer.train.tasks import build_task
+
+    cfg = _cfg(policy_dir, "method.name=steer")
+    coef = []
+    for mb in (0, 4):
+        out = run_probe(
+            cfg,
+            task=CoinTask(build_task(cfg.task)),
+            optimizers=["sgd:1"],
+            num_prompts=4,
+            n=4,
+            micro_batch_size=mb,
+            return_details=True,
+            log=lambda m: None,
+        )
+        coef.append(out["details"]["tokens"]["sgd_lr1"]["coef_u"])
+    assert float(coef[0].abs().max()) > 0
+    torch.testing.assert_close(coef[1], coef[0], rtol=1e-6, atol=1e-12)
 
 
 def test_parse_optimizers_and_bad_arguments(policy_dir):

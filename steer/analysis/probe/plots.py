@@ -6,7 +6,7 @@ import math
 import os
 from pathlib import Path
 
-from steer.analysis.probe.run import ESTIMATOR_NAMES
+from steer.analysis.probe.settings import ESTIMATOR_NAMES
 
 __all__ = ["plot_setting", "plot_sweep"]
 

@@ -11,16 +11,14 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from steer.analysis.probe.run import (
+from steer.analysis.probe.report import _atomic_text, _fmt, _jsonable
+from steer.analysis.probe.run import run_probe
+from steer.analysis.probe.settings import (
     ESTIMATOR_NAMES,
     PER_TOKEN_ESTIMATORS,
     TRACKS,
-    _atomic_text,
-    _fmt,
-    _jsonable,
     _log_default,
     parse_optimizers,
-    run_probe,
 )
 
 __all__ = ["SWEEP_DEPTHS", "SWEEP_VOCABS", "SWEEP_WIDTHS", "run_sweep", "sweep_markdown", "sweep_variants"]
@@ -90,17 +88,11 @@ def run_sweep(
     the Spearman/sign agreement of every estimator per variant and setting; writes ``sweep.json``,
     ``sweep.md`` and ``sweep.png`` (plus one probe folder per variant) into ``out_dir``.
     """
-    from steer.testbed import warm_start
     from steer.train.config import Config, load_config
 
     log = log or _log_default
     cfg = config if isinstance(config, Config) else load_config(config or "testbed", list(overrides))
-    ws_base = dict(cfg.warm_start.overrides)
-    if warm_start_steps is not None:
-        if not (isinstance(warm_start_steps, int) and warm_start_steps >= 1):
-            raise ValueError(f"warm_start_steps must be an integer >= 1, got {warm_start_steps!r}")
-        ws_base["steps"] = warm_start_steps
-    ws_base.setdefault("threads", 1)  # part of the cache key; one thread is the fastest on a shared machine
+    ws_base = _warm_start_settings(cfg, warm_start_steps)
     if cache_dir is None:
         cache_dir = cfg.warm_start.cache_dir
     variants = sweep_variants(widths, depths, vocabs)
@@ -109,20 +101,9 @@ def run_sweep(
     t0 = time.perf_counter()
     d = Path(out_dir) if out_dir is not None else None
     for i, var in enumerate(variants):
-        mo = {
-            "hidden_size": var["hidden_size"],
-            "num_hidden_layers": var["num_hidden_layers"],
-            "intermediate_size": 3 * var["hidden_size"],
-        }
-        if var["vocab_size"] is not None:
-            mo["vocab_size"] = var["vocab_size"]
         name = f"h{var['hidden_size']}_L{var['num_hidden_layers']}_V{var['vocab_size'] or 'tok'}"
         log(f"[{i + 1}/{len(variants)}] {name}: warm-start ({ws_base.get('steps', 'default')} steps, cached)")
-        t_ws = time.perf_counter()
-        path = warm_start(
-            {**ws_base, "preset": SWEEP_BASE["preset"], "model_overrides": mo}, cache_dir, progress=False
-        )
-        log(f"  warm-start ready in {time.perf_counter() - t_ws:.0f} s: {path}")
+        path = _warm_start_variant(var, ws_base, cache_dir, log)
         try:
             res = run_probe(
                 config,
@@ -140,22 +121,7 @@ def run_sweep(
             log(f"  {name}: probe failed: {exc}")
             errors.append({"variant": name, **var, "error": str(exc)})
             continue
-        for tag, r in res["settings"].items():
-            row = {
-                "variant": name,
-                **var,
-                "parameters": res["model"]["parameters"],
-                "vocab_size_effective": res["model"]["vocab_size"],
-                "setting": tag,
-                "accuracy": res["data"]["accuracy"],
-                "tokens": res["data"]["valid_tokens"],
-                "measured_abs_mean": r["measured"]["abs_mean"],
-            }
-            for k in ESTIMATOR_NAMES:
-                row[f"{k}_spearman"] = r["agreement"][k]["spearman"]
-                row[f"{k}_sign"] = r["agreement"][k]["sign_agreement"]
-            row["cause_vs_jvp_spearman"] = r["cause_vs_jvp"]["spearman"]
-            rows.append(row)
+        rows += _variant_rows(name, var, res)
     out = {
         "variants": variants,
         "rows": rows,
@@ -166,15 +132,72 @@ def run_sweep(
         "verdict": _sweep_verdict(rows),
     }
     if d is not None:
-        d.mkdir(parents=True, exist_ok=True)
-        _atomic_text(d / "sweep.json", json.dumps(_jsonable(out), indent=1))
-        _atomic_text(d / "sweep.md", sweep_markdown(out))
-        if plots:
-            from steer.analysis.probe.plots import plot_sweep
-
-            plot_sweep(out, d / "sweep.png")
-        log(f"wrote {d / 'sweep.json'}, {d / 'sweep.md'}")
+        _write_sweep(out, d, plots, log)
     return out
+
+
+def _warm_start_settings(cfg, warm_start_steps: int | None) -> dict:
+    """The warm-start of every variant: the config's, with ``warm_start_steps`` steps if given."""
+    ws_base = dict(cfg.warm_start.overrides)
+    if warm_start_steps is not None:
+        if not (isinstance(warm_start_steps, int) and warm_start_steps >= 1):
+            raise ValueError(f"warm_start_steps must be an integer >= 1, got {warm_start_steps!r}")
+        ws_base["steps"] = warm_start_steps
+    ws_base.setdefault("threads", 1)  # part of the cache key; one thread is the fastest on a shared machine
+    return ws_base
+
+
+def _warm_start_variant(var: dict, ws_base: dict, cache_dir, log) -> Path:
+    """The variant's warm-started testbed policy (cached by the testbed): its folder."""
+    from steer.testbed import warm_start
+
+    mo = {
+        "hidden_size": var["hidden_size"],
+        "num_hidden_layers": var["num_hidden_layers"],
+        "intermediate_size": 3 * var["hidden_size"],
+    }
+    if var["vocab_size"] is not None:
+        mo["vocab_size"] = var["vocab_size"]
+    t_ws = time.perf_counter()
+    path = warm_start(
+        {**ws_base, "preset": SWEEP_BASE["preset"], "model_overrides": mo}, cache_dir, progress=False
+    )
+    log(f"  warm-start ready in {time.perf_counter() - t_ws:.0f} s: {path}")
+    return path
+
+
+def _variant_rows(name: str, var: dict, res: dict) -> list[dict]:
+    """One row per optimiser setting of a variant's probe: every estimator's Spearman and sign
+    agreement with the measured change."""
+    rows = []
+    for tag, r in res["settings"].items():
+        row = {
+            "variant": name,
+            **var,
+            "parameters": res["model"]["parameters"],
+            "vocab_size_effective": res["model"]["vocab_size"],
+            "setting": tag,
+            "accuracy": res["data"]["accuracy"],
+            "tokens": res["data"]["valid_tokens"],
+            "measured_abs_mean": r["measured"]["abs_mean"],
+        }
+        for k in ESTIMATOR_NAMES:
+            row[f"{k}_spearman"] = r["agreement"][k]["spearman"]
+            row[f"{k}_sign"] = r["agreement"][k]["sign_agreement"]
+        row["cause_vs_jvp_spearman"] = r["cause_vs_jvp"]["spearman"]
+        rows.append(row)
+    return rows
+
+
+def _write_sweep(out: dict, d: Path, plots: bool, log) -> None:
+    d.mkdir(parents=True, exist_ok=True)
+    _atomic_text(d / "sweep.json", json.dumps(_jsonable(out), indent=1))
+    _atomic_text(d / "sweep.md", sweep_markdown(out))
+    if plots:
+        from steer.analysis.probe.plots import plot_sweep
+
+        plot_sweep(out, d / "sweep.png")
+    log(f"wrote {d / 'sweep.json'}, {d / 'sweep.md'}")
 
 
 def _sweep_verdict(rows: list[dict]) -> str:

@@ -1,4 +1,4 @@
-"""steer.analysis.jvp against independently written float64 references.
+"""steer.train.jvp against independently written float64 references.
 
 - the primal log-probs/entropies equal the core's token statistics;
 - the JVP of every token's entropy matches a central finite difference of per-row, plain-loop
@@ -19,7 +19,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from steer.analysis.jvp import (
+from steer.core.estimators import omega_exact
+from steer.core.stats import token_stats_from_logits
+from steer.train.jvp import (
     entropy_gradient,
     jvp_response_stats,
     linearised_entropy_change,
@@ -27,8 +29,6 @@ from steer.analysis.jvp import (
     require_eager_attention,
     trainable_parameters,
 )
-from steer.core.estimators import omega_exact
-from steer.core.stats import token_stats_from_logits
 from steer.train.rollout import response_logits
 
 
