@@ -12,6 +12,7 @@ import sys
 # ``func`` on the parsers it adds (argparse ``set_defaults(func=...)``).
 SUBCOMMAND_MODULES = (
     "steer.train.cli",
+    "steer.analysis.demo_cli",
     "steer.evaluation.cli",
     "steer.analysis.reproduce_cli",
     "steer.analysis.cli",

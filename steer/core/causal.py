@@ -12,7 +12,7 @@ with ``w_t = I_clip r_t A_t`` (Theorem 1, from the surrogate's own masks), ``coe
 coefficient in the aggregated loss (:func:`steer.core.aggregation.token_coefficients`) and ``P``
 the optimiser's linearised step (learning rate included). The caller supplies ``g_t`` as
 ``LossBatch.token_cause`` (a model is needed: one backward for ``grad H_mb`` and one forward-mode
-pass, ``steer.analysis.jvp``) and, for the band, ``LossBatch.cause_offset``: the first-order
+pass, ``steer.train.jvp``) and, for the band, ``LossBatch.cause_offset``: the first-order
 change from the part of the step that no weight controls (Adam's momentum, weight decay). The
 predicted change of ``H_mb`` under token weights ``lambda`` is then linear in them:
 

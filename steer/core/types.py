@@ -80,7 +80,7 @@ class LossBatch:
       log-prob moves along the preconditioned gradient of the mini-batch's total entropy (``P``
       the optimiser's linearised step, learning rate included). With a loss's own coefficient
       ``u_t = -dL/d log pi_t`` it gives the token's cause ``c_t = u_t g_t`` of the mini-batch's
-      entropy change (``steer.analysis.jvp``; needed by methods that require ``"cause"``).
+      entropy change (``steer.train.jvp``; needed by methods that require ``"cause"``).
     - ``cause_offset``: the first-order change of the mini-batch's total entropy from the part of
       the optimiser step that no token weight controls (Adam's momentum, weight decay), in the
       same units as ``sum_t c_t``; None = unknown (e.g. Adam's first step, whose update is not

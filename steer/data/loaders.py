@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
-
 import warnings
+from pathlib import Path
 
 from steer.data.problems import EmptyGoldError, Problem, parse_row
 

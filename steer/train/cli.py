@@ -1,4 +1,4 @@
-"""Sub-commands ``steer train`` and ``steer demo`` (registered by ``steer/cli.py``)."""
+"""Sub-commands ``steer train`` and ``steer export`` (registered by ``steer/cli.py``)."""
 
 from __future__ import annotations
 
@@ -134,27 +134,6 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from steer.preflight import check_writable
-    from steer.train.config import ConfigError
-    from steer.train.demo import run_demo
-
-    check_writable(args.out, "--out")
-    try:
-        run_demo(
-            args.out,
-            quick=args.quick,
-            config=args.config,
-            overrides=args.overrides,
-            progress=not args.no_progress,
-            parallel=False if args.sequential else None,
-        )
-    except ConfigError as exc:
-        print(f"steer demo: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
 def _export(args: argparse.Namespace) -> int:
     from steer.preflight import check_writable
     from steer.train.export import export_checkpoint, resolve_checkpoint
@@ -211,27 +190,9 @@ def register(subparsers) -> None:
     e.add_argument("--out", default=None, help="output folder (default: hf_<checkpoint> beside checkpoints/)")
     e.set_defaults(func=_export)
 
-    d = subparsers.add_parser(
-        "demo",
-        help="GRPO vs STEER on the CPU testbed: metrics, plots and an honest summary in runs/demo/",
-    )
-    d.add_argument("--quick", action="store_true", help="a much smaller budget (seconds; used by the tests)")
-    d.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
-    d.add_argument("--config", default="testbed", help="base config (default: the shipped testbed.yaml)")
-    d.add_argument("--no-progress", action="store_true", help="no progress bars")
-    d.add_argument(
-        "--sequential",
-        action="store_true",
-        help="train the methods one after the other (default: in parallel, one process and one "
-        "torch thread each, when there is a core per method)",
-    )
-    d.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides applied to both runs")
-    d.set_defaults(func=_demo)
-
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m steer.train.cli {train,demo} ...`` (the same sub-commands without the other
-    areas' ones)."""
+    """``python -m steer.train.cli ...``: the ``steer`` command (every sub-command)."""
     from steer.cli import main as steer_main
 
     return steer_main(argv)

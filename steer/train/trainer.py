@@ -456,8 +456,8 @@ class Trainer:
         Adam's linearised step and the forward-mode pass."""
         import time as _time
 
-        from steer.analysis.jvp import trainable_parameters
         from steer.train import cause as _cause
+        from steer.train.jvp import trainable_parameters
 
         t0 = _time.perf_counter()  # loss_batch's ``entropy_graph`` keeps H's graph for grad H_mb
         params = trainable_parameters(self.model)

@@ -7,7 +7,6 @@ import shlex
 
 from steer.cli import build_parser, main
 
-
 #: Commands that write no output folder: ``models`` prints the named models and their converted
 #: folders (the conversion lives in the steer cache, STEER_CACHE_DIR).
 NO_OUTPUT_FOLDER = {"models"}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from steer.train.demo import run_demo
+from steer.analysis.demo import run_demo
 
 EXPECTED = [
     "summary.md",
