@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from steer.train.config import TaskConfig
+if TYPE_CHECKING:  # annotations only: the config module imports this one to validate a task
+    from steer.train.config import TaskConfig
 
 
 class Task(Protocol):
