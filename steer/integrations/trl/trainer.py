@@ -10,6 +10,8 @@ Where the method enters (TRL 1.16; see docs/trl.md for why):
   the loss-type normaliser, the entropy bonus and the adaptive-entropy controller, and TRL's own
   metrics. The token weights therefore never touch the entropy bonus, its normaliser or the
   adaptive-entropy statistics (TRL's ``get_high_entropy_mask`` slot would weight those too).
+  The TRL code this runs is in one place, ``_trl_copy.py``, whose header records the upstream
+  version, lines and source hash and lists every line that differs (``tests/trl/test_trl_copy.py``).
 - **Advantages.** Methods with their own advantage estimator (W-REINFORCE, PSR/NSR, unlikeliness,
   entropy advantage, GTPO, GRPO-S, EDGE-GRPO, OPO, PPL and position shaping) replace TRL's
   advantages in ``_generate_and_score_completions`` by ``Method.compute_advantages`` on the whole
