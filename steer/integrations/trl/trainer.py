@@ -10,6 +10,8 @@ Where the method enters (TRL 1.16; see docs/trl.md for why):
   the loss-type normaliser, the entropy bonus and the adaptive-entropy controller, and TRL's own
   metrics. The token weights therefore never touch the entropy bonus, its normaliser or the
   adaptive-entropy statistics (TRL's ``get_high_entropy_mask`` slot would weight those too).
+  The TRL code this runs is in one place, ``_trl_copy.py``, whose header records the upstream
+  version, lines and source hash and lists every line that differs (``tests/trl/test_trl_copy.py``).
 - **Advantages.** Methods with their own advantage estimator (W-REINFORCE, PSR/NSR, unlikeliness,
   entropy advantage, GTPO, GRPO-S, EDGE-GRPO, OPO, PPL and position shaping) replace TRL's
   advantages in ``_generate_and_score_completions`` by ``Method.compute_advantages`` on the whole
@@ -40,12 +42,12 @@ from torch import Tensor
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 from trl.models.utils import disable_gradient_checkpointing
-from trl.trainer.utils import nanmax, nanmin
 
 from steer.core.errors import NonFiniteError
 from steer.core.metrics import MetricReducer, reduction_of
 from steer.core.registry import build_method
 from steer.core.types import LossBatch, RolloutBatch
+from steer.integrations.trl import _trl_copy as _trl
 from steer.integrations.trl.config import SUPPORTED_LOSS_TYPES, SteerGRPOConfig, method_overrides
 
 __all__ = ["SteerGRPOTrainer"]
@@ -109,29 +111,7 @@ class SteerGRPOTrainer(GRPOTrainer):
 
     def _steer_forward(self, model, inputs: dict, batch_size: int | None = None):
         """``(per_token_logps, entropies, aux_loss)`` for ``inputs``, as TRL's loss computes them."""
-        prompt_ids, prompt_mask = inputs["prompt_ids"], inputs["prompt_mask"]
-        completion_ids, completion_mask = inputs["completion_ids"], inputs["completion_mask"]
-        input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
-        attention_mask = torch.cat([prompt_mask, completion_mask], dim=1)
-        return self._get_per_token_logps_and_entropies(
-            model,
-            input_ids,
-            attention_mask,
-            completion_ids.size(1),
-            batch_size=batch_size,
-            compute_entropy=True,
-            compute_aux_loss=self.aux_loss_enabled,
-            pixel_values=inputs.get("pixel_values"),
-            image_grid_thw=inputs.get("image_grid_thw"),
-            num_images=inputs.get("num_images"),
-            pixel_attention_mask=inputs.get("pixel_attention_mask"),
-            spatial_shapes=inputs.get("spatial_shapes"),
-            num_tiles=inputs.get("num_tiles"),
-            image_sizes=inputs.get("image_sizes"),
-            token_type_ids=inputs.get("token_type_ids"),
-            mm_token_type_ids=inputs.get("mm_token_type_ids"),
-            image_position_ids=inputs.get("image_position_ids"),
-        )
+        return _trl.forward(self, model, inputs, batch_size=batch_size)
 
     def _steer_no_grad_forward(self, inputs: dict, batch_size: int | None = None) -> tuple[Tensor, Tensor]:
         """Detached ``(logps, entropies)`` of the current policy on ``inputs`` (text only)."""
@@ -291,11 +271,7 @@ class SteerGRPOTrainer(GRPOTrainer):
                     continue
                 mb = self._buffered_inputs[s % spg]
                 logps, ents = self._steer_no_grad_forward(mb, batch_size=bs)
-                m = (
-                    mb["completion_mask"]
-                    if "tool_mask" not in mb
-                    else mb["completion_mask"] * mb["tool_mask"]
-                )
+                m = _trl.token_mask(mb)
                 collected.append(self.steer_method.scope_stats(self._steer_loss_batch(mb, logps, ents, m)))
         else:
             collected = [own]
@@ -318,13 +294,18 @@ class SteerGRPOTrainer(GRPOTrainer):
         return stats
 
     def _steer_record(self, mode: str, metrics: dict[str, float], n_tokens: float) -> None:
-        """Reduce one micro-batch's metrics over ranks (by their declared reductions) and keep them."""
-        keys = tuple(sorted(metrics))
+        """Reduce one micro-batch's metrics over ranks (by their declared reductions) and keep them.
+
+        Each rank's ``(metrics, n_tokens)`` is gathered and reduced by :class:`MetricReducer`; the
+        result enters the logging window's reducer with the micro-batch's token count over ranks.
+        """
         acc = self.accelerator
         if acc.num_processes == 1:
             self._steer_acc[mode].add(dict(metrics), n_tokens)
             return
-        kinds = [reduction_of(k) for k in keys]
+        keys = tuple(sorted(metrics))
+        for k in keys:
+            reduction_of(k)  # an undeclared key fails here, on every rank, before any collective
         if keys not in self._steer_keys_checked:
             digest = int.from_bytes(hashlib.sha256("\n".join(keys).encode()).digest()[:6], "big")
             seen = acc.gather(torch.tensor([float(digest)], dtype=torch.float64, device=acc.device))
@@ -334,73 +315,19 @@ class SteerGRPOTrainer(GRPOTrainer):
                     "the cross-rank reduction would misattribute them"
                 )
             self._steer_keys_checked.add(keys)
-        n = float(n_tokens)
-        row = [n]
-        for k, kind in zip(keys, kinds):
-            v = float(metrics[k])
-            row.append(v * n if kind == "token_mean" else v)
+        row = [float(n_tokens)] + [float(metrics[k]) for k in keys]
         table = acc.gather(torch.tensor([row], dtype=torch.float64, device=acc.device))  # (ranks, 1 + K)
-        n_all = float(table[:, 0].sum())
-        out: dict[str, float] = {}
-        for j, (k, kind) in enumerate(zip(keys, kinds), start=1):
-            col = table[:, j]
-            if kind == "sum":
-                out[k] = float(col.sum())
-            elif kind == "token_mean":
-                if n_all > 0:
-                    out[k] = float(col.sum()) / n_all
-            elif kind == "min":
-                out[k] = float(nanmin(col))
-            elif kind == "max":
-                out[k] = float(nanmax(col))
-            else:  # mean
-                out[k] = float(col.mean())
-        self._steer_acc[mode].add(out, n_all)
+        over_ranks = MetricReducer()
+        for r in table.tolist():
+            over_ranks.add(dict(zip(keys, r[1:])), r[0])
+        self._steer_acc[mode].add(over_ranks.result(), float(table[:, 0].sum()))
 
-    def _compute_loss(self, model, inputs):
-        if self.loss_type not in SUPPORTED_LOSS_TYPES:
-            raise ValueError(
-                f"SteerGRPOTrainer supports loss_type in {list(SUPPORTED_LOSS_TYPES)}, got {self.loss_type!r}"
-            )
-        if self.importance_sampling_level != "token":
-            raise ValueError("SteerGRPOTrainer supports importance_sampling_level='token' only")
-        mask = (
-            inputs["completion_mask"]
-            if "tool_mask" not in inputs
-            else inputs["completion_mask"] * inputs["tool_mask"]
-        )
-        per_token_logps, entropies, aux_loss = self._steer_forward(model, inputs)
-
-        if self.top_entropy_quantile < 1.0:
-            entropy_mask = self.get_high_entropy_mask(entropies, mask, 1 - self.top_entropy_quantile)
-        else:
-            entropy_mask = None
-
-        advantages = inputs["advantages"]
-        if advantages.dim() == 1:
-            advantages = advantages.unsqueeze(1)
-        old_per_token_logps = inputs.get("old_per_token_logps")
-        old_per_token_logps = per_token_logps.detach() if old_per_token_logps is None else old_per_token_logps
-
-        if self.off_policy_mask_threshold is not None:
-            sampling_per_token_logps = inputs.get("sampling_per_token_logps", old_per_token_logps)
-            off_policy_mask = self.get_off_policy_mask(
-                advantages=advantages,
-                per_token_logps=per_token_logps,
-                sampling_per_token_logps=sampling_per_token_logps,
-                mask=mask,
-                off_policy_threshold=self.off_policy_mask_threshold,
-            )
-
-        # TRL's token-level ratio: its KL bias correction and its clip metrics use it
-        log_ratio = per_token_logps - old_per_token_logps
-        coef_1 = torch.exp(log_ratio)
-
-        # The method's per-token clipped objective with its token weights (the core computes it)
+    def _steer_token_loss(self, inputs: dict, per_token_logps: Tensor, entropies: Tensor, mask: Tensor):
+        """The method's per-token clipped objective with its token weights (``Method.token_loss``)."""
         lb = self._steer_loss_batch(inputs, per_token_logps, entropies, mask)
         lb.scope_stats = self._steer_scope_stats(inputs, lb)
         try:
-            tl = self.steer_method.token_loss(lb)
+            return self.steer_method.token_loss(lb)
         except NonFiniteError as e:
             raise NonFiniteError(
                 f"SteerGRPOTrainer (global step {self.state.global_step}): {e}; no update was applied from this "
@@ -408,136 +335,43 @@ class SteerGRPOTrainer(GRPOTrainer):
                 name=e.name,
                 count=e.count,
             ) from e
-        per_token_loss = tl.loss_mat
 
-        # TRL's KL term, built after the policy term as in TRL (the same gradient accumulation order)
-        if self.beta != 0.0:
-            ref_per_token_logps = inputs["ref_per_token_logps"]
-            per_token_kl = (
-                torch.exp(ref_per_token_logps - per_token_logps) - (ref_per_token_logps - per_token_logps) - 1
+    def _compute_loss(self, model, inputs):
+        """TRL 1.16's ``_compute_loss`` (the pieces in ``_trl_copy``, in TRL's order) with the core's objective."""
+        if self.loss_type not in SUPPORTED_LOSS_TYPES:
+            raise ValueError(
+                f"SteerGRPOTrainer supports loss_type in {list(SUPPORTED_LOSS_TYPES)}, got {self.loss_type!r}"
             )
-            if self.args.use_bias_correction_kl:
-                per_token_kl = per_token_kl * coef_1
-
-        # the tokens the aggregation counts: the method's selection (forking tokens) or every valid token
-        pol_mask = mask if tl.loss_mask is None else tl.loss_mask.to(mask.dtype)
-        tokens_scale = float(tl.num_tokens_scale) if tl.loss_mask is not None else 1.0
-
-        if self.off_policy_mask_threshold is not None:
-            per_token_loss = per_token_loss * off_policy_mask
-
-        if entropy_mask is not None:
-            per_token_loss = per_token_loss * entropy_mask
-
-        if self.use_vllm and self.vllm_importance_sampling_correction:
-            per_token_loss = per_token_loss * inputs["importance_sampling_ratio"]
+        if self.importance_sampling_level != "token":
+            raise ValueError("SteerGRPOTrainer supports importance_sampling_level='token' only")
+        mask = _trl.token_mask(inputs)
+        per_token_logps, entropies, aux_loss = self._steer_forward(model, inputs)
+        p = _trl.policy_inputs(self, inputs, per_token_logps, entropies, mask)
+        # the one replaced piece: the per-token objective comes from the core
+        tl = self._steer_token_loss(inputs, per_token_logps, entropies, mask)
+        per_token_kl = _trl.kl_term(self, inputs, per_token_logps, p.coef_1)
+        per_token_loss = _trl.apply_masks(self, tl.loss_mat, inputs, p)
 
         mode = "train" if self.model.training else "eval"
         if tl.loss_mask is None:
-            if self.beta != 0.0:
+            if per_token_kl is not None:
                 per_token_loss = per_token_loss + self.beta * per_token_kl
-            loss, policy_loss = self._steer_aggregate(per_token_loss, mask, inputs, mode)
+            loss, policy_loss = _trl.aggregate(self, per_token_loss, mask, inputs, mode)
         else:  # the policy term over the selected tokens, the KL term over every valid token
-            loss, policy_loss = self._steer_aggregate(per_token_loss, pol_mask, inputs, mode, tokens_scale)
-            if self.beta != 0.0:
-                kl_loss, kl_policy = self._steer_aggregate(self.beta * per_token_kl, mask, inputs, mode)
+            sel = tl.loss_mask.to(mask.dtype)
+            loss, policy_loss = _trl.aggregate(
+                self, per_token_loss, sel, inputs, mode, float(tl.num_tokens_scale)
+            )
+            if per_token_kl is not None:
+                kl_loss, kl_policy = _trl.aggregate(self, self.beta * per_token_kl, mask, inputs, mode)
                 loss, policy_loss = loss + kl_loss, policy_loss + kl_policy
 
-        # Entropy bonus and adaptive entropy: TRL 1.16's code, on TRL's mask (never the method's weights)
-        if self._entropy_bonus_enabled:
-            effective_mask = mask if entropy_mask is None else mask * entropy_mask
-            accumulation_factor = self.current_gradient_accumulation_steps if mode == "train" else 1.0
-            entropy_loss = (
-                (entropies * effective_mask).sum() / effective_mask.sum().clamp(min=1.0) / accumulation_factor
-            )
-            if self.use_adaptive_entropy:
-                apply_coef = (
-                    self.entropy_coef if self._last_world_entropy <= self.args.entropy_target else 0.0
-                )
-            else:
-                apply_coef = self.entropy_coef
-            loss = loss - apply_coef * entropy_loss
-            self._metrics[mode]["policy_loss"].append(self.accelerator.gather(policy_loss).nanmean().item())
-            if self.use_adaptive_entropy and mode == "train":
-                stats = torch.stack([(entropies * effective_mask).sum(), effective_mask.sum()]).detach()
-                if self._entropy_window_stats is None:
-                    self._entropy_window_stats = stats
-                else:
-                    self._entropy_window_stats = self._entropy_window_stats + stats
-                if self.accelerator.sync_gradients:
-                    window_stats = self.accelerator.reduce(self._entropy_window_stats, reduction="sum")
-                    world_entropy = (window_stats[0] / window_stats[1].clamp(min=1.0)).item()
-                    if world_entropy <= self.args.entropy_target:
-                        self.entropy_coef = min(
-                            self.entropy_coef + self.args.entropy_coef_delta, self.args.entropy_coef_max
-                        )
-                    else:
-                        self.entropy_coef = max(
-                            self.entropy_coef - self.args.entropy_coef_delta, self.args.entropy_coef_min
-                        )
-                    self._last_world_entropy = world_entropy
-                    self._entropy_window_stats = None
-            if mode == "train" and self.accelerator.sync_gradients:
-                self._metrics[mode]["entropy_coef"].append(self.entropy_coef)
-
-        if self.aux_loss_enabled:
-            normalizer = self.current_gradient_accumulation_steps if mode == "train" else 1.0
-            loss = loss + self.router_aux_loss_coef * aux_loss / normalizer
-            self._metrics[mode]["aux_loss"].append(
-                self.accelerator.gather_for_metrics(aux_loss).mean().item()
-            )
-
-        # TRL's metrics, unchanged
-        def masked_seq_mean(x):
-            return (x * mask).sum(-1) / mask.sum(-1)
-
-        def global_masked_mean(x):
-            local_sum, local_count = (x * mask).sum(), mask.sum().float()
-            totals = self.accelerator.reduce(torch.stack([local_sum, local_count]), reduction="sum")
-            return (totals[0] / totals[1].clamp(min=1.0)).item()
-
-        if self.beta != 0.0:
-            self._metrics[mode]["kl"].append(global_masked_mean(per_token_kl))
-        self._metrics[mode]["entropy"].append(global_masked_mean(entropies))
-        is_low_clipped = (coef_1 < 1 - self.epsilon_low) & (advantages < 0)
-        is_high_clipped = (coef_1 > 1 + self.epsilon_high) & (advantages > 0)
-        is_region_clipped = is_low_clipped | is_high_clipped
-        self._metrics[mode]["clip_ratio/low_mean"].append(global_masked_mean(is_low_clipped.float()))
-        self._metrics[mode]["clip_ratio/high_mean"].append(global_masked_mean(is_high_clipped.float()))
-        self._metrics[mode]["clip_ratio/region_mean"].append(global_masked_mean(is_region_clipped.float()))
-        gathered_low_clip = self.accelerator.gather(masked_seq_mean(is_low_clipped.float()))
-        self._metrics[mode]["clip_ratio/low_min"].append(nanmin(gathered_low_clip).item())
-        gathered_high_clip = self.accelerator.gather(masked_seq_mean(is_high_clipped.float()))
-        self._metrics[mode]["clip_ratio/high_max"].append(nanmax(gathered_high_clip).item())
-
+        loss = _trl.entropy_bonus(self, loss, policy_loss, entropies, mask, p.entropy_mask, mode)
+        loss = _trl.aux_loss_term(self, loss, aux_loss, mode)
+        _trl.log_metrics(self, mode, mask, entropies, p, per_token_kl)
         if self.args.steer_log_metrics:
             self._steer_record(mode, tl.metrics, float(mask.sum()))
         return loss
-
-    def _steer_aggregate(
-        self, per_token_loss: Tensor, mask: Tensor, inputs: dict, mode: str, tokens_scale: float = 1.0
-    ) -> tuple[Tensor, Tensor]:
-        """TRL 1.16's normaliser of ``loss_type``: ``(loss for backward, detached policy_loss)``, the
-        first already divided for gradient accumulation, the second as TRL logs it."""
-        if self.loss_type == "dapo":
-            # num_items_in_batch spans the generation batch; rescale it to one accumulation window
-            normalizer = inputs["num_items_in_batch"].clamp(min=1.0) / self.accelerator.num_processes
-            if mode == "train":
-                normalizer = (
-                    normalizer * self.current_gradient_accumulation_steps / self.args.steps_per_generation
-                )
-            if tokens_scale != 1.0:
-                normalizer = normalizer * tokens_scale
-            loss = (per_token_loss * mask).sum() / normalizer
-            return loss, loss.detach()
-        if self.loss_type == "grpo":
-            loss = ((per_token_loss * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).mean()
-        elif self.loss_type == "bnpo":
-            loss = (per_token_loss * mask).sum() / mask.sum().clamp(min=1.0)
-        else:  # dr_grpo
-            loss = (per_token_loss * mask).sum() / (per_token_loss.size(0) * self.max_completion_length)
-        normalizer = self.current_gradient_accumulation_steps if mode == "train" else 1.0
-        return loss / normalizer, loss.detach()
 
     # ------------------------------------------------------------------------------------------
     # checkpoints: the method's own state (random-selection generators, controllers)
