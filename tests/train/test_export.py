@@ -68,3 +68,45 @@ def test_eval_runs_on_a_checkpoint(small_cfg, tmp_path, capsys):
     ]
     assert main(argv) == 0
     assert out.is_file() and out.with_suffix(".summary.md").is_file()
+
+
+def test_trl_trains_from_a_checkpoint(small_cfg, tmp_path):
+    """TRL's own GRPOTrainer (through SteerGRPOTrainer) loads a steer checkpoint folder as it is,
+    the testbed tokenizer included, and trains one step from it."""
+    import pytest
+
+    pytest.importorskip("trl")
+    from datasets import Dataset
+
+    from steer.integrations.trl import SteerGRPOConfig, SteerGRPOTrainer
+
+    cfg = small_cfg("trainer.steps=1")
+    Trainer(cfg, log=lambda m: None).fit()
+    ck = Path(cfg.logging.out_dir) / "checkpoints" / "step_00000001"
+    args = SteerGRPOConfig(
+        output_dir=str(tmp_path / "trl"),
+        per_device_train_batch_size=4,
+        num_generations=4,
+        max_completion_length=6,
+        max_steps=1,
+        report_to="none",
+        bf16=False,
+        use_cpu=True,
+        save_strategy="no",
+        dataloader_num_workers=0,
+        learning_rate=1e-3,
+        steer_method="steer",
+    )
+    data = Dataset.from_dict(
+        {"prompt": [[{"role": "user", "content": f"make {i} from 3 5 7"}] for i in range(4)]}
+    )
+    tr = SteerGRPOTrainer(
+        model=str(ck),
+        reward_funcs=lambda completions, **k: [float(len(c[0]["content"]) % 3) for c in completions],
+        args=args,
+        train_dataset=data,
+    )
+    start = torch.load(ck / "model.pt", weights_only=True)
+    _same_weights(tr.model, start)
+    tr.train()
+    assert any(not torch.equal(v, tr.model.state_dict()[k]) for k, v in start.items())
