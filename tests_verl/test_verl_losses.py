@@ -15,6 +15,7 @@ from steer.core.registry import build_method
 from steer.core.types import LossBatch, Normalisers
 from steer.integrations.verl import LOSS_MODES, SteerPolicyLossConfig
 from steer.integrations.verl import losses as steer_losses
+from steer.integrations.verl.bridge import BRIDGE
 
 SEEDS = (0, 1, 2)
 
@@ -198,7 +199,7 @@ def test_global_batch_normalisation_over_micro_batches_and_ranks(seed, agg):
     scope = method.scope_stats(full_batch)  # max|Omega| of the mini-batch, as the scope pass gives
     cfg = actor_config(SteerPolicyLossConfig(loss_mode="steer"), loss_agg_mode=agg)
     whole = _run(cfg, b, batch_num_tokens=n, global_batch_size=8)
-    token = steer_losses._SCOPE.set(scope)
+    token = BRIDGE.context.scope.set(scope)
     try:
         # one rank, four micro-batches
         parts = [
@@ -211,7 +212,7 @@ def test_global_batch_normalisation_over_micro_batches_and_ranks(seed, agg):
             for rr in (([0, 1], [2, 3]), ([4, 5], [6, 7]))
         ]
     finally:
-        steer_losses._SCOPE.reset(token)
+        BRIDGE.context.scope.reset(token)
     torch.testing.assert_close(sum(p[0] for p in parts), whole[0], rtol=1e-6, atol=1e-7)
     rank_sums = [sum(p[0] for p in r) for r in ranks]
     torch.testing.assert_close(sum(rank_sums) / 2, whole[0], rtol=1e-6, atol=1e-7)

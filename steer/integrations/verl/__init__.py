@@ -13,7 +13,7 @@ use, so that importing this package itself never fails (the plugin module report
 
 from __future__ import annotations
 
-__all__ = ["LOSS_MODES", "SteerPolicyLossConfig", "ensure_installed", "method_for"]
+__all__ = ["BRIDGE", "LOSS_MODES", "SteerPolicyLossConfig", "VerlBridge", "ensure_installed", "method_for"]
 
 
 def __getattr__(name: str):
@@ -21,6 +21,10 @@ def __getattr__(name: str):
         from steer.integrations.verl.config import SteerPolicyLossConfig
 
         return SteerPolicyLossConfig
+    if name in ("BRIDGE", "VerlBridge"):
+        from steer.integrations.verl import bridge
+
+        return getattr(bridge, name)
     if name in ("LOSS_MODES", "ensure_installed", "method_for"):
         from steer.integrations.verl import losses
 

@@ -11,30 +11,29 @@ What verl does not hand a policy loss, and how it gets there (verl 0.9.1):
   ``actor.calculate_entropy=True`` and keeps it in ``model_output["entropy"]``, but
   ``verl.workers.utils.losses.ppo_loss`` only passes log-probs and advantages to the registered
   function. :func:`ppo_loss` wraps verl's: it pads the entropy exactly as verl pads the log-probs,
-  puts it in a :class:`contextvars.ContextVar` for the duration of the call and restores it after.
-  The wrap replaces ``verl.workers.utils.losses.ppo_loss`` and the name
-  ``verl.workers.engine_workers.ppo_loss`` (bound at import), before the actor's loss is built.
+  puts it in a context variable (``BRIDGE.context.loss``) for the duration of the call and restores
+  it after. The bridge (:mod:`steer.integrations.verl.bridge`) puts the wrap in place of
+  ``verl.workers.utils.losses.ppo_loss`` and of the name ``verl.workers.engine_workers.ppo_loss``
+  (bound at import), before the actor's loss is built.
 - **Old-policy entropy** (the released code's estimator): verl's v1 trainer computes it with the
   old log-probs and stores it as ``entropy`` next to ``old_log_probs``; the micro-batch handed to
   ``ppo_loss`` carries it, and the wrap pads it the way verl pads ``old_log_probs``.
 - **Mini-batch statistics** (STEER's max|Omega| over the mini-batch, Eq. 10): see
-  :func:`_train_batch_with_scope`.
+  :func:`train_batch_with_scope`.
 
 Metrics: verl's own names (``actor/pg_clipfrac``, ``actor/ppo_kl``, ``actor/pg_clipfrac_lower``)
 from the policy loss, and every core metric under ``actor/steer/<key>``, reduced exactly over all
 micro-batches, mini-batches and data-parallel ranks of a step by ``steer.core.metrics`` (see
-:func:`_train_mini_batch_with_metrics`).
+:func:`train_mini_batch_with_metrics`).
 """
 
 from __future__ import annotations
 
-import contextvars
 import dataclasses
 import functools
 import logging
 import os
 import threading
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -43,14 +42,21 @@ from steer.core.advantages import shape_entropy_advantage
 from steer.core.metrics import reduce_metrics
 from steer.core.registry import Method, build_method, method_config_class
 from steer.core.types import LossBatch
+from steer.integrations.verl.bridge import BRIDGE, LossContext
 from steer.integrations.verl.names import LOSS_LEVEL_ADVANTAGES, LOSS_MODES
 
 __all__ = [
     "LOSS_MODES",
     "LossContext",
+    "check_actor_config",
     "ensure_installed",
+    "init_model_with_checks",
     "installed",
+    "make_loss",
+    "method_for",
     "ppo_loss",
+    "train_batch_with_scope",
+    "train_mini_batch_with_metrics",
     "validate_policy_loss_config",
 ]
 
@@ -77,34 +83,7 @@ _setup_logger()
 #: receive no entropy): A~ = shape_entropy_advantage(A_grpo, H_old)
 _SHAPED_ADVANTAGE = {"entropy_adv": "old_entropy"}
 
-
-
-# --------------------------------------------------------------------------------------------
-# per-call context (filled by the ppo_loss wrap)
-
-
-@dataclass
-class LossContext:
-    """What the ``ppo_loss`` wrap hands the registered loss for one micro-batch."""
-
-    entropy: torch.Tensor | None = None
-    old_entropy: torch.Tensor | None = None
-    calculate_entropy: bool = False
-    scope_stats: dict[str, torch.Tensor] | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
-    n_tokens: float = 0.0
-    ran: bool = False
-
-
-_CTX: contextvars.ContextVar[LossContext | None] = contextvars.ContextVar("steer_verl_loss_ctx", default=None)
-#: max-reduced scope statistics of the current mini-batch (set by the scope pass)
-_SCOPE: contextvars.ContextVar[dict | None] = contextvars.ContextVar("steer_verl_scope", default=None)
-#: collector of (metrics, n_tokens) of every trained micro-batch of the current update
-_COLLECT: contextvars.ContextVar[list | None] = contextvars.ContextVar("steer_verl_collect", default=None)
-#: set during the scope pre-pass (the loss then only computes scope statistics)
-_SCOPE_PASS: contextvars.ContextVar[list | None] = contextvars.ContextVar(
-    "steer_verl_scope_pass", default=None
-)
+_CONTEXT = BRIDGE.context
 
 
 # --------------------------------------------------------------------------------------------
@@ -305,7 +284,9 @@ def _verl_metrics(tl_metrics: dict, log_prob, old_log_prob, mask) -> dict[str, f
     }
 
 
-def _make_loss(loss_mode: str):
+def make_loss(loss_mode: str):
+    """steer's verl policy loss for ``loss_mode`` (the function the bridge registers)."""
+
     def policy_loss(
         old_log_prob: torch.Tensor,
         log_prob: torch.Tensor,
@@ -319,7 +300,7 @@ def _make_loss(loss_mode: str):
 
         if config is None:
             raise ValueError(f"loss_mode={loss_mode!r}: verl passed no actor config to the policy loss")
-        ctx = _CTX.get()
+        ctx = _CONTEXT.loss.get()
         method = method_for(loss_mode, config)
         if ctx is not None and _needs(loss_mode, method)[0] and not ctx.calculate_entropy:
             raise _missing_entropy_error(loss_mode, ctx)
@@ -327,7 +308,7 @@ def _make_loss(loss_mode: str):
             loss_mode, method, old_log_prob, log_prob, advantages, response_mask, config, ctx
         )
         mask = batch.response_mask
-        collector = _SCOPE_PASS.get()
+        collector = _CONTEXT.scope_pass.get()
         if collector is not None:  # scope pre-pass: statistics only, no loss
             collector.append(method.scope_stats(batch))
             return log_prob.sum() * 0.0, {}
@@ -376,7 +357,19 @@ def _make_loss(loss_mode: str):
 # --------------------------------------------------------------------------------------------
 # the ppo_loss wrap (entropy), the scope pass and the metric collection
 
-_ORIGINAL_PPO_LOSS = None
+
+def _original_ppo_loss():
+    """verl's own ``ppo_loss``: the one the bridge replaced, else the module's (not installed)."""
+    original = BRIDGE.original("verl.workers.utils.losses", "ppo_loss")
+    if original is None:
+        from verl.workers.utils import losses as verl_losses
+
+        original = verl_losses.ppo_loss
+        if original is ppo_loss:
+            raise RuntimeError(
+                "verl.workers.utils.losses.ppo_loss is steer's, but the bridge holds no original"
+            )
+    return original
 
 
 def _pad_like_old_log_probs(data, key: str):
@@ -394,21 +387,21 @@ def ppo_loss(config, model_output, data, dp_group=None):
 
     mode = config.policy_loss.get("loss_mode", "vanilla")
     if mode not in LOSS_MODES:
-        return _ORIGINAL_PPO_LOSS(config, model_output, data, dp_group)
+        return _original_ppo_loss()(config, model_output, data, dp_group)
     ctx = LossContext(calculate_entropy=bool(config.get("calculate_entropy", False)))
     ent = model_output.get("entropy", None)
     if ent is not None:
         ctx.entropy = no_padding_2_padding(ent, data)
     if "entropy" in data.keys():
         ctx.old_entropy = _pad_like_old_log_probs(data, "entropy")
-    ctx.scope_stats = _SCOPE.get()
-    token = _CTX.set(ctx)
+    ctx.scope_stats = _CONTEXT.scope.get()
+    token = _CONTEXT.loss.set(ctx)
     try:
-        loss, metrics = _ORIGINAL_PPO_LOSS(config, model_output, data, dp_group)
+        loss, metrics = _original_ppo_loss()(config, model_output, data, dp_group)
     finally:
-        _CTX.reset(token)
-    collector = _COLLECT.get()
-    if ctx.ran and collector is not None and _SCOPE_PASS.get() is None:
+        _CONTEXT.loss.reset(token)
+    collector = _CONTEXT.collect.get()
+    if ctx.ran and collector is not None and _CONTEXT.scope_pass.get() is None:
         collector.append((ctx.metrics, ctx.n_tokens))
     elif ctx.ran and collector is None:
         metrics.update({f"actor/{_key(k)}": float(v) for k, v in ctx.metrics.items()})
@@ -442,7 +435,7 @@ def _rank_op(method: Method):
     return getattr(torch.distributed.ReduceOp, op.upper())
 
 
-def _train_batch_with_scope(original):
+def train_batch_with_scope(original):
     """``BaseEngine.train_batch`` with STEER's mini-batch scope (Eq. 10) made exact.
 
     Before the update of a mini-batch, a forward pass without grad over all of its micro-batches
@@ -459,12 +452,12 @@ def _train_batch_with_scope(original):
         if found is None:
             return original(self, data, loss_function)
         collected: list[dict] = []
-        token = _SCOPE_PASS.set(collected)
+        token = _CONTEXT.scope_pass.set(collected)
         try:
             with torch.no_grad():
                 self.forward_backward_batch(data, loss_function, forward_only=True)
         finally:
-            _SCOPE_PASS.reset(token)
+            _CONTEXT.scope_pass.reset(token)
         method = found[0]
         reduced: dict[str, torch.Tensor] = {}
         for k, local in method.reduce_scope_stats(collected).items():
@@ -473,21 +466,19 @@ def _train_batch_with_scope(original):
                 from verl.utils.device import get_device_id
 
                 v = v.to(get_device_id())
-                torch.distributed.all_reduce(
-                    v, op=_rank_op(method), group=self.get_data_parallel_group()
-                )
+                torch.distributed.all_reduce(v, op=_rank_op(method), group=self.get_data_parallel_group())
             reduced[k] = v.cpu().reshape(())
-        token = _SCOPE.set(reduced or None)
+        token = _CONTEXT.scope.set(reduced or None)
         try:
             return original(self, data, loss_function)
         finally:
-            _SCOPE.reset(token)
+            _CONTEXT.scope.reset(token)
 
     train_batch._steer_wrapped = True  # type: ignore[attr-defined]
     return train_batch
 
 
-def _train_mini_batch_with_metrics(original):
+def train_mini_batch_with_metrics(original):
     """``TrainingWorker.train_mini_batch`` with steer's metrics reduced exactly over the step.
 
     Every trained micro-batch's core metrics and valid-token count are collected; at the end of the
@@ -500,11 +491,11 @@ def _train_mini_batch_with_metrics(original):
     @functools.wraps(original)
     def train_mini_batch(self, data):
         collected: list = []
-        token = _COLLECT.set(collected)
+        token = _CONTEXT.collect.set(collected)
         try:
             output = original(self, data)
         finally:
-            _COLLECT.reset(token)
+            _CONTEXT.collect.reset(token)
         group = self.engine.get_data_parallel_group() if torch.distributed.is_initialized() else None
         items = collected
         if group is not None and torch.distributed.get_world_size(group) > 1:
@@ -525,75 +516,16 @@ def _train_mini_batch_with_metrics(original):
 
 
 # --------------------------------------------------------------------------------------------
-# installation
-
-_INSTALL_LOCK = threading.Lock()
-_INSTALLED = False
-
-
-def installed() -> bool:
-    return _INSTALLED
+# installation (the bridge owns every patch: steer.integrations.verl.bridge)
 
 
 def ensure_installed() -> None:
-    """Register steer's losses in verl's registry and install the hooks (idempotent).
-
-    The losses are registered at once (``verl.trainer.ppo.core_algos``). The hooks on
-    ``verl.workers.utils.losses.ppo_loss``, ``verl.workers.engine.base.BaseEngine.train_batch`` and
-    ``verl.workers.engine_workers`` are applied to those modules when they are imported (at once
-    if they already are), so loading the plugin imports no engine code and resolves no platform.
-    Raises if a loss-mode name is already registered by something else (a silent overwrite would
-    change what an existing verl config runs).
-    """
-    global _INSTALLED
-    with _INSTALL_LOCK:
-        if _INSTALLED:
-            return
-        from verl.trainer.ppo import core_algos
-
-        for mode in LOSS_MODES:
-            existing = core_algos.POLICY_LOSS_REGISTRY.get(mode)
-            ours = getattr(existing, "_steer_loss_mode", None) == mode or getattr(
-                existing, "_steer_failed", False
-            )
-            if existing is not None and not ours:
-                raise RuntimeError(
-                    f"verl already has a policy loss named {mode!r} ({existing.__module__}.{existing.__name__}); "
-                    "steer does not overwrite it"
-                )
-            core_algos.register_policy_loss(mode)(_make_loss(mode))
-        for name, hook in _HOOKS.items():
-            _on_import(name, hook)
-        _INSTALLED = True
+    """Register steer's losses in verl and put the hooks in place (idempotent): ``BRIDGE.install()``."""
+    BRIDGE.install()
 
 
-def _hook_losses(mod) -> None:
-    global _ORIGINAL_PPO_LOSS
-    current = mod.ppo_loss
-    if current is not ppo_loss:
-        _ORIGINAL_PPO_LOSS = current
-        mod.ppo_loss = ppo_loss
-
-
-def _hook_engine_base(mod) -> None:
-    be = mod.BaseEngine
-    if not getattr(be.train_batch, "_steer_wrapped", False):
-        be.train_batch = _train_batch_with_scope(be.train_batch)
-
-
-def _hook_engine_workers(mod) -> None:
-    # engine_workers binds ppo_loss by name at import; the actor's loss is built from that name
-    # in init_model, so rebinding it here (at import, before any init_model) is enough
-    import verl.workers.utils.losses  # noqa: F401  (its hook sets _ORIGINAL_PPO_LOSS)
-
-    if getattr(mod, "ppo_loss", None) is not ppo_loss:
-        mod.ppo_loss = ppo_loss
-    tw = mod.TrainingWorker
-    if not getattr(tw.train_mini_batch, "_steer_wrapped", False):
-        tw.train_mini_batch = _train_mini_batch_with_metrics(tw.train_mini_batch)
-    aw = mod.ActorRolloutRefWorker
-    if not getattr(aw.init_model, "_steer_wrapped", False):
-        aw.init_model = _init_model_with_checks(aw.init_model)
+def installed() -> bool:
+    return BRIDGE.installed
 
 
 def check_actor_config(config) -> None:
@@ -612,7 +544,9 @@ def check_actor_config(config) -> None:
         )
 
 
-def _init_model_with_checks(original):
+def init_model_with_checks(original):
+    """``ActorRolloutRefWorker.init_model`` followed by :func:`check_actor_config` of its loss."""
+
     @functools.wraps(original)
     def init_model(self, *args, **kwargs):
         out = original(self, *args, **kwargs)
@@ -623,59 +557,3 @@ def _init_model_with_checks(original):
 
     init_model._steer_wrapped = True  # type: ignore[attr-defined]
     return init_model
-
-
-_HOOKS = {
-    "verl.workers.utils.losses": _hook_losses,
-    "verl.workers.engine.base": _hook_engine_base,
-    "verl.workers.engine_workers": _hook_engine_workers,
-}
-
-
-class _PostImportFinder:
-    """A ``sys.meta_path`` finder that runs a hook right after a given module is executed."""
-
-    def __init__(self) -> None:
-        self.hooks: dict[str, Any] = {}
-        self._busy: set[str] = set()
-
-    def find_spec(self, fullname, path=None, target=None):
-        hook = self.hooks.get(fullname)
-        if hook is None or fullname in self._busy:
-            return None
-        import importlib.util
-
-        self._busy.add(fullname)
-        try:
-            spec = importlib.util.find_spec(fullname)
-        finally:
-            self._busy.discard(fullname)
-        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
-            return spec
-        exec_module = spec.loader.exec_module
-
-        def run(module, _exec=exec_module, _hook=hook):
-            _exec(module)
-            _hook(module)
-
-        spec.loader.exec_module = run
-        return spec
-
-    # importlib calls this on meta-path finders when caches are invalidated
-    def invalidate_caches(self) -> None:
-        return None
-
-
-_FINDER = _PostImportFinder()
-
-
-def _on_import(name: str, hook) -> None:
-    import sys
-
-    mod = sys.modules.get(name)
-    if mod is not None:
-        hook(mod)
-        return
-    _FINDER.hooks[name] = hook
-    if _FINDER not in sys.meta_path:
-        sys.meta_path.insert(0, _FINDER)

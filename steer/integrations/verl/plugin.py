@@ -1,8 +1,9 @@
 """The ``verl.plugins`` entry point (verl >= 0.9) and the ``VERL_USE_EXTERNAL_MODULES`` module.
 
 ``import verl`` imports this module in every process (driver, workers, rollout actors); it
-registers steer's policy losses and installs the entropy / scope / metric hooks
-(:func:`steer.integrations.verl.losses.ensure_installed`). verl swallows a plugin's import errors
+installs :data:`steer.integrations.verl.bridge.BRIDGE`, which registers steer's policy losses and
+puts the entropy / scope / metric / config-check patches in place (``BRIDGE.uninstall()`` takes
+them all out again). verl swallows a plugin's import errors
 at DEBUG level, so this module says itself what happened: one INFO line when it loaded, a WARNING
 with the reason when it failed. A failed load cannot turn into a silent GRPO run either: selecting
 ``policy_loss._target_=steer.integrations.verl.SteerPolicyLossConfig`` (docs/verl.md) imports the
@@ -21,9 +22,9 @@ _log = logging.getLogger("steer.integrations.verl")
 
 def load() -> None:
     """Install steer into verl in this process (idempotent); raises on failure."""
-    from steer.integrations.verl import losses
+    from steer.integrations.verl.bridge import BRIDGE
 
-    losses.ensure_installed()
+    BRIDGE.install()
 
 
 def _register_failure(error: BaseException) -> None:
