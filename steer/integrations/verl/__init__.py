@@ -21,11 +21,11 @@ def __getattr__(name: str):
         from steer.integrations.verl.config import SteerPolicyLossConfig
 
         return SteerPolicyLossConfig
-    if name in ("BRIDGE", "VerlBridge"):
+    if name in ("BRIDGE", "VerlBridge", "ensure_installed"):
         from steer.integrations.verl import bridge
 
         return getattr(bridge, name)
-    if name in ("LOSS_MODES", "ensure_installed", "method_for"):
+    if name in ("LOSS_MODES", "method_for"):
         from steer.integrations.verl import losses
 
         return getattr(losses, name)

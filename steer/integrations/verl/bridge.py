@@ -24,61 +24,32 @@ statistics of the mini-batch, the metric collector, the scope pre-pass flag) is
 
 from __future__ import annotations
 
-import contextvars
 import importlib.util
 import logging
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
-if TYPE_CHECKING:
-    import torch
+from steer.integrations.verl.context import CONTEXT, ORIGINALS, CallContext, LossContext
 
-__all__ = ["BRIDGE", "AppliedPatch", "CallContext", "LossContext", "Patch", "VerlBridge", "steer_patches"]
+__all__ = [
+    "BRIDGE",
+    "AppliedPatch",
+    "CallContext",
+    "LossContext",
+    "Patch",
+    "VerlBridge",
+    "ensure_installed",
+    "installed",
+    "steer_patches",
+]
 
 logger = logging.getLogger("steer.integrations.verl")
 
 _MISSING = object()
 _REGISTRY_MODULE = "verl.trainer.ppo.core_algos"
-
-
-@dataclass
-class LossContext:
-    """What the ``ppo_loss`` wrap hands the registered loss for one micro-batch."""
-
-    entropy: torch.Tensor | None = None
-    old_entropy: torch.Tensor | None = None
-    calculate_entropy: bool = False
-    scope_stats: dict[str, torch.Tensor] | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
-    n_tokens: float = 0.0
-    ran: bool = False
-
-
-class CallContext:
-    """The per-call state of the patches (context variables: each thread and task sees its own).
-
-    - ``loss``: the :class:`LossContext` of the micro-batch being computed (set by the ``ppo_loss`` wrap);
-    - ``scope``: the reduced scope statistics of the current mini-batch (set by the scope pass);
-    - ``collect``: the list of (metrics, n_tokens) of every trained micro-batch of the current update;
-    - ``scope_pass``: set during the scope pre-pass (the loss then only computes scope statistics).
-    """
-
-    def __init__(self) -> None:
-        self.loss: contextvars.ContextVar[LossContext | None] = contextvars.ContextVar(
-            "steer_verl_loss_ctx", default=None
-        )
-        self.scope: contextvars.ContextVar[dict | None] = contextvars.ContextVar(
-            "steer_verl_scope", default=None
-        )
-        self.collect: contextvars.ContextVar[list | None] = contextvars.ContextVar(
-            "steer_verl_collect", default=None
-        )
-        self.scope_pass: contextvars.ContextVar[list | None] = contextvars.ContextVar(
-            "steer_verl_scope_pass", default=None
-        )
 
 
 @dataclass(frozen=True)
@@ -159,8 +130,9 @@ class VerlBridge:
         self,
         patches: Callable[[], tuple[Patch, ...]] = steer_patches,
         registrations: Callable[[], dict[str, Callable]] = steer_losses,
+        context: CallContext | None = None,
     ) -> None:
-        self.context = CallContext()
+        self.context = context if context is not None else CallContext()
         self._patches_fn = patches
         self._registrations_fn = registrations
         self._lock = threading.RLock()
@@ -295,8 +267,10 @@ class VerlBridge:
         replacement = patch.make(original)
         setattr(owner, attr, replacement)
         self._applied.append(AppliedPatch(patch, owner, attr, original, replacement, own))
+        ORIGINALS[(patch.module, patch.target)] = original  # what steer's replacements call
 
     def _restore(self, ap: AppliedPatch) -> None:
+        ORIGINALS.pop((ap.patch.module, ap.patch.target), None)
         current = getattr(ap.owner, ap.attr, _MISSING)
         if current is not ap.replacement:
             logger.warning(
@@ -354,4 +328,13 @@ class _PostImportFinder:
 
 
 #: the bridge of this process (the plugin installs it)
-BRIDGE = VerlBridge()
+BRIDGE = VerlBridge(context=CONTEXT)
+
+
+def ensure_installed() -> None:
+    """Register steer's losses in verl and put the hooks in place (idempotent): ``BRIDGE.install()``."""
+    BRIDGE.install()
+
+
+def installed() -> bool:
+    return BRIDGE.installed

@@ -73,8 +73,9 @@ class SteerPolicyLossConfig(PolicyLossConfig):
         # Importing the loss module registers steer's losses in verl's registry in this process
         # (also when the entry point was disabled) and puts the entropy hook in place.
         from steer.integrations.verl import losses
+        from steer.integrations.verl.bridge import ensure_installed
 
-        losses.ensure_installed()
+        ensure_installed()
         if self.loss_mode in losses.LOSS_MODES:
             losses.validate_policy_loss_config(self)
 

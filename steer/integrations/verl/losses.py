@@ -11,7 +11,7 @@ What verl does not hand a policy loss, and how it gets there (verl 0.9.1):
   ``actor.calculate_entropy=True`` and keeps it in ``model_output["entropy"]``, but
   ``verl.workers.utils.losses.ppo_loss`` only passes log-probs and advantages to the registered
   function. :func:`ppo_loss` wraps verl's: it pads the entropy exactly as verl pads the log-probs,
-  puts it in a context variable (``BRIDGE.context.loss``) for the duration of the call and restores
+  puts it in a context variable (``context.CONTEXT.loss``) for the duration of the call and restores
   it after. The bridge (:mod:`steer.integrations.verl.bridge`) puts the wrap in place of
   ``verl.workers.utils.losses.ppo_loss`` and of the name ``verl.workers.engine_workers.ppo_loss``
   (bound at import), before the actor's loss is built.
@@ -42,16 +42,14 @@ from steer.core.advantages import shape_entropy_advantage
 from steer.core.metrics import reduce_metrics
 from steer.core.registry import Method, build_method, method_config_class
 from steer.core.types import LossBatch
-from steer.integrations.verl.bridge import BRIDGE, LossContext
+from steer.integrations.verl.context import CONTEXT, ORIGINALS, LossContext
 from steer.integrations.verl.names import LOSS_LEVEL_ADVANTAGES, LOSS_MODES
 
 __all__ = [
     "LOSS_MODES",
     "LossContext",
     "check_actor_config",
-    "ensure_installed",
     "init_model_with_checks",
-    "installed",
     "make_loss",
     "method_for",
     "ppo_loss",
@@ -83,7 +81,7 @@ _setup_logger()
 #: receive no entropy): A~ = shape_entropy_advantage(A_grpo, H_old)
 _SHAPED_ADVANTAGE = {"entropy_adv": "old_entropy"}
 
-_CONTEXT = BRIDGE.context
+_CONTEXT = CONTEXT
 
 
 # --------------------------------------------------------------------------------------------
@@ -360,7 +358,7 @@ def make_loss(loss_mode: str):
 
 def _original_ppo_loss():
     """verl's own ``ppo_loss``: the one the bridge replaced, else the module's (not installed)."""
-    original = BRIDGE.original("verl.workers.utils.losses", "ppo_loss")
+    original = ORIGINALS.get(("verl.workers.utils.losses", "ppo_loss"))
     if original is None:
         from verl.workers.utils import losses as verl_losses
 
@@ -516,16 +514,7 @@ def train_mini_batch_with_metrics(original):
 
 
 # --------------------------------------------------------------------------------------------
-# installation (the bridge owns every patch: steer.integrations.verl.bridge)
-
-
-def ensure_installed() -> None:
-    """Register steer's losses in verl and put the hooks in place (idempotent): ``BRIDGE.install()``."""
-    BRIDGE.install()
-
-
-def installed() -> bool:
-    return BRIDGE.installed
+# the actor-config checks (run when verl builds the actor)
 
 
 def check_actor_config(config) -> None:
