@@ -25,6 +25,10 @@ One step:
 Randomness: every step re-seeds python, numpy and torch from ``(seed, step)``, and evaluation
 seeds from ``(seed, step, "eval")`` and restores the stream afterwards, so a run resumed from a
 checkpoint draws exactly what the uninterrupted run drew (the RNG states are checkpointed too).
+
+Whole jobs of the trainer live beside it: the cause stage of a mini-batch in
+:mod:`steer.train.cause_stage`, the step's metrics record in :mod:`steer.train.step_record`, the
+run folder (fresh, replaced or resumed) and the checkpoints in :mod:`steer.train.runstate`.
 """
 
 from __future__ import annotations
