@@ -138,6 +138,64 @@ def _train_parallel(cfgs: dict, methods: tuple[str, ...], progress: bool) -> dic
     return times
 
 
+def _demo_configs(
+    out: Path, base_over: list[str], config: str, methods, progress: bool, parallel: bool
+) -> dict:
+    """Every method's config, all validated before any work."""
+    extra = ["trainer.num_threads=1", "logging.progress=false"] if parallel else []
+    cfgs = {}
+    for m in methods:
+        cfgs[m] = load_config(
+            config,
+            base_over
+            + [f"method.name={m}", f"logging.out_dir={out / m}", f"logging.progress={str(progress).lower()}"]
+            + extra,
+        )
+    return cfgs
+
+
+def _train_all(cfgs: dict, methods: tuple[str, ...], model0, tok, *, parallel: bool, progress: bool) -> dict:
+    """Train every method from the policy ``model0``; returns each one's wall seconds."""
+    from steer.train.trainer import Trainer
+
+    if parallel:
+        # One process per method, one torch thread each: on a 2-core machine this halves the wall
+        # time against running them one after the other (a tiny model gains little from a second
+        # intra-op thread). Each process reloads the same cached policy, so both start from
+        # identical weights, and each run is as deterministic as a sequential one.
+        _log(
+            f"demo: training {', '.join(methods)} in parallel ({cfgs[methods[0]].trainer.steps} steps each) ..."
+        )
+        return _train_parallel(cfgs, methods, progress)
+    times = {}
+    for m in methods:
+        cfg = cfgs[m]
+        _log(f"demo: training {m} for {cfg.trainer.steps} steps ...")
+        t0 = time.perf_counter()
+        trainer = Trainer(cfg, model=copy.deepcopy(model0), tokenizer=tok, log=_log)
+        trainer.fit(overwrite=True)  # the demo owns its run folders and rewrites them
+        times[m] = time.perf_counter() - t0
+        _log(f"demo: {m} done in {times[m]:.1f} s")
+    return times
+
+
+def _notes(
+    cfgs: dict, methods: tuple[str, ...], n_params: int, t_warm: float, wall: float, quick: bool
+) -> list[str]:
+    """The setup lines of the summary."""
+    c = cfgs[methods[0]]
+    return [
+        f"policy: warm-started testbed model ({n_params:,} parameters), policy load/warm-start {t_warm:.1f} s",
+        f"task: {c.task.name}, {c.task.train_size} training problems, {c.task.heldout_size} held-out problems",
+        f"RL: {c.trainer.steps} steps x {c.trainer.prompts_per_step} prompts x {c.rollout.n} rollouts, "
+        f"{c.trainer.num_mini_batches} mini-batches/step, AdamW lr {c.optim.lr}, temperature {c.rollout.temperature}, "
+        f"top-p {c.rollout.top_p}, max {c.rollout.max_new_tokens} new tokens, seed {c.trainer.seed}",
+        "methods: " + ", ".join(f"{m} {json.dumps(cfgs[m].method)}" for m in methods),
+        f"held-out evaluation: {c.eval.n_samples} samples/problem, temperature {c.eval.temperature}, top-p {c.eval.top_p}",
+        f"total wall time of this demo: {wall:.1f} s" + (" (--quick budget)" if quick else ""),
+    ]
+
+
 def run_demo(
     out_dir: str | Path = "runs/demo",
     *,
@@ -152,56 +210,28 @@ def run_demo(
 
     ``parallel`` (default: when the machine has a core per method) trains the methods at the
     same time in separate processes with one torch thread each."""
-    from steer.train.trainer import Trainer, load_model_and_tokenizer
+    from steer.train.trainer import load_model_and_tokenizer
 
     t_start = time.perf_counter()
     out = Path(out_dir)
     base_over = list(QUICK_OVERRIDES if quick else []) + list(overrides)
-    # validate every method's config before any work
     if parallel is None:
         parallel = len(methods) > 1 and (os.cpu_count() or 1) >= len(methods)
-    extra = ["trainer.num_threads=1", "logging.progress=false"] if parallel else []
-    cfgs = {}
-    for m in methods:
-        cfgs[m] = load_config(
-            config,
-            base_over
-            + [f"method.name={m}", f"logging.out_dir={out / m}", f"logging.progress={str(progress).lower()}"]
-            + extra,
-        )
+    cfgs = _demo_configs(out, base_over, config, methods, progress, parallel)
     if out.exists():
         for m in methods:
             shutil.rmtree(out / m, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
 
-    first = cfgs[methods[0]]
     _log("demo: building or loading the warm-started policy ...")
     t0 = time.perf_counter()
-    model0, tok = load_model_and_tokenizer(first)
+    model0, tok = load_model_and_tokenizer(cfgs[methods[0]])
     t_warm = time.perf_counter() - t0
-    _log(f"demo: policy ready in {t_warm:.1f} s ({sum(p.numel() for p in model0.parameters()):,} parameters)")
+    n_params = sum(p.numel() for p in model0.parameters())
+    _log(f"demo: policy ready in {t_warm:.1f} s ({n_params:,} parameters)")
 
-    runs, times = {}, {}
-    if parallel:
-        # One process per method, one torch thread each: on a 2-core machine this halves the wall
-        # time against running them one after the other (a tiny model gains little from a second
-        # intra-op thread). Each process reloads the same cached policy, so both start from
-        # identical weights, and each run is as deterministic as a sequential one.
-        _log(
-            f"demo: training {', '.join(methods)} in parallel ({cfgs[methods[0]].trainer.steps} steps each) ..."
-        )
-        times = _train_parallel(cfgs, methods, progress)
-    else:
-        for m in methods:
-            cfg = cfgs[m]
-            _log(f"demo: training {m} for {cfg.trainer.steps} steps ...")
-            t0 = time.perf_counter()
-            trainer = Trainer(cfg, model=copy.deepcopy(model0), tokenizer=tok, log=_log)
-            trainer.fit(overwrite=True)  # the demo owns its run folders and rewrites them
-            times[m] = time.perf_counter() - t0
-            _log(f"demo: {m} done in {times[m]:.1f} s")
-    for m in methods:
-        runs[m] = read_jsonl(Path(cfgs[m].logging.out_dir) / "metrics.jsonl")
+    times = _train_all(cfgs, methods, model0, tok, parallel=parallel, progress=progress)
+    runs = {m: read_jsonl(Path(cfgs[m].logging.out_dir) / "metrics.jsonl") for m in methods}
 
     images = plot_all(runs, out)
     summaries = {m: summarize_run(r) for m, r in runs.items()}
@@ -209,18 +239,7 @@ def run_demo(
         summaries[m]["wall_s"] = times[m]
     lines = verdict(summaries) if {"grpo", "steer"} <= set(methods) else []
     wall = time.perf_counter() - t_start
-    c = first
-    notes = [
-        f"policy: warm-started testbed model ({sum(p.numel() for p in model0.parameters()):,} parameters), "
-        f"policy load/warm-start {t_warm:.1f} s",
-        f"task: {c.task.name}, {c.task.train_size} training problems, {c.task.heldout_size} held-out problems",
-        f"RL: {c.trainer.steps} steps x {c.trainer.prompts_per_step} prompts x {c.rollout.n} rollouts, "
-        f"{c.trainer.num_mini_batches} mini-batches/step, AdamW lr {c.optim.lr}, temperature {c.rollout.temperature}, "
-        f"top-p {c.rollout.top_p}, max {c.rollout.max_new_tokens} new tokens, seed {c.trainer.seed}",
-        "methods: " + ", ".join(f"{m} {json.dumps(cfgs[m].method)}" for m in methods),
-        f"held-out evaluation: {c.eval.n_samples} samples/problem, temperature {c.eval.temperature}, top-p {c.eval.top_p}",
-        f"total wall time of this demo: {wall:.1f} s" + (" (--quick budget)" if quick else ""),
-    ]
+    notes = _notes(cfgs, methods, n_params, t_warm, wall, quick)
     title = "steer demo: GRPO vs STEER on the CPU testbed" + (" (quick)" if quick else "")
     md, html = write_summary(summaries, images, out, title=title, notes=notes, verdict_lines=lines)
     meta = {

@@ -223,8 +223,8 @@ def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
         _fail(key, f"{value!r} is not one of {list(choices)}")
 
 
-def validate(cfg: Config, *, check_method: bool = True) -> Config:
-    """Range and consistency checks on a typed config; raises :class:`ConfigError` naming the key."""
+def _check_model(cfg: Config) -> None:
+    """The model section: source, a named model's package, dtype."""
     _check_choice("model.source", cfg.model.source, ("testbed", "hf"))
     if cfg.model.source == "hf" and not cfg.model.name_or_path:
         _fail("model.name_or_path", "required when model.source=hf")
@@ -236,6 +236,10 @@ def validate(cfg: Config, *, check_method: bool = True) -> Config:
         except ModelNotAvailable as exc:
             _fail("model.name_or_path", str(exc))
     _check_choice("model.dtype", cfg.model.dtype, ("float32", "bfloat16", "float16"))
+
+
+def _check_task(cfg: Config) -> None:
+    """The task section: the task's name and its data, sizes, rewards."""
     _check_choice("task.name", cfg.task.name, TASK_NAMES)
     if cfg.task.name == "math" and not cfg.task.train_path:
         _fail("task.train_path", "required when task.name=math")
@@ -258,6 +262,10 @@ def validate(cfg: Config, *, check_method: bool = True) -> Config:
             "task.reward_correct",
             f"{cfg.task.reward_correct} must exceed task.reward_wrong={cfg.task.reward_wrong}",
         )
+
+
+def _check_rollout(cfg: Config) -> None:
+    """The rollout section: group size and sampling."""
     if cfg.rollout.n < 2:
         _fail(
             "rollout.n",
@@ -270,6 +278,10 @@ def validate(cfg: Config, *, check_method: bool = True) -> Config:
     _check_positive("rollout.max_new_tokens", cfg.rollout.max_new_tokens)
     _check_positive("rollout.max_prompt_tokens", cfg.rollout.max_prompt_tokens)
     _check_positive("rollout.generation_batch_size", cfg.rollout.generation_batch_size, strict=False)
+
+
+def _check_optim(cfg: Config) -> None:
+    """The optimiser section."""
     _check_positive("optim.lr", cfg.optim.lr)
     _check_positive("optim.weight_decay", cfg.optim.weight_decay, strict=False)
     for key in ("beta1", "beta2"):
@@ -279,6 +291,10 @@ def validate(cfg: Config, *, check_method: bool = True) -> Config:
     _check_positive("optim.eps", cfg.optim.eps)
     _check_positive("optim.grad_clip", cfg.optim.grad_clip)
     _check_positive("optim.warmup_steps", cfg.optim.warmup_steps, strict=False)
+
+
+def _check_trainer(cfg: Config) -> None:
+    """The trainer section: budget, batch shapes, the non-finite policy."""
     t = cfg.trainer
     _check_positive("trainer.steps", t.steps)
     _check_positive("trainer.prompts_per_step", t.prompts_per_step)
@@ -295,6 +311,10 @@ def validate(cfg: Config, *, check_method: bool = True) -> Config:
             f"{t.num_mini_batches} must divide prompts_per_step x rollout.n = {total}",
         )
     _check_choice("trainer.nonfinite", t.nonfinite, ("skip", "stop"))
+
+
+def _check_eval(cfg: Config) -> None:
+    """The held-out evaluation section."""
     e = cfg.eval
     _check_positive("eval.every", e.every, strict=False)
     _check_positive("eval.n_samples", e.n_samples)
@@ -308,10 +328,25 @@ def validate(cfg: Config, *, check_method: bool = True) -> Config:
     for k in e.ks:
         if k < 1 or k > e.n_samples:
             _fail("eval.ks", f"k={k} must be in [1, eval.n_samples={e.n_samples}]")
+
+
+def _check_checkpoint(cfg: Config) -> None:
+    """The checkpoint section."""
     c = cfg.checkpoint
     _check_positive("checkpoint.every", c.every, strict=False)
     _check_positive("checkpoint.keep_last", c.keep_last)
     _check_choice("checkpoint.best_mode", c.best_mode, ("max", "min"))
+
+
+def validate(cfg: Config, *, check_method: bool = True) -> Config:
+    """Range and consistency checks on a typed config; raises :class:`ConfigError` naming the key."""
+    _check_model(cfg)
+    _check_task(cfg)
+    _check_rollout(cfg)
+    _check_optim(cfg)
+    _check_trainer(cfg)
+    _check_eval(cfg)
+    _check_checkpoint(cfg)
     if not isinstance(cfg.method, dict) or not isinstance(cfg.method.get("name"), str):
         _fail("method.name", "a method name is required (method.name=grpo, steer, ...)")
     if check_method:

@@ -25,13 +25,16 @@ One step:
 Randomness: every step re-seeds python, numpy and torch from ``(seed, step)``, and evaluation
 seeds from ``(seed, step, "eval")`` and restores the stream afterwards, so a run resumed from a
 checkpoint draws exactly what the uninterrupted run drew (the RNG states are checkpointed too).
+
+Whole jobs of the trainer live beside it: the cause stage of a mini-batch in
+:mod:`steer.train.cause_stage`, the step's metrics record in :mod:`steer.train.step_record`, the
+run folder (fresh, replaced or resumed) and the checkpoints in :mod:`steer.train.runstate`.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
-import math
 import os
 import random
 import sys
@@ -44,14 +47,13 @@ import torch
 from torch import Tensor
 
 from steer.core.errors import NonFiniteError
-from steer.core.metrics import MetricReducer
 from steer.core.types import LossBatch, RolloutBatch
-from steer.train import checkpoint as ckpt
-from steer.train import rundir
-from steer.train.config import Config, build_method_from_config, to_dict, to_yaml
+from steer.train import cause_stage, runstate
+from steer.train.config import Config, build_method_from_config, to_yaml
 from steer.train.evaluate import evaluate_heldout
 from steer.train.metrics import JsonlLogger, TensorBoardLogger
 from steer.train.rollout import Rollouts, generate_rollouts, response_token_stats
+from steer.train.step_record import UpdateTally, step_record
 from steer.train.tasks import Task, build_task, format_prompt, score_batch
 
 __all__ = ["NonFiniteError", "StepData", "Trainer", "derive_seed", "load_model_and_tokenizer"]
@@ -405,7 +407,7 @@ class Trainer:
         reduction) into ``LossBatch.scope_stats``. Otherwise there is no extra pass.
 
         A method that requires ``"cause"`` first gets the mini-batch's cause pass
-        (:func:`steer.train.cause.cause_pass`: one backward of the mini-batch's entropy and one
+        (:func:`steer.train.cause_stage.cause_pass`: one backward of the mini-batch's entropy and one
         forward-mode pass); it is kept in ``self.last_cause`` for the realised-change log."""
         mask = data.rollouts.response_mask
         norm = dict(
@@ -420,7 +422,7 @@ class Trainer:
         self.last_cause = None
         try:
             if "cause" in self.method.requires or self.cfg.trainer.cause_probe:
-                cp = self._cause_pass(data, mb_idx, chunks, norm)
+                cp = cause_stage.cause_pass(self, data, mb_idx, chunks, norm)
                 full = torch.zeros(mask.shape, dtype=torch.float32)
                 full[mb_idx] = cp.direction.float().cpu() * cp.clip_coef_used
                 norm["token_cause"] = full
@@ -449,104 +451,13 @@ class Trainer:
             return total, out, exc.name or "input"
         return total, out, None
 
-    def _cause_pass(self, data: StepData, mb_idx: Tensor, chunks: list[Tensor], norm: dict):
-        """The mini-batch's cause pass (:mod:`steer.train.cause`): per micro-batch one forward with
-        grad and two backwards (``grad H_mb`` and the unweighted policy gradient, accumulated
-        outside the parameters' ``.grad``), the unweighted gradient's clipping factor, then
-        Adam's linearised step and the forward-mode pass."""
-        import time as _time
-
-        from steer.train import cause as _cause
-        from steer.train.jvp import trainable_parameters
-
-        t0 = _time.perf_counter()  # loss_batch's ``entropy_graph`` keeps H's graph for grad H_mb
-        params = trainable_parameters(self.model)
-        names = list(params)
-        leaves = [params[k] for k in names]
-        g_h = {k: torch.zeros_like(p) for k, p in params.items()}
-        g_l = {k: torch.zeros_like(p) for k, p in params.items()}
-        ents = []
-        for idx in chunks:
-            lb = self.loss_batch(data, idx, **norm, entropy_graph=True)
-            m = lb.response_mask
-            st_ent = lb.entropy
-            u = self.method.cause_coefficients(lb).to(device=lb.logp.device, dtype=lb.logp.dtype)
-            ents.append(st_ent.detach().float().cpu().masked_fill(~m.cpu(), 0.0))
-            if not bool(m.any()):
-                continue
-            h_sum = st_ent[m].sum()
-            l0 = -(u * lb.logp)[m].sum()
-            for acc, target, keep in ((g_h, h_sum, True), (g_l, l0, False)):
-                gs = torch.autograd.grad(target, leaves, retain_graph=keep, allow_unused=True)
-                for k, g in zip(names, gs):
-                    if g is not None:
-                        acc[k].add_(g.detach())
-            del lb
-        for k in names:
-            if not (bool(torch.isfinite(g_h[k]).all()) and bool(torch.isfinite(g_l[k]).all())):
-                raise NonFiniteError(f"non-finite gradient in the cause pass (parameter {k!r})", name="cause")
-        gnorm = math.sqrt(sum(float((g.double() ** 2).sum()) for g in g_l.values()))
-        kappa0 = min(1.0, self.cfg.optim.grad_clip / (gnorm + 1e-6))  # clip_grad_norm_'s factor
-        g_l = {k: g * kappa0 for k, g in g_l.items()}
-        cp = _cause.cause_pass(
-            self.model,
-            _cause.SubBatch.of(data.rollouts, mb_idx),
-            self.optimizer,
-            grad_entropy=g_h,
-            grad_loss=g_l,
-            entropy_before=torch.cat(ents),
-            temperature=self.cfg.rollout.temperature,
-            micro_batch_size=self.cfg.trainer.micro_batch_size,
-        )
-        self.model.train()
-        cp.clip_coef_used = kappa0
-        cp.seconds = _time.perf_counter() - t0
-        return cp
-
-    def _realised_change(self, data: StepData, mb_idx: Tensor, mb_metrics: list, clip_coef: float) -> dict:
-        """After a mini-batch's optimiser step: its predicted and realised change of the token-mean
-        entropy (the mini-batch's total entropy change divided by its valid tokens), and both
-        relative to the mean entropy before the step. The prediction is ``offset + sum_t lambda_t
-        c_t`` from the method's ``cause/pred_sum`` metric (``_unweighted``: all weights 1);
-        ``cause/clip_coef`` is the step's actual gradient-clipping factor."""
-        from steer.train.cause import SubBatch, entropy_after
-
-        t0 = time.perf_counter()
-        cp = self.last_cause
-        sub = SubBatch.of(data.rollouts, mb_idx)
-        m = sub.response_mask.bool()
-        after = entropy_after(
-            self.model, sub, temperature=self.cfg.rollout.temperature, micro_batch_size=self.cfg.trainer.micro_batch_size
-        )
-        before = cp.entropy_before.double().cpu()
-        n = max(float(m.sum()), 1.0)
-        h_sum = float(before[m].sum())
-        real = float((after.double().cpu() - before)[m].sum())
-        nan = float("nan")
-        off = cp.offset
-        pw = sum(float(mt.get("cause/pred_sum", 0.0)) for mt, _ in mb_metrics)
-        pu = sum(float(mt.get("cause/pred_sum_unweighted", 0.0)) for mt, _ in mb_metrics)
-        pred = nan if off is None else off + pw
-        pred_u = nan if off is None else off + pu
-        rel = (lambda v: v / h_sum) if h_sum > 0 else (lambda v: nan)  # noqa: E731
-        return {
-            "cause/clip_coef": clip_coef,
-            "cause/pred_change": pred / n,
-            "cause/pred_change_unweighted": pred_u / n,
-            "cause/real_change": real / n,
-            "cause/pred_rel_change": rel(pred),
-            "cause/pred_rel_change_unweighted": rel(pred_u),
-            "cause/real_rel_change": rel(real),
-            "cause/offset": nan if off is None else off / n,
-            "time/cause": cp.seconds + (time.perf_counter() - t0),
-        }
-
     def update_minibatch(self, data: StepData, mb_idx: Tensor, lr: float) -> dict:
         """One optimiser step on the rows ``mb_idx``: :meth:`minibatch_backward`, gradient clipping,
         the step, and (with the cause pass) the realised entropy change. Returns ``{"problem"}``
         (None, or what was non-finite: then nothing was stepped and the gradients are left for the
         caller to clear), ``"loss"``, ``"grad_norm"``, ``"metrics"`` ([(metrics, tokens)] per
-        micro-batch) and ``"cause"`` (the :meth:`_realised_change` record, or None)."""
+        micro-batch) and ``"cause"`` (the :func:`steer.train.cause_stage.realised_change` record,
+        or None)."""
         cfg = self.cfg
         mb_loss, mb_metrics, bad = self.minibatch_backward(data, mb_idx, lr)
         gn = None
@@ -562,7 +473,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         clip_coef = min(1.0, cfg.optim.grad_clip / (float(gn) + 1e-6))  # clip_grad_norm_'s factor
         if self.last_cause is not None:
-            out["cause"] = self._realised_change(data, mb_idx, mb_metrics, clip_coef)
+            out["cause"] = cause_stage.realised_change(self, data, mb_idx, mb_metrics, clip_coef)
         out["grad_norm"] = float(gn)
         return out
 
@@ -575,23 +486,18 @@ class Trainer:
 
     def update(self, data: StepData) -> dict:
         """Stages 6-9 of a step: the mini-batch updates of ``data`` (``trainer.ppo_epochs`` passes)
-        and the step's metrics record (without held-out keys and ``time/step``)."""
+        and the step's metrics record (without held-out keys and ``time/step``;
+        :func:`steer.train.step_record.step_record`)."""
         cfg = self.cfg
         step = data.step
-        ro, mask, n = data.rollouts, data.rollouts.response_mask, cfg.rollout.n
-
         lr = self.current_lr(step)
         for g in self.optimizer.param_groups:
             g["lr"] = lr
         self.model.train()
-        reducer = MetricReducer()  # each key by its declared reduction (steer.core.metrics)
-        grad_norms, losses = [], []
-        B = ro.batch_size
+        tally = UpdateTally()
+        B = data.rollouts.batch_size
         mb_size = B // cfg.trainer.num_mini_batches
         t2 = time.perf_counter()
-        steps_taken = 0
-        skipped_here = 0
-        cause_log: list[dict] = []
         for epoch in range(cfg.trainer.ppo_epochs):
             if cfg.trainer.shuffle_mini_batches:
                 g = torch.Generator().manual_seed(derive_seed(cfg.trainer.seed, "shuffle", step, epoch))
@@ -603,52 +509,20 @@ class Trainer:
                 upd = self.update_minibatch(data, mb_idx, lr)
                 if upd["problem"] is not None:
                     self._handle_nonfinite(upd["problem"], step, mb)
-                    skipped_here += 1
+                    tally.skipped += 1
                     continue
-                if upd["cause"] is not None:
-                    cause_log.append(upd["cause"])
                 self.consecutive_skips = 0
-                steps_taken += 1
-                grad_norms.append(upd["grad_norm"])
-                losses.append(upd["loss"])
-                for m, tok in upd["metrics"]:
-                    reducer.add(m, tok)
+                tally.add(upd)
         t_update = time.perf_counter() - t2
-
-        valid = mask.sum()
-        lengths = mask.sum(1).float()
-        rec: dict = {"step": step + 1}
-        rec["reward"] = float(data.rewards.mean())
-        rec["acc"] = float(data.correct.float().mean())
-        rec["reward/verify_error_frac"] = data.verify_error_frac
-        rec["entropy"] = float((data.old_entropy * mask).sum() / valid.clamp(min=1))  # Eq. 4, token mean
-        rec["response_length"] = float(lengths.mean())
-        rec["response_length_max"] = float(lengths.max())
-        groups = data.correct.view(-1, n).float().mean(1)
-        rec["groups_all_correct"] = float((groups == 1).float().mean())
-        rec["groups_all_wrong"] = float((groups == 0).float().mean())
-        rec["adv_abs_mean"] = float((data.advantages.abs() * mask).sum() / valid.clamp(min=1))
-        rec["lr"] = lr
-        rec["loss"] = float(np.mean(losses)) if losses else float("nan")
-        rec["grad_norm"] = float(np.mean(grad_norms)) if grad_norms else float("nan")
-        rec["optimizer_steps"] = steps_taken
-        rec["nonfinite_skips"] = skipped_here
-        rec["nonfinite_skips_total"] = self.nonfinite_skips
-        agg = reducer.result()
-        for k, v in agg.items():
-            rec[f"m/{k}"] = v
-        extra = self.method.on_step_end({**rec, **agg}) or {}
-        for k, v in extra.items():
-            rec[f"ctrl/{k}"] = v
-        if cause_log:
-            for k in cause_log[0]:
-                vals = [c[k] for c in cause_log if math.isfinite(c[k])]
-                rec[k] = float(np.mean(vals)) if vals else float("nan")
-        rec["tokens/rollout"] = int(valid)
-        rec["time/rollout"] = data.t_rollout
-        rec["time/old_forward"] = data.t_old
-        rec["time/update"] = t_update
-        return rec
+        return step_record(
+            data,
+            tally,
+            n=cfg.rollout.n,
+            lr=lr,
+            nonfinite_total=self.nonfinite_skips,
+            method=self.method,
+            t_update=t_update,
+        )
 
     # ------------------------------------------------------------------ evaluation
 
@@ -670,69 +544,13 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
 
-    def _state(self, metrics_offset: int) -> dict:
-        return {
-            "step": self.step,
-            "method_name": self.method.name,
-            "metrics_offset": metrics_offset,
-            "best_value": self.best_value,
-            "nonfinite_skips": self.nonfinite_skips,
-            "consecutive_skips": self.consecutive_skips,
-            "last_heldout": {k: v for k, v in self.last_heldout.items() if not k.startswith("time/")},
-            "config": to_dict(self.cfg),
-        }
-
     def save(self, name: str, metrics_offset: int) -> Path:
-        return ckpt.save_checkpoint(
-            self.ckpt_dir,
-            name,
-            model_state={k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-            optimizer_state=self.optimizer.state_dict(),
-            rng=ckpt.rng_state(),
-            state=self._state(metrics_offset),
-            config_yaml=to_yaml(self.cfg),
-            method_state=self.method.state_dict(),
-            extra_writer=self._write_hf if self.cfg.checkpoint.hf_weights else None,
-        )
-
-    def _write_hf(self, folder: Path) -> None:
-        """The policy and its tokenizer in Hugging Face form (``save_pretrained``) into ``folder``."""
-        from transformers.utils import logging as hf_logging
-
-        bars = hf_logging.is_progress_bar_enabled()
-        hf_logging.disable_progress_bar()  # no "Writing model shards" bar at every checkpoint
-        try:
-            self.model.save_pretrained(str(folder), safe_serialization=True)
-            self.tokenizer.save_pretrained(str(folder))
-        finally:
-            if bars:
-                hf_logging.enable_progress_bar()
+        """Write checkpoint ``name`` (:func:`steer.train.runstate.save_state`)."""
+        return runstate.save_state(self, name, metrics_offset)
 
     def load(self, path: str | Path) -> int:
         """Restore from one checkpoint directory; returns the metrics-file offset to truncate to."""
-        loaded = ckpt.load_checkpoint(path)
-        self.model.load_state_dict(loaded.model_state)
-        self.optimizer.load_state_dict(loaded.optimizer_state)
-        ckpt.set_rng_state(loaded.rng)
-        st = loaded.state
-        self.step = int(st["step"])
-        if st.get("method_name", self.method.name) != self.method.name:
-            raise ckpt.CheckpointError(
-                f"checkpoint {path} was written by method {st.get('method_name')!r}, this run uses {self.method.name!r}"
-            )
-        self.method.load_state_dict(loaded.method_state)
-        self.best_value = st.get("best_value")
-        self.nonfinite_skips = int(st.get("nonfinite_skips", 0))
-        self.consecutive_skips = int(st.get("consecutive_skips", 0))
-        self.last_heldout = dict(st.get("last_heldout") or {})
-        return int(st["metrics_offset"])
-
-    def _better(self, value: float) -> bool:
-        if self.best_value is None or not math.isfinite(self.best_value):
-            return math.isfinite(value)
-        if self.cfg.checkpoint.best_mode == "max":
-            return value > self.best_value
-        return value < self.best_value
+        return runstate.load_state(self, path)
 
     # ------------------------------------------------------------------ the loop
 
@@ -748,88 +566,13 @@ class Trainer:
         optimisation is refused (``ResumeConfigError``) unless ``allow_config_change``; an allowed
         change is appended to ``config_changes.jsonl``. On Ctrl-C, :attr:`interrupted` is set and
         the ``KeyboardInterrupt`` propagates (the checkpoints written so far are intact)."""
-        cfg = self.cfg
-        rundir.check_out_dir(self.out_dir, resume=resume, overwrite=overwrite)
-        if overwrite:
-            rundir.clear_run(self.out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        offset = None
-        if resume:
-            path, problems = ckpt.find_latest_valid(self.ckpt_dir, log=self.log)
-            if path is None and problems:
-                raise ckpt.CheckpointError(
-                    f"--resume: no valid checkpoint in {self.ckpt_dir}; problems found: "
-                    + "; ".join(problems)
-                )
-            if path is not None:
-                diffs = rundir.check_resume_config(path, to_dict(cfg), allow=allow_config_change)
-                offset = self.load(path)
-                size = self.metrics_path.stat().st_size if self.metrics_path.is_file() else 0
-                if offset > size:
-                    raise ckpt.CheckpointError(
-                        f"--resume: {self.metrics_path} has {size} bytes but checkpoint {path} was written "
-                        f"after {offset}: the metrics file was replaced or cut since; not resuming"
-                    )
-                if diffs:
-                    rundir.record_changes(self.out_dir, self.step, path, diffs)
-                    self.log(
-                        f"warning: resuming with a changed config ({rundir.describe(diffs)}); recorded in "
-                        f"{self.out_dir / rundir.CHANGES_FILE}"
-                    )
-                self.log(f"resumed from {path} (step {self.step})")
-            elif rundir.holds_run(self.out_dir):
-                raise rundir.RunDirError(
-                    f"--resume: {self.out_dir} holds metrics but no checkpoint to resume from; "
-                    "replace it with --overwrite or write to another folder"
-                )
-            else:
-                self.log(f"--resume: no checkpoint in {self.ckpt_dir}; starting from step 0")
-        if offset is None and self.step == 0:
-            self._jsonl = JsonlLogger(self.metrics_path, fresh=True)
-        else:
-            self._jsonl = JsonlLogger(self.metrics_path, truncate_to=offset)
-        (self.out_dir / "config.yaml").write_text(to_yaml(cfg))
-        if cfg.logging.tensorboard:
-            self._tb = TensorBoardLogger(self.out_dir / "tb", purge_step=self.step if self.step else None)
-        bar = None
-        if cfg.logging.progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(
-                total=cfg.trainer.steps, initial=self.step, desc=f"{self.method.name}", dynamic_ncols=True
-            )
-        last: dict = {}
+        offset = runstate.open_run(
+            self, resume=resume, overwrite=overwrite, allow_config_change=allow_config_change
+        )
+        self._open_logs(offset)
+        bar = self._progress_bar()
         try:
-            if self.step == 0 and cfg.eval.at_start:
-                rec = {"step": 0, **self.evaluate(0)}
-                off = self._emit(rec)
-                last = rec
-                del off
-            end = cfg.trainer.steps
-            if cfg.trainer.stop_after:
-                end = min(end, cfg.trainer.stop_after)
-            while self.step < end:
-                rec = self.train_step(self.step)
-                self.step += 1
-                self._watch_signal(rec)
-                is_last = self.step == cfg.trainer.steps
-                if (cfg.eval.every and self.step % cfg.eval.every == 0) or (is_last and cfg.eval.at_end):
-                    rec.update(self.evaluate(self.step))
-                off = self._emit(rec)
-                last = rec
-                if bar is not None:
-                    post = {"reward": f"{rec['reward']:.3f}", "H": f"{rec['entropy']:.3f}"}
-                    if "heldout/acc" in self.last_heldout:
-                        post["heldout"] = f"{self.last_heldout['heldout/acc']:.3f}"
-                    bar.set_postfix(post)
-                    bar.update(1)
-                key = cfg.checkpoint.best_metric
-                if cfg.checkpoint.save_best and key in rec and self._better(float(rec[key])):
-                    self.best_value = float(rec[key])
-                    self.save("best", off)
-                if (cfg.checkpoint.every and self.step % cfg.checkpoint.every == 0) or is_last:
-                    self.save(ckpt.step_dir_name(self.step), off)
-                    ckpt.cleanup(self.ckpt_dir, cfg.checkpoint.keep_last)
+            return self._loop(bar)
         except KeyboardInterrupt:
             self.interrupted = True
             raise
@@ -840,6 +583,57 @@ class Trainer:
                 self._jsonl.close()
             if self._tb is not None:
                 self._tb.close()
+
+    def _open_logs(self, offset: int | None) -> None:
+        """The metrics file (fresh, or cut back to ``offset`` on a resume), ``config.yaml`` and,
+        with ``logging.tensorboard``, the TensorBoard writer."""
+        cfg = self.cfg
+        if offset is None and self.step == 0:
+            self._jsonl = JsonlLogger(self.metrics_path, fresh=True)
+        else:
+            self._jsonl = JsonlLogger(self.metrics_path, truncate_to=offset)
+        (self.out_dir / "config.yaml").write_text(to_yaml(cfg))
+        if cfg.logging.tensorboard:
+            self._tb = TensorBoardLogger(self.out_dir / "tb", purge_step=self.step if self.step else None)
+
+    def _progress_bar(self):
+        if not self.cfg.logging.progress:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(
+            total=self.cfg.trainer.steps, initial=self.step, desc=f"{self.method.name}", dynamic_ncols=True
+        )
+
+    def _loop(self, bar) -> dict:
+        """The step-0 evaluation, then the steps up to ``trainer.steps`` (or ``trainer.stop_after``):
+        each step's record (with its evaluation) written, the progress shown, the checkpoints
+        written. Returns the last record."""
+        cfg = self.cfg
+        last: dict = {}
+        if self.step == 0 and cfg.eval.at_start:
+            rec = {"step": 0, **self.evaluate(0)}
+            self._emit(rec)
+            last = rec
+        end = cfg.trainer.steps
+        if cfg.trainer.stop_after:
+            end = min(end, cfg.trainer.stop_after)
+        while self.step < end:
+            rec = self.train_step(self.step)
+            self.step += 1
+            self._watch_signal(rec)
+            is_last = self.step == cfg.trainer.steps
+            if (cfg.eval.every and self.step % cfg.eval.every == 0) or (is_last and cfg.eval.at_end):
+                rec.update(self.evaluate(self.step))
+            off = self._emit(rec)
+            last = rec
+            if bar is not None:
+                post = {"reward": f"{rec['reward']:.3f}", "H": f"{rec['entropy']:.3f}"}
+                if "heldout/acc" in self.last_heldout:
+                    post["heldout"] = f"{self.last_heldout['heldout/acc']:.3f}"
+                bar.set_postfix(post)
+                bar.update(1)
+            runstate.checkpoint_after_step(self, rec, off)
         return last
 
     #: the no-signal warning: at least this share of groups with equal rewards ...
