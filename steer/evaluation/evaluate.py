@@ -257,20 +257,61 @@ def evaluate(
     ``steer.evaluation.generate``); default an :class:`HFBackend` on ``model``/``tokenizer``.
     ``output``: JSONL path (append-only, resumable); None keeps samples in memory only.
     """
-    from steer.data.templates import TEMPLATES
     from steer.evaluation.generate import HFBackend
-    from steer.rewards.pool import ScoreItem, get_default_pool
-    from steer.rewards.registry import get_scorer
+    from steer.rewards.pool import get_default_pool
 
     t0 = time.time()
-    if template not in TEMPLATES:
-        raise ValueError(f"unknown prompt template {template!r}; valid: {', '.join(TEMPLATES)}")
-    get_scorer(scorer)  # unknown name -> ValueError listing the valid ones
+    _check_names(template, scorer)
     if backend is None:
         if model is None or tokenizer is None:
             raise ValueError("evaluate: pass model and tokenizer, or a backend")
         backend = HFBackend(model, tokenizer, batch_size=batch_size)
     tok = tokenizer if tokenizer is not None else getattr(backend, "tokenizer", None)
+    sets = _problem_sets(benchmarks, limit, data_dir)
+    ks = _samples_per_problem(sets, k)
+    settings = _settings(
+        model, model_name, backend, ks, temperature, top_p, max_tokens, template, scorer, seed
+    )
+    pool = pool or get_default_pool()
+    done, fh = _open_output(output, settings)
+
+    todo, skipped, records = _work_list(sets, ks, done)
+    bar = _progress(len(todo), progress, "eval")
+    gen_batch = max(1, int(getattr(backend, "batch_size", batch_size)))
+    sampling = dict(temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed)
+    try:
+        _sample_all(todo, gen_batch, backend, pool, tok, template, scorer, sampling, fh, bar, records)
+    finally:
+        if bar is not None:
+            bar.close()
+        if fh is not None:
+            fh.close()
+    by_b: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        by_b[r["benchmark"]].append(r)
+    return EvalReport(
+        {n: summarize(n, ks[n], by_b[n]) for n in sets},
+        {k_: v for k_, v in settings.items() if k_ != "type"},
+        str(output) if output is not None else None,
+        generated=len(todo),
+        skipped=skipped,
+        seconds=time.time() - t0,
+    )
+
+
+def _check_names(template: str, scorer: str) -> None:
+    """A ValueError listing the valid names for an unknown prompt template or scorer."""
+    from steer.data.templates import TEMPLATES
+    from steer.rewards.registry import get_scorer
+
+    if template not in TEMPLATES:
+        raise ValueError(f"unknown prompt template {template!r}; valid: {', '.join(TEMPLATES)}")
+    get_scorer(scorer)  # unknown name -> ValueError listing the valid ones
+
+
+def _problem_sets(benchmarks, limit: int | None, data_dir) -> dict[str, list[Problem]]:
+    """``{name: [Problem, ...]}``: the given lists (checked: Problems, ids unique; a missing id
+    becomes ``name/i``) or the named benchmarks loaded; ``limit`` problems of each at most."""
     if isinstance(benchmarks, dict):
         sets = {n: list(ps) for n, ps in benchmarks.items()}
         if limit is not None:
@@ -285,11 +326,15 @@ def evaluate(
                 if p.id in seen_ids:
                     raise ValueError(f"{n}: problem id {p.id!r} appears twice (item {i})")
                 seen_ids.add(p.id)
-    else:
-        names = [canonical_name(b) for b in benchmarks]
-        if len(set(names)) != len(names):
-            raise ValueError(f"benchmark listed twice: {list(benchmarks)}")
-        sets = {n: load_benchmark(n, data_dir=data_dir, limit=limit) for n in names}
+        return sets
+    names = [canonical_name(b) for b in benchmarks]
+    if len(set(names)) != len(names):
+        raise ValueError(f"benchmark listed twice: {list(benchmarks)}")
+    return {n: load_benchmark(n, data_dir=data_dir, limit=limit) for n in names}
+
+
+def _samples_per_problem(sets: dict, k: int | dict[str, int] | None) -> dict[str, int]:
+    """k of each benchmark: ``k`` itself, its entry when a dict, else the paper's (PAPER_K, 1)."""
     ks = {}
     for n in sets:
         kk = k.get(n) if isinstance(k, dict) else k
@@ -297,7 +342,32 @@ def evaluate(
         if int(kk) < 1:
             raise ValueError(f"k must be >= 1, got {kk} for {n}")
         ks[n] = int(kk)
-    settings = {
+    return ks
+
+
+def _open_output(output, settings: dict) -> tuple[dict[tuple, dict], object]:
+    """``(samples already in the file by key, the file open for appending)``, or ``({}, None)``
+    without an output. A file written with other settings (:data:`RESUME_KEYS`) is refused; a new
+    one starts with the settings line."""
+    done: dict[tuple, dict] = {}
+    if output is None:
+        return done, None
+    path = Path(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta, done = _read_done(path)
+    if meta is not None:
+        diff = {key: (meta.get(key), settings[key]) for key in RESUME_KEYS if meta.get(key) != settings[key]}
+        if diff:
+            raise ValueError(f"{path}: written with other settings {diff}; use another --output")
+    fh = open(path, "a", encoding="utf-8")
+    if meta is None:
+        _append(fh, [settings])
+    return done, fh
+
+
+def _settings(model, model_name, backend, ks, temperature, top_p, max_tokens, template, scorer, seed) -> dict:
+    """The settings line of a run's file (its first line; :data:`RESUME_KEYS` must match on resume)."""
+    return {
         "type": "meta",
         "model": model_name or str(getattr(getattr(model, "config", None), "_name_or_path", "") or "model"),
         "temperature": float(temperature),
@@ -309,25 +379,11 @@ def evaluate(
         "backend": getattr(backend, "name", type(backend).__name__),
         "seed": seed,
     }
-    pool = pool or get_default_pool()
 
-    done: dict[tuple, dict] = {}
-    fh = None
-    if output is not None:
-        path = Path(output)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        meta, done = _read_done(path)
-        if meta is not None:
-            diff = {
-                key: (meta.get(key), settings[key]) for key in RESUME_KEYS if meta.get(key) != settings[key]
-            }
-            if diff:
-                raise ValueError(f"{path}: written with other settings {diff}; use another --output")
-        fh = open(path, "a", encoding="utf-8")
-        if meta is None:
-            _append(fh, [settings])
 
-    # work list: (benchmark, problem, sample index) not yet done
+def _work_list(sets: dict, ks: dict, done: dict) -> tuple[list[tuple[str, Problem, int]], int, list[dict]]:
+    """``(the (benchmark, problem, sample index) not yet done, how many are done, the finished
+    records of this run's problems and k)``: a file may hold more (a larger k, or --limit)."""
     todo: list[tuple[str, Problem, int]] = []
     for n, ps in sets.items():
         for p in ps:
@@ -335,68 +391,68 @@ def evaluate(
                 if (n, p.id, s) not in done:
                     todo.append((n, p, s))
     skipped = sum(1 for n, ps in sets.items() for p in ps for s in range(ks[n]) if (n, p.id, s) in done)
-    bar = _progress(len(todo), progress, "eval")
-    # finished samples of this run's problems and k (a file may hold more: larger k or --limit)
     wanted = {(n, p.id) for n, ps in sets.items() for p in ps}
     records = [r for key, r in done.items() if (key[0], key[1]) in wanted and key[2] < ks[key[0]]]
-    gen_batch = max(1, int(getattr(backend, "batch_size", batch_size)))
+    return todo, skipped, records
+
+
+def _sample_all(todo, gen_batch, backend, pool, tok, template, scorer, sampling, fh, bar, records) -> None:
+    """Sample and verify ``todo`` in batches of ``gen_batch``; each batch's records are appended
+    to the file (flushed, fsync'd) and to ``records`` before the next batch starts."""
     prompt_cache: dict[tuple[str, str], str] = {}
-    try:
-        for start in range(0, len(todo), gen_batch):
-            chunk = todo[start : start + gen_batch]
-            prompts = []
-            for n, p, _s in chunk:
-                key = (n, p.id)
-                if key not in prompt_cache:
-                    prompt_cache[key] = render(apply_template(p, template), tok)
-                prompts.append(prompt_cache[key])
-            comps = backend.generate(
-                prompts, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed + start
-            )
-            verdicts = pool.score_batch(
-                [ScoreItem(c.text, p.gold, scorer) for c, (_, p, _) in zip(comps, chunk)]
-            )
-            new = []
-            for (n, p, s), c, v in zip(chunk, comps, verdicts):
-                new.append(
-                    {
-                        "type": "sample",
-                        "benchmark": n,
-                        "problem_id": p.id,
-                        "sample": s,
-                        "response": c.text,
-                        "n_tokens": c.n_tokens,
-                        "finish": c.finish,
-                        "gold": p.gold,
-                        "pred": v.pred,
-                        "correct": v.correct,
-                        "score": v.score,
-                        "reason": v.reason,
-                        "scorer": v.scorer,
-                    }
-                )
-            if fh is not None:
-                _append(fh, new)
-            records.extend(new)
-            if bar is not None:
-                bar.update(len(chunk))
-    finally:
-        if bar is not None:
-            bar.close()
+    for start in range(0, len(todo), gen_batch):
+        chunk = todo[start : start + gen_batch]
+        prompts = _prompts(chunk, prompt_cache, template, tok)
+        new = _sample_chunk(chunk, prompts, start, backend, pool, scorer, sampling)
         if fh is not None:
-            fh.close()
-    by_b: dict[str, list[dict]] = defaultdict(list)
-    for r in records:
-        by_b[r["benchmark"]].append(r)
-    results = {n: summarize(n, ks[n], by_b[n]) for n in sets}
-    return EvalReport(
-        results,
-        {k_: v for k_, v in settings.items() if k_ != "type"},
-        str(output) if output is not None else None,
-        generated=len(todo),
-        skipped=skipped,
-        seconds=time.time() - t0,
+            _append(fh, new)
+        records.extend(new)
+        if bar is not None:
+            bar.update(len(chunk))
+
+
+def _prompts(chunk, cache: dict[tuple[str, str], str], template: str, tok) -> list[str]:
+    """The rendered prompt of each sample of ``chunk`` (rendered once per problem: ``cache``)."""
+    prompts = []
+    for n, p, _s in chunk:
+        key = (n, p.id)
+        if key not in cache:
+            cache[key] = render(apply_template(p, template), tok)
+        prompts.append(cache[key])
+    return prompts
+
+
+def _sample_chunk(chunk, prompts, start: int, backend, pool, scorer: str, sampling: dict) -> list[dict]:
+    """Generate one response for each ``(benchmark, problem, sample)`` of ``chunk`` from its
+    prompt (seed ``seed + start``), verify them, and return their sample records."""
+    from steer.rewards.pool import ScoreItem
+
+    comps = backend.generate(
+        prompts,
+        temperature=sampling["temperature"],
+        top_p=sampling["top_p"],
+        max_tokens=sampling["max_tokens"],
+        seed=sampling["seed"] + start,
     )
+    verdicts = pool.score_batch([ScoreItem(c.text, p.gold, scorer) for c, (_, p, _) in zip(comps, chunk)])
+    return [
+        {
+            "type": "sample",
+            "benchmark": n,
+            "problem_id": p.id,
+            "sample": s,
+            "response": c.text,
+            "n_tokens": c.n_tokens,
+            "finish": c.finish,
+            "gold": p.gold,
+            "pred": v.pred,
+            "correct": v.correct,
+            "score": v.score,
+            "reason": v.reason,
+            "scorer": v.scorer,
+        }
+        for (n, p, s), c, v in zip(chunk, comps, verdicts)
+    ]
 
 
 def evaluate_problems(
@@ -422,14 +478,10 @@ def evaluate_problems(
     verification pool. Returns ``{"<name>/avg@k", "<name>/pass@j" ..., "<name>/truncated_frac"}``
     (fractions; j = 1, 2, 4, ..., k). The model's train/eval mode is restored.
     """
-    from steer.data.templates import TEMPLATES
     from steer.evaluation.heldout import evaluate_heldout
     from steer.rewards.pool import ScoreItem, get_default_pool
-    from steer.rewards.registry import get_scorer
 
-    if template not in TEMPLATES:
-        raise ValueError(f"unknown prompt template {template!r}; valid: {', '.join(TEMPLATES)}")
-    get_scorer(scorer)  # unknown name -> ValueError listing the valid ones
+    _check_names(template, scorer)
     if int(k) < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     problems = list(problems)

@@ -192,6 +192,50 @@ def sample(
     next-token distribution (temperature 1, before top-p); it keeps the raw logits of a
     ``generate`` call, ``batch x max_new_tokens x vocabulary`` floats, so keep it for small
     vocabularies. The model's train/eval mode is restored."""
+    _check_sampling(n, max_new_tokens, temperature, top_p)
+    device = next(model.parameters()).device
+    stops = stop_token_ids(tokenizer, model)
+    pad = _pad_id(tokenizer, stops)
+    ids, mask = encode_prompts(tokenizer, prompts, max_prompt_tokens)
+    P = len(prompts)
+    per_call = max(1, (batch_size or P * n) // n)  # prompts per generate call
+    gen_config = _generation_config(
+        tokenizer,
+        stops,
+        pad,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
+        max_new_tokens=max_new_tokens,
+    )
+    if with_entropy:
+        gen_config.update(output_logits=True, return_dict_in_generate=True)
+    was_training = getattr(model, "training", False)
+    if was_training:
+        model.eval()
+    try:
+        outs, ent = _generate_calls(
+            model, ids, mask, n, per_call, gen_config, stops, device, seed, with_entropy
+        )
+    finally:
+        if was_training:
+            model.train()
+    resp, rmask = _pad_responses(outs, P * n, pad, stops)
+    texts, finish = _decode(tokenizer, resp, rmask, stops)
+    return Generation(
+        prompt_ids=ids.repeat_interleave(n, dim=0),
+        prompt_mask=mask.repeat_interleave(n, dim=0),
+        response_ids=resp,
+        response_mask=rmask,
+        group_ids=torch.arange(P, dtype=torch.long).repeat_interleave(n),
+        texts=texts,
+        finish=finish,
+        entropy_sum=ent if with_entropy else None,
+    )
+
+
+def _check_sampling(n: int, max_new_tokens: int, temperature, top_p) -> None:
+    """A ValueError naming the first setting of :func:`sample` out of its range."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     if max_new_tokens < 1:
@@ -200,53 +244,42 @@ def sample(
         raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
     if not 0 < top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-    device = next(model.parameters()).device
-    stops = stop_token_ids(tokenizer, model)
-    pad = _pad_id(tokenizer, stops)
-    ids, mask = encode_prompts(tokenizer, prompts, max_prompt_tokens)
-    P = len(prompts)
-    per_call = max(1, (batch_size or P * n) // n)  # prompts per generate call
-    kw: dict = {
-        "generation_config": _generation_config(
-            tokenizer,
-            stops,
-            pad,
-            temperature=temperature,
-            top_p=top_p,
-            top_k=top_k,
-            max_new_tokens=max_new_tokens,
-        )
-    }
-    if with_entropy:
-        kw["generation_config"].update(output_logits=True, return_dict_in_generate=True)
-    was_training = getattr(model, "training", False)
-    if was_training:
-        model.eval()
+
+
+def _generate_calls(
+    model, ids, mask, n, per_call, gen_config, stops, device, seed, with_entropy
+) -> tuple[list[Tensor], list[float]]:
+    """``generate`` over ``per_call`` prompts at a time, each repeated ``n`` times: the new tokens
+    of each call (on the CPU) and, with ``with_entropy``, each response's entropy sum. An int
+    ``seed`` seeds a forked RNG (the caller's stream is left untouched)."""
     outs: list[Tensor] = []
     ent: list[float] = []
     devices = [device] if device.type == "cuda" else []
-    try:
-        with torch.random.fork_rng(devices=devices, enabled=seed is not None):
-            if seed is not None:
-                torch.manual_seed(int(seed))
-            for s in range(0, P, per_call):
-                c_ids = ids[s : s + per_call].repeat_interleave(n, dim=0)
-                c_mask = mask[s : s + per_call].repeat_interleave(n, dim=0)
-                out = _generate(model, c_ids.to(device), c_mask.long().to(device), kw["generation_config"])
-                seq = out.sequences if with_entropy else out
-                new = seq[:, ids.shape[1] :].cpu()
-                outs.append(new)
-                if with_entropy:
-                    valid = response_mask_from_ids(new, stops)
-                    logits = torch.stack(out.logits, dim=1).float()  # (rows, T, V) raw logits
-                    logp = torch.log_softmax(logits, dim=-1)
-                    h = -(logp.exp() * logp).sum(-1)
-                    ent.extend((h.cpu() * valid).sum(1).tolist())
-    finally:
-        if was_training:
-            model.train()
+    with torch.random.fork_rng(devices=devices, enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(int(seed))
+        for s in range(0, ids.shape[0], per_call):
+            c_ids = ids[s : s + per_call].repeat_interleave(n, dim=0)
+            c_mask = mask[s : s + per_call].repeat_interleave(n, dim=0)
+            out = _generate(model, c_ids.to(device), c_mask.long().to(device), gen_config)
+            seq = out.sequences if with_entropy else out
+            new = seq[:, ids.shape[1] :].cpu()
+            outs.append(new)
+            if with_entropy:
+                valid = response_mask_from_ids(new, stops)
+                logits = torch.stack(out.logits, dim=1).float()  # (rows, T, V) raw logits
+                logp = torch.log_softmax(logits, dim=-1)
+                h = -(logp.exp() * logp).sum(-1)
+                ent.extend((h.cpu() * valid).sum(1).tolist())
+    return outs, ent
+
+
+def _pad_responses(outs: list[Tensor], rows: int, pad: int, stops: list[int]) -> tuple[Tensor, Tensor]:
+    """The calls' outputs in one ``(rows, width)`` matrix padded with ``pad``, and its response
+    mask (up to and including the first stop token; a call that generated nothing gives an empty
+    response, a stop token alone)."""
     width = max(1, max(o.shape[1] for o in outs))
-    resp = torch.full((P * n, width), pad, dtype=torch.long)
+    resp = torch.full((rows, width), pad, dtype=torch.long)
     row = 0
     for o in outs:
         resp[row : row + o.shape[0], : o.shape[1]] = o
@@ -258,6 +291,12 @@ def sample(
     for o in outs:  # columns beyond a shorter call's output are padding, whatever the pad id
         rmask[row : row + o.shape[0], max(o.shape[1], 1) :] = False
         row += o.shape[0]
+    return resp, rmask
+
+
+def _decode(tokenizer, resp: Tensor, rmask: Tensor, stops: list[int]) -> tuple[list[str], list[str]]:
+    """Each response's text (its valid tokens without stop tokens) and how it ended (``stop``
+    or ``length``)."""
     stop_set = set(stops)
     texts, finish = [], []
     for r, m in zip(resp.tolist(), rmask.tolist()):
@@ -265,16 +304,7 @@ def sample(
         ended = bool(toks) and toks[-1] in stop_set
         finish.append("stop" if ended else "length")
         texts.append(tokenizer.decode([t for t in toks if t not in stop_set], skip_special_tokens=True))
-    return Generation(
-        prompt_ids=ids.repeat_interleave(n, dim=0),
-        prompt_mask=mask.repeat_interleave(n, dim=0),
-        response_ids=resp,
-        response_mask=rmask,
-        group_ids=torch.arange(P, dtype=torch.long).repeat_interleave(n),
-        texts=texts,
-        finish=finish,
-        entropy_sum=ent if with_entropy else None,
-    )
+    return texts, finish
 
 
 class HFBackend:

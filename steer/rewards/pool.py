@@ -312,112 +312,133 @@ class VerifierPool:
         queue: deque = deque(ordered[i : i + csize] for i in range(0, n, csize))
         results: dict[int, Verdict] = {}
         scorer_of = {t[0]: t[1] for t in tasks}
-
-        def requeue_rest(w: _Worker) -> None:
-            if w.pending:
-                queue.appendleft(list(w.pending))
-            w.pending = deque()
-
         while len(results) < n:
-            now = time.monotonic()
-            # hand chunks to idle ready workers
-            broken: list[_Worker] = []
-            for w in self._workers:
-                if w.ready and not w.pending and queue:
-                    chunk = queue.popleft()
-                    try:
-                        w.conn.send([(t[0], t[1], t[2], t[3]) for t in chunk])
-                    except (OSError, ValueError):  # the worker went away while idle
-                        queue.appendleft(chunk)
-                        broken.append(w)
-                        continue
-                    w.pending = deque(chunk)
-                    w.t_item = time.monotonic()
-            for w in broken:
-                self._kill(w)
-                self._workers.remove(w)
-                self._workers.append(self._spawn())
-                self.stats["respawns"] += 1
-            # how long may we wait?
-            deadline = math.inf
-            for w in self._workers:
-                if w.pending:
-                    deadline = min(deadline, w.t_item + self.timeout)
-                elif not w.ready:
-                    deadline = min(deadline, w.t_spawn + self.startup_timeout)
-            wait_s = None if deadline == math.inf else max(0.0, deadline - time.monotonic())
-            objs = {}
-            for w in self._workers:
-                objs[w.conn] = w
-                objs[w.proc.sentinel] = w
-            ready_objs = wait(list(objs), timeout=wait_s)
-            dead: set[int] = set()
-            drained: set[int] = set()
-            recycle: set[int] = set()
-            for obj in ready_objs:
-                w = objs[obj]
-                if obj is not w.conn:
-                    dead.add(id(w))  # its process ended; read what it sent before dying first
-                if id(w) in drained:
-                    continue
-                drained.add(id(w))
-                try:
-                    while w.conn.poll():
-                        msg = w.conn.recv()
-                        if msg[0] == "ready":
-                            w.ready = True
-                            continue
-                        idx, ok, pred, reason, secs, cpu = msg
-                        if not w.pending or w.pending[0][0] != idx:
-                            continue  # not the item this worker is on: ignore
-                        w.pending.popleft()
-                        results[idx] = self._verdict(scorer_of[idx], ok, pred, reason, secs, cpu)
-                        self.stats["verified"] += 1
-                        w.t_item = time.monotonic()
-                        if reason.startswith("error"):
-                            # a scorer raised: whatever it left behind must not reach another
-                            # item, so the worker is replaced and the rest of its chunk requeued
-                            recycle.add(id(w))
-                            break
-                except (EOFError, OSError):
-                    dead.add(id(w))
-            now = time.monotonic()
-            replaced: list[_Worker] = []
-            for w in self._workers:
-                if id(w) in recycle and id(w) not in dead:
-                    self.stats["recycled"] += 1
-                    requeue_rest(w)
-                    self._kill(w)
-                    replaced.append(w)
-                    continue
-                timed_out = bool(w.pending) and now - w.t_item >= self.timeout
-                slow_start = not w.ready and not w.pending and now - w.t_spawn >= self.startup_timeout
-                if id(w) in dead or not w.proc.is_alive() or timed_out:
-                    if w.pending:
-                        idx = w.pending.popleft()[0]
-                        if timed_out and id(w) not in dead and w.proc.is_alive():
-                            self.stats["timeouts"] += 1
-                            reason = "timeout"
-                        else:
-                            self.stats["deaths"] += 1
-                            reason = f"error: worker died (exit code {w.proc.exitcode})"
-                        results[idx] = self._verdict(scorer_of[idx], False, None, reason, now - w.t_item)
-                    elif not w.ready:
-                        self._kill(w)
-                        raise RuntimeError(
-                            f"verification worker failed to start (exit code {w.proc.exitcode})"
-                        )
-                    requeue_rest(w)
-                    self._kill(w)
-                    replaced.append(w)
-                elif slow_start:
-                    self._kill(w)
-                    raise RuntimeError(f"verification worker did not start within {self.startup_timeout} s")
-            for w in replaced:
-                self._workers.remove(w)
-                self._workers.append(self._spawn())
-                self.stats["respawns"] += 1
+            self._dispatch(queue)
+            objs, ready_objs = self._wait_any()
+            dead, recycle = self._drain(objs, ready_objs, results, scorer_of)
+            self._reap(queue, results, scorer_of, dead, recycle)
         return [results[i] for i in range(n)]
+
+    @staticmethod
+    def _requeue_rest(w: _Worker, queue: deque) -> None:
+        """Put the items a worker has not answered back at the head of the queue."""
+        if w.pending:
+            queue.appendleft(list(w.pending))
+        w.pending = deque()
+
+    def _replace(self, gone: list[_Worker]) -> None:
+        """Swap each (already killed) worker of ``gone`` for a fresh one."""
+        for w in gone:
+            self._workers.remove(w)
+            self._workers.append(self._spawn())
+            self.stats["respawns"] += 1
+
+    def _dispatch(self, queue: deque) -> None:
+        """Hand a chunk to each idle ready worker; one that went away while idle is replaced and
+        its chunk stays queued."""
+        broken: list[_Worker] = []
+        for w in self._workers:
+            if w.ready and not w.pending and queue:
+                chunk = queue.popleft()
+                try:
+                    w.conn.send([(t[0], t[1], t[2], t[3]) for t in chunk])
+                except (OSError, ValueError):  # the worker went away while idle
+                    queue.appendleft(chunk)
+                    broken.append(w)
+                    continue
+                w.pending = deque(chunk)
+                w.t_item = time.monotonic()
+        for w in broken:
+            self._kill(w)
+            self._replace([w])
+
+    def _wait_any(self) -> tuple[dict, list]:
+        """Wait for a message or a process end from any worker, at most until the nearest item
+        deadline or start deadline; ``(connection or sentinel -> worker, the ready ones)``."""
+        deadline = math.inf
+        for w in self._workers:
+            if w.pending:
+                deadline = min(deadline, w.t_item + self.timeout)
+            elif not w.ready:
+                deadline = min(deadline, w.t_spawn + self.startup_timeout)
+        wait_s = None if deadline == math.inf else max(0.0, deadline - time.monotonic())
+        objs = {}
+        for w in self._workers:
+            objs[w.conn] = w
+            objs[w.proc.sentinel] = w
+        return objs, wait(list(objs), timeout=wait_s)
+
+    def _drain(self, objs: dict, ready_objs: list, results: dict, scorer_of: dict) -> tuple[set, set]:
+        """Read every answer the ready workers sent; ``(ids of workers whose process ended, ids of
+        workers to recycle because a scorer raised)``. An answer for another item than the one a
+        worker is on is ignored."""
+        dead: set[int] = set()
+        drained: set[int] = set()
+        recycle: set[int] = set()
+        for obj in ready_objs:
+            w = objs[obj]
+            if obj is not w.conn:
+                dead.add(id(w))  # its process ended; read what it sent before dying first
+            if id(w) in drained:
+                continue
+            drained.add(id(w))
+            try:
+                while w.conn.poll():
+                    msg = w.conn.recv()
+                    if msg[0] == "ready":
+                        w.ready = True
+                        continue
+                    idx, ok, pred, reason, secs, cpu = msg
+                    if not w.pending or w.pending[0][0] != idx:
+                        continue  # not the item this worker is on: ignore
+                    w.pending.popleft()
+                    results[idx] = self._verdict(scorer_of[idx], ok, pred, reason, secs, cpu)
+                    self.stats["verified"] += 1
+                    w.t_item = time.monotonic()
+                    if reason.startswith("error"):
+                        # a scorer raised: whatever it left behind must not reach another
+                        # item, so the worker is replaced and the rest of its chunk requeued
+                        recycle.add(id(w))
+                        break
+            except (EOFError, OSError):
+                dead.add(id(w))
+        return dead, recycle
+
+    def _reap(self, queue: deque, results: dict, scorer_of: dict, dead: set, recycle: set) -> None:
+        """Replace recycled, dead and timed-out workers: the item a worker was on scores
+        ``timeout`` (or ``error: worker died``), the rest of its chunk is requeued. A worker that
+        fails to start, or does not start in time, is an error."""
+        now = time.monotonic()
+        replaced: list[_Worker] = []
+        for w in self._workers:
+            if id(w) in recycle and id(w) not in dead:
+                self.stats["recycled"] += 1
+                self._requeue_rest(w, queue)
+                self._kill(w)
+                replaced.append(w)
+                continue
+            timed_out = bool(w.pending) and now - w.t_item >= self.timeout
+            slow_start = not w.ready and not w.pending and now - w.t_spawn >= self.startup_timeout
+            if id(w) in dead or not w.proc.is_alive() or timed_out:
+                if w.pending:
+                    idx = w.pending.popleft()[0]
+                    if timed_out and id(w) not in dead and w.proc.is_alive():
+                        self.stats["timeouts"] += 1
+                        reason = "timeout"
+                    else:
+                        self.stats["deaths"] += 1
+                        reason = f"error: worker died (exit code {w.proc.exitcode})"
+                    results[idx] = self._verdict(scorer_of[idx], False, None, reason, now - w.t_item)
+                elif not w.ready:
+                    self._kill(w)
+                    raise RuntimeError(f"verification worker failed to start (exit code {w.proc.exitcode})")
+                self._requeue_rest(w, queue)
+                self._kill(w)
+                replaced.append(w)
+            elif slow_start:
+                self._kill(w)
+                raise RuntimeError(f"verification worker did not start within {self.startup_timeout} s")
+        self._replace(replaced)
 
 
 _DEFAULT_POOL: VerifierPool | None = None
