@@ -44,6 +44,7 @@ def _take_step(
     if grad_clip is not None and gnorm > grad_clip:
         clip_coef = grad_clip / (gnorm + 1e-6)  # torch.nn.utils.clip_grad_norm_'s factor
     opt = _make_optimizer(setting, list(params.values()), optim_cfg, adam_state)
+    P = _preconditioner(setting, opt, params, grads, clip_coef)
     for k, p in params.items():
         p.grad = grads[k] * clip_coef
     opt.step()
@@ -53,7 +54,6 @@ def _take_step(
     upd_norm = float(torch.sqrt(sum((d.double() ** 2).sum() for d in update.values())))
     if not math.isfinite(upd_norm):
         raise ValueError(f"{setting.tag}: the update is not finite")
-    P = _preconditioner(setting, opt, params, clip_coef)
     # how much of the real update is P * (-grad L) (0 for SGD; momentum / weight decay otherwise)
     res_sq = 0.0
     for k in params:

@@ -180,25 +180,19 @@ def _make_optimizer(setting: OptimSetting, params: list[Tensor], optim_cfg, adam
     return opt
 
 
-def _preconditioner(setting: OptimSetting, opt, params: dict[str, Tensor], clip_coef: float):
-    """The diagonal P with ``Delta theta ~= P * (-grad L)``; the learning rate (and the clipping
-    factor) included. SGD: ``lr`` (exact). AdamW: from its state after the step,
-    ``lr (1 - beta1) / (1 - beta1^t) / (sqrt(v / (1 - beta2^t)) + eps)``: exact for the first step
-    of a fresh state without weight decay, an approximation otherwise (momentum, decay)."""
+def _preconditioner(setting: OptimSetting, opt, params: dict[str, Tensor], grads: dict[str, Tensor], clip_coef: float):
+    """The diagonal P with ``Delta theta ~= P * (-grad L)`` of the step ``opt`` is about to take
+    along the clipped gradient ``clip_coef * grads``; the learning rate and the clipping factor
+    included. SGD: ``lr`` (exact). AdamW: :func:`steer.train.cause.adam_linearisation` with Adam's
+    denominator held at this step's, ``lr (1 - beta1) / (1 - beta1^t) / (sqrt(v_hat) + eps)``:
+    exact for the first step of a fresh state without weight decay, an approximation otherwise
+    (momentum, decay)."""
     if setting.name == "sgd":
         return setting.lr * clip_coef
-    group = opt.param_groups[0]
-    b1, b2 = group["betas"]
-    eps = group["eps"]
-    out = {}
-    for k, p in params.items():
-        st = opt.state[p]
-        t = float(st["step"])
-        bc1 = 1.0 - b1**t
-        bc2 = 1.0 - b2**t
-        denom = (st["exp_avg_sq"] / bc2).sqrt() + eps
-        out[k] = (setting.lr * clip_coef * (1.0 - b1) / bc1) / denom
-    return out
+    from steer.train.cause import adam_linearisation
+
+    P, _ = adam_linearisation(opt, params, {k: g * clip_coef for k, g in grads.items()}, frozen_denominator=True)
+    return {k: pk * clip_coef for k, pk in P.items()}
 
 
 def _steer_omega(method, base, advantages, mask, lr) -> Tensor:
