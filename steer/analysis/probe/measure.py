@@ -269,6 +269,8 @@ def _probe_setting(
     *,
     model,
     method,
+    trainer,
+    step_data,
     batch: _Batch,
     base: dict[str, Tensor],
     advantages: Tensor,
@@ -281,7 +283,6 @@ def _probe_setting(
     mb: int,
     bins: int,
     log: Callable[[str], None],
-    max_len: int | None = None,
     adam_state: dict | None = None,
 ) -> tuple[dict, dict[str, Tensor], dict[str, Tensor]]:
     """One optimiser setting: one real step from theta_0, the measured per-token change and every
@@ -290,9 +291,7 @@ def _probe_setting(
     log(f"  {setting.tag}: loss, backward and one {setting.name} step")
     mask = batch.response_mask
     _restore(params, theta0)
-    grads, u, v, loss_metrics = _loss_step(
-        model, method, batch, base, advantages, setting.lr, temperature, mb, params, max_len
-    )
+    grads, u, v, loss_metrics = _loss_step(trainer, step_data, setting.lr, params)
     step = _take_step(setting, grads, params, theta0, optim_cfg, grad_clip, adam_state)
     step.update(u=u, v=v, loss_metrics=loss_metrics)
     update = step["update"]
