@@ -66,7 +66,7 @@ class CausePass:
 
 
 def adam_linearisation(
-    optimizer, params: dict[str, Tensor], grad: dict[str, Tensor]
+    optimizer, params: dict[str, Tensor], grad: dict[str, Tensor], *, frozen_denominator: bool = False
 ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     """``(P, step)`` of the next step of a :class:`torch.optim.AdamW` (or Adam) for the parameters
     ``{name: tensor}`` at the gradient ``grad`` (the unweighted policy gradient G0, clipping factor
@@ -78,6 +78,13 @@ def adam_linearisation(
     ``P = lr ((1 - b1) / (bc1 D) - m_hat (1 - b2) G / (bc2 D^2 sqrt(v_hat)))``. The second term is
     Adam's normalisation: on the first step (no state) the update is ``lr G / (|G| + eps)`` and
     ``P = lr eps / D^2`` ~ 0, so token weights have no first-order effect there.
+
+    ``frozen_denominator=True``: ``P = lr (1 - b1) / (bc1 D)``, the derivative with D held at its
+    value at G0 (the normalisation term dropped). Then ``step = -lr b1 m / (bc1 D) - lr wd theta -
+    P G0`` exactly: the step split into the part of the current gradient and the rest (momentum,
+    decay); on the first step without weight decay ``step = -P G0`` (``steer probe`` splits its
+    update into per-token parts this way). It is not the Jacobian: use the default to predict
+    what a change of the gradient does to the step.
     ValueError for other optimisers, amsgrad and Adam's coupled weight decay."""
     if not isinstance(optimizer, (torch.optim.AdamW, torch.optim.Adam)):
         raise ValueError(f"the cause pass linearises Adam/AdamW only, got {type(optimizer).__name__}")
@@ -109,7 +116,12 @@ def adam_linearisation(
         v_hat = (b2 * v + (1.0 - b2) * gr * gr) / bc2
         sq = v_hat.sqrt()
         d = sq + eps
-        norm_term = torch.where(sq > 0, m_hat * (1.0 - b2) * gr / (bc2 * d * d * sq.clamp_min(1e-300)), torch.zeros_like(sq))
+        if frozen_denominator:
+            norm_term = torch.zeros_like(sq)
+        else:
+            norm_term = torch.where(
+                sq > 0, m_hat * (1.0 - b2) * gr / (bc2 * d * d * sq.clamp_min(1e-300)), torch.zeros_like(sq)
+            )
         P[name] = (lr * ((1.0 - b1) / (bc1 * d) - norm_term)).to(p.dtype)
         upd = -lr * m_hat / d
         if wd:

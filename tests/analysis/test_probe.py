@@ -466,3 +466,34 @@ def test_entropy_term_and_random_selection(policy_dir, method):
         torch.testing.assert_close(a["coef_v"], torch.full_like(a["coef_v"], coef / n_tok), rtol=1e-5, atol=0)
     else:
         assert bool((a["coef_v"] == 0).all())
+
+
+def test_reference_is_theta0_and_cause_methods_are_refused(policy_dir):
+    """The probe's KL reference is theta_0 itself (the trainer's stages run without the trainer's
+    copy of the model): on the same rollouts a KL penalty adds nothing to the loss gradient at
+    theta_0, so its SGD update is GRPO's. A method whose loss needs the trainer's cause pass is
+    refused with a one-line error before any sampling."""
+    from steer.train.tasks import build_task
+
+    updates = {}
+    for method in ("grpo", "kl_penalty"):
+        extra = ["method.kl_coef=0.5"] if method == "kl_penalty" else []
+        cfg = _cfg(policy_dir, f"method.name={method}", *extra)
+        out = run_probe(
+            cfg,
+            task=CoinTask(build_task(cfg.task)),
+            optimizers=["sgd:1"],
+            num_prompts=4,
+            n=4,
+            return_details=True,
+            log=lambda m: None,
+        )
+        updates[method] = out["details"]["updates"]["sgd_lr1"]
+        if method == "kl_penalty":
+            assert out["settings"]["sgd_lr1"]["loss_metrics"]  # the KL term ran (its metrics are there)
+    assert max(float(u.abs().max()) for u in updates["grpo"].values()) > 0
+    for k, u in updates["grpo"].items():
+        torch.testing.assert_close(updates["kl_penalty"][k], u, rtol=1e-5, atol=1e-7)
+    cfg = _cfg(policy_dir, "method.name=steer_causal")
+    with pytest.raises(ValueError, match="cause pass"):
+        run_probe(cfg, task=CoinTask(build_task(cfg.task)), optimizers=["sgd:1"], log=lambda m: None)

@@ -70,6 +70,52 @@ def test_adam_linearisation_is_the_step_and_its_jacobian():
         adam_linearisation(torch.optim.SGD([p], lr=0.1), {"p": p}, {"p": g0})
 
 
+def test_the_two_adam_linearisations_differ_and_the_frozen_one_splits_the_step():
+    """The Jacobian P (the cause pass) and the probe's preconditioner, computed before this
+    function was shared (``lr (1 - b1) / bc1 / (sqrt(v_hat) + eps)`` from AdamW's state *after* the
+    step), are not the same formula: in float64 the probe's is the derivative with Adam's
+    denominator held fixed (``frozen_denominator=True``), which is not the Jacobian (finite
+    differences disagree) but splits the step exactly, ``step = -lr b1 m / (bc1 D) - lr wd theta -
+    P G0``: on the first step without decay ``step = -P G0``, while the Jacobian is ~0 there."""
+    g = torch.Generator().manual_seed(1)
+    lr, b1, b2, eps = 1e-2, 0.9, 0.999, 1e-8
+    for wd in (0.0, 0.01):
+        p = torch.nn.Parameter(torch.randn(40, generator=g, dtype=torch.float64))
+        opt = torch.optim.AdamW([p], lr=lr, betas=(b1, b2), eps=eps, weight_decay=wd)
+        for warm in (0, 7, 30):
+            for _ in range(warm):
+                p.grad = torch.randn(40, generator=g, dtype=torch.float64)
+                opt.step()
+            st = opt.state.get(p) or {}
+            step = int(st["step"]) if "step" in st else 0
+            m = st["exp_avg"].clone() if "exp_avg" in st else torch.zeros(40, dtype=torch.float64)
+            g0 = torch.randn(40, generator=g, dtype=torch.float64)
+            theta = p.detach().clone()
+            P_jac, _ = adam_linearisation(opt, {"p": p}, {"p": g0})
+            P_fro, upd = adam_linearisation(opt, {"p": p}, {"p": g0}, frozen_denominator=True)
+            p.grad = g0.clone()
+            opt.step()
+            p.grad = None
+            t = step + 1
+            # the probe's old formula, element by element from the optimiser's state after the step
+            v_after = opt.state[p]["exp_avg_sq"].tolist()
+            probe_P = torch.tensor(
+                [lr * (1 - b1) / (1 - b1**t) / (math.sqrt(vi / (1 - b2**t)) + eps) for vi in v_after],
+                dtype=torch.float64,
+            )
+            torch.testing.assert_close(P_fro["p"], probe_P, rtol=1e-12, atol=0.0)
+            # not the Jacobian: the two differ by the normalisation term, far beyond rounding
+            assert float(((P_fro["p"] - P_jac["p"]) / P_fro["p"]).abs().max()) > 1e-5
+            # the frozen P splits the real step exactly into momentum, decay and -P G0
+            d = torch.tensor([math.sqrt(vi / (1 - b2**t)) + eps for vi in v_after], dtype=torch.float64)
+            rest = -lr * b1 * m / ((1 - b1**t) * d) - lr * wd * theta
+            torch.testing.assert_close(p.detach() - theta, rest - P_fro["p"] * g0, rtol=1e-9, atol=1e-14)
+            torch.testing.assert_close(upd["p"], p.detach() - theta, rtol=1e-9, atol=1e-14)
+            if warm == 0 and wd == 0.0:
+                torch.testing.assert_close(p.detach() - theta, -P_fro["p"] * g0, rtol=1e-9, atol=1e-15)
+                assert float((P_jac["p"] / P_fro["p"]).abs().max()) < 1e-5  # the Jacobian ~ 0 there
+
+
 def _params(tr):
     return [p.detach().clone() for p in tr.model.parameters()]
 

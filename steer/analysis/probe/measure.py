@@ -44,6 +44,7 @@ def _take_step(
     if grad_clip is not None and gnorm > grad_clip:
         clip_coef = grad_clip / (gnorm + 1e-6)  # torch.nn.utils.clip_grad_norm_'s factor
     opt = _make_optimizer(setting, list(params.values()), optim_cfg, adam_state)
+    P = _preconditioner(setting, opt, params, grads, clip_coef)
     for k, p in params.items():
         p.grad = grads[k] * clip_coef
     opt.step()
@@ -53,7 +54,6 @@ def _take_step(
     upd_norm = float(torch.sqrt(sum((d.double() ** 2).sum() for d in update.values())))
     if not math.isfinite(upd_norm):
         raise ValueError(f"{setting.tag}: the update is not finite")
-    P = _preconditioner(setting, opt, params, clip_coef)
     # how much of the real update is P * (-grad L) (0 for SGD; momentum / weight decay otherwise)
     res_sq = 0.0
     for k in params:
@@ -269,6 +269,8 @@ def _probe_setting(
     *,
     model,
     method,
+    trainer,
+    step_data,
     batch: _Batch,
     base: dict[str, Tensor],
     advantages: Tensor,
@@ -281,7 +283,6 @@ def _probe_setting(
     mb: int,
     bins: int,
     log: Callable[[str], None],
-    max_len: int | None = None,
     adam_state: dict | None = None,
 ) -> tuple[dict, dict[str, Tensor], dict[str, Tensor]]:
     """One optimiser setting: one real step from theta_0, the measured per-token change and every
@@ -290,9 +291,7 @@ def _probe_setting(
     log(f"  {setting.tag}: loss, backward and one {setting.name} step")
     mask = batch.response_mask
     _restore(params, theta0)
-    grads, u, v, loss_metrics = _loss_step(
-        model, method, batch, base, advantages, setting.lr, temperature, mb, params, max_len
-    )
+    grads, u, v, loss_metrics = _loss_step(trainer, step_data, setting.lr, params)
     step = _take_step(setting, grads, params, theta0, optim_cfg, grad_clip, adam_state)
     step.update(u=u, v=v, loss_metrics=loss_metrics)
     update = step["update"]

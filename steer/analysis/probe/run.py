@@ -3,13 +3,14 @@
 One probe (paper section 3.1, Fig. 1-2, 10, 15; docs/probe.md):
 
 1. sample rollouts from the policy on a task's prompts (the trainer's ``generate_rollouts``), score
-   them (the task's verifier or a ``steer.rewards`` scorer), compute the configured method's
-   advantages (``Method.compute_advantages``);
-2. at the rollout parameters theta_0 compute the token statistics (``token_stats_from_logits``) and
+   them (the task's verifier or a ``steer.rewards`` scorer); the trainer's ``Trainer.step_data``
+   gives their rewards, log-probs, entropies and the configured method's advantages;
+2. at the rollout parameters theta_0 compute the token sums (``token_stats_from_logits``) and
    the gradient of the batch's total entropy ``grad H_batch`` (one backward);
-3. for every optimiser setting (SGD or AdamW at a learning rate): from theta_0, one forward of the
-   configured loss (``Method.compute_loss``, on-policy, normalised over the batch's valid tokens as
-   the trainer does), one backward, one real ``optimizer.step()`` from a fresh optimiser state, then
+3. for every optimiser setting (SGD or AdamW at a learning rate): from theta_0, the trainer's
+   mini-batch backward of the configured loss over the whole batch (``Trainer.minibatch_backward``:
+   scope statistics, ``Trainer.loss_batch``, ``Method.compute_loss``, on-policy, normalised over
+   the batch's valid tokens), one real ``optimizer.step()`` from a fresh optimiser state, then
    the entropies at exactly the same states (same prompt and response tokens) at theta_1;
 4. compare the measured per-token change ``H_t(theta_1) - H_t(theta_0)`` with every core estimator
    (``paper``, ``reference``, ``exact``, ``cov``), the JVP-linearised change of each state's entropy
@@ -44,8 +45,7 @@ from steer.analysis.probe.settings import (
     _log_default,
     parse_optimizers,
 )
-from steer.analysis.probe.step import _Batch, _entropies, _restore, _snapshot
-from steer.core.types import RolloutBatch
+from steer.analysis.probe.step import _Batch, _entropies, _restore, _snapshot, probe_trainer
 from steer.train.jvp import (
     entropy_gradient,
     require_eager_attention,
@@ -178,47 +178,62 @@ def _rollouts(cfg, model, tokenizer, task, k: int, n_roll: int, seed: int, log) 
         score_batch(task, [problems[i // n_roll] for i in range(ro.batch_size)], ro.texts),
         dtype=torch.bool,
     )
-    rewards = torch.where(
-        correct, torch.tensor(cfg.task.reward_correct), torch.tensor(cfg.task.reward_wrong)
-    ).float()
-    return {"ro": ro, "correct": correct, "rewards": rewards, "t_roll": t_roll}
+    verify_error_frac = float(getattr(task, "last_verify_error_frac", 0.0))
+    return {"ro": ro, "correct": correct, "t_roll": t_roll, "verify_error_frac": verify_error_frac}
 
 
-def _advantages(method, data: dict, base: dict[str, Tensor], mask: Tensor) -> Tensor:
-    """The method's advantages of the scored rollouts (0 on padding); ValueError when every valid
-    token has advantage 0 (the step would not move the policy)."""
-    rb = RolloutBatch(
-        rewards=data["rewards"],
-        group_ids=data["ro"].group_ids,
-        response_mask=mask,
-        old_logp=base["logp"],
-        old_entropy=base["entropy"] if method.needs_old_entropy else None,
-    )
-    advantages = method.compute_advantages(rb).detach().float().masked_fill(~mask, 0.0)
+def _check_advantages(advantages: Tensor, mask: Tensor) -> None:
+    """ValueError when every valid token has advantage 0 (the step would not move the policy)."""
     if int(((advantages != 0) & mask).sum()) == 0:
         raise ValueError(
             "every valid token has advantage 0 (all groups equal-reward): the step would not move "
             "the policy; use more prompts or rollouts, or another seed"
         )
-    return advantages
 
 
-def _probe_batch(cfg, method, model, tokenizer, task, theta0, k, n_roll, seed, mb, log) -> dict:
-    """Rollouts, their token statistics and advantages at theta_0 and the gradient of the batch's
-    total entropy."""
-    data = _rollouts(cfg, model, tokenizer, task, k, n_roll, seed, log)
+def _probe_batch(cfg, trainer, theta0, k, n_roll, seed, mb, log) -> dict:
+    """Rollouts and the trainer's step data on them (rewards, the rollout log-probs and entropies,
+    the method's advantages: ``Trainer.step_data``), the token sums at theta_0 and the gradient of
+    the batch's total entropy."""
+    model = trainer.model
+    data = _rollouts(cfg, model, trainer.tokenizer, trainer.task, k, n_roll, seed, log)
     ro = data["ro"]
     batch = _Batch(ro.prompt_ids, ro.prompt_mask, ro.response_ids, ro.response_mask)
+    mask = batch.response_mask
     temperature = cfg.rollout.temperature
     log("token statistics and the entropy gradient at the rollout parameters")
-    base = _entropies(model, batch, temperature, mb, with_sums=True)
-    advantages = _advantages(method, data, base, batch.response_mask)
+    was = model.training
+    try:
+        sd = trainer.step_data(
+            0, ro, data["correct"], t_rollout=data["t_roll"], verify_error_frac=data["verify_error_frac"]
+        )
+    finally:
+        model.train(was)
+    sd.advantages = sd.advantages.masked_fill(~mask, 0.0)
+    if "ref_logp" in trainer.method.requires:
+        sd.ref_logp = sd.old_logp  # the reference policy is theta_0
+    _check_advantages(sd.advantages, mask)
+    sums = _entropies(model, batch, temperature, mb, with_sums=True)
+    base = {
+        "logp": sd.old_logp,
+        "entropy": sd.old_entropy,
+        "sum_p2": sums["sum_p2"],
+        "sum_p2_logp": sums["sum_p2_logp"],
+    }
     grad_h = entropy_gradient(model, batch, params=theta0, temperature=temperature, micro_batch_size=mb)
-    return {**data, "batch": batch, "base": base, "advantages": advantages, "grad_h": grad_h}
+    return {
+        **data,
+        "step_data": sd,
+        "rewards": sd.rewards,
+        "batch": batch,
+        "base": base,
+        "advantages": sd.advantages,
+        "grad_h": grad_h,
+    }
 
 
 def _run_settings(
-    settings, method, model, cfg, data, params, theta0, grad_clip, mb, bins, adam_state, keep, log
+    settings, trainer, cfg, data, params, theta0, grad_clip, mb, bins, adam_state, keep, log
 ):
     """Every optimiser setting, one real step each from theta_0 (the method's random state reset
     before each, so every setting draws the same random tokens: Clip-Cov, ...); ``keep``: keep
@@ -227,6 +242,7 @@ def _run_settings(
     tokens: dict[str, dict[str, Tensor]] = {}
     updates: dict[str, dict[str, Tensor]] = {}
     log(f"{len(settings)} optimiser setting(s), one real step each from the same parameters")
+    method, model = trainer.method, trainer.model
     method_state = method.state_dict()
     for s in settings:
         method.load_state_dict(method_state)
@@ -234,6 +250,8 @@ def _run_settings(
             s,
             model=model,
             method=method,
+            trainer=trainer,
+            step_data=data["step_data"],
             batch=data["batch"],
             base=data["base"],
             advantages=data["advantages"],
@@ -246,7 +264,6 @@ def _run_settings(
             mb=mb,
             bins=bins,
             log=log,
-            max_len=int(cfg.rollout.max_new_tokens),
             adam_state=adam_state,
         )
         results[s.tag] = r
@@ -370,10 +387,11 @@ def run_probe(
     adam = _from_checkpoint(model, loaded, device, log)  # AdamW state from the checkpoint
     params = trainable_parameters(model)
     theta0 = _snapshot(params)
+    trainer = probe_trainer(cfg, method, model, tokenizer, task, mb, log)
     try:
-        data = _probe_batch(cfg, method, model, tokenizer, task, theta0, k, n_roll, seed, mb, log)
+        data = _probe_batch(cfg, trainer, theta0, k, n_roll, seed, mb, log)
         results, tokens, updates = _run_settings(
-            settings, method, model, cfg, data, params, theta0, grad_clip, mb, bins, adam, return_details, log
+            settings, trainer, cfg, data, params, theta0, grad_clip, mb, bins, adam, return_details, log
         )
     finally:
         _restore(params, theta0)

@@ -3,6 +3,7 @@ gradient, the optimiser and its preconditioner."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -10,6 +11,7 @@ from torch import Tensor
 
 from steer.analysis.probe.settings import OptimSetting
 from steer.core.types import LossBatch
+from steer.train.trainer import Trainer
 
 
 @dataclass
@@ -69,91 +71,81 @@ def _entropies(
     return {k: torch.cat(v).masked_fill(~m, 0.0) for k, v in parts.items() if v}
 
 
-def _loss_step(
-    model,
-    method,
-    batch: _Batch,
-    base: dict[str, Tensor],
-    advantages: Tensor,
-    lr: float,
-    temperature: float,
-    mb: int,
-    params: dict[str, Tensor],
-    max_len: int | None = None,
-) -> tuple[dict[str, Tensor], Tensor, Tensor, dict]:
-    """Forward + loss + backward of the configured loss at the current parameters (= theta_0).
+class ProbeTrainer(Trainer):
+    """The trainer, keeping the gradient of every micro-batch's loss with respect to its log-probs
+    and entropies (``-u`` and ``-v``): ``loss_batch`` keeps the entropy's graph (as the probe's
+    ``v`` needs) and, while ``taps`` is a list and gradients are on, marks both to retain their
+    gradients and records them with the micro-batch's rows."""
 
-    Returns (parameter gradients, u = -dL/dlogp, v = -dL/dH, loss metrics). The loss is normalised
-    over the whole batch (``global_num_tokens``), as the trainer does for one mini-batch."""
-    mask = batch.response_mask
-    n_tok = float(mask.sum())
-    n_seq = float((mask.sum(1) > 0).sum())
-    names = list(params)
-    grads = {k: torch.zeros_like(p) for k, p in params.items()}
+    taps: list | None = None
+
+    def loss_batch(self, data, idx, **kw):
+        kw["entropy_graph"] = True
+        lb = super().loss_batch(data, idx, **kw)
+        if self.taps is not None and torch.is_grad_enabled():
+            for t in (lb.logp, lb.entropy):
+                if t.requires_grad:
+                    t.retain_grad()
+            self.taps.append((idx, lb.logp, lb.entropy))
+        return lb
+
+
+def probe_trainer(cfg, method, model, tokenizer, task, mb: int, log) -> ProbeTrainer:
+    """The trainer whose stages the probe runs (``Trainer.step_data``, ``Trainer.loss_batch``,
+    ``Trainer.minibatch_backward``) on the probe's model, tokenizer, task and method, with ``mb``
+    rows per forward. The reference policy is theta_0 itself (the rollout log-probs), so the
+    trainer's copy of the model is dropped; the cause pass is not run (it linearises the trainer's
+    own AdamW, not the probe's optimiser settings)."""
+    if "cause" in method.requires:
+        raise ValueError(
+            f"steer probe does not run method {method.name!r}: its loss needs the trainer's cause pass "
+            "(Adam's linearised step), which the probe's optimiser settings do not have"
+        )
+    tcfg = copy.deepcopy(cfg)
+    tcfg.trainer.micro_batch_size = int(mb)
+    tcfg.trainer.cause_probe = False
+    tr = ProbeTrainer(tcfg, model=model, tokenizer=tokenizer, task=task, method=method, log=log)
+    tr.ref_model = None  # the reference is theta_0: StepData.ref_logp is set to the rollout log-probs
+    return tr
+
+
+def _loss_step(
+    trainer, data, lr: float, params: dict[str, Tensor]
+) -> tuple[dict[str, Tensor], Tensor, Tensor, dict]:
+    """The trainer's mini-batch backward of the configured loss over the whole batch (one
+    mini-batch: its scope statistics over every micro-batch, the loss normalised by the batch's
+    valid tokens) at the current parameters (= theta_0), with the learning rate ``lr``.
+
+    Returns (parameter gradients, u = -dL/dlogp, v = -dL/dH, the first micro-batch's loss
+    metrics); the parameters' ``.grad`` is cleared."""
+    mask = data.rollouts.response_mask
     u = torch.zeros(mask.shape, dtype=torch.float64)
     v = torch.zeros(mask.shape, dtype=torch.float64)
-    metrics: dict = {}
-    chunks = _chunks(batch.response_ids.shape[0], mb)
-    scope_stats = None
-    if len(chunks) > 1:  # a method's batch statistics (STEER's max|Omega|) over the whole batch
-        with torch.no_grad():
-            parts = []
-            for sl in chunks:
-                st = _stats(model, batch, sl, temperature, method.needs_sums)
-                parts.append(
-                    method.scope_stats(
-                        _loss_batch(st, batch, base, advantages, sl, lr, n_tok, n_seq, method, max_len)
-                    )
-                )
-        # the method's own reduction (the MAX, or the weighting's), as the trainer does
-        scope_stats = method.reduce_scope_stats(parts) or None
+    model = trainer.model
     was = model.training
     model.train()
+    trainer.taps = []
     try:
-        for sl in chunks:
-            st = _stats(model, batch, sl, temperature, method.needs_sums)
-            lb = _loss_batch(st, batch, base, advantages, sl, lr, n_tok, n_seq, method, max_len)
-            lb.scope_stats = scope_stats
-            loss, met = method.compute_loss(lb)
-            if not bool(torch.isfinite(loss).all()):
-                raise ValueError(f"the {method.name} loss is not finite ({float(loss)}); no step was taken")
-            out = torch.autograd.grad(
-                loss, [st.logp, st.entropy] + [params[k] for k in names], allow_unused=True
-            )
-            if out[0] is not None:
-                u[sl] = -out[0].detach().double().cpu()
-            if out[1] is not None:
-                v[sl] = -out[1].detach().double().cpu()
-            for k, g in zip(names, out[2:]):
-                if g is not None:
-                    grads[k].add_(g.detach())
-            metrics = met if not metrics else metrics
+        _, out, problem = trainer.minibatch_backward(data, torch.arange(mask.shape[0]), lr)
+        if problem is not None:
+            raise ValueError(f"the {trainer.method.name} loss is not finite (non-finite {problem}); no step was taken")
+        for idx, logp, ent in trainer.taps:
+            if logp.grad is not None:
+                u[idx] = -logp.grad.detach().double().cpu()
+            if ent.grad is not None:
+                v[idx] = -ent.grad.detach().double().cpu()
+        grads = {
+            k: (p.grad.detach() if p.grad is not None else torch.zeros_like(p)) for k, p in params.items()
+        }
     finally:
+        trainer.taps = None
+        trainer.optimizer.zero_grad(set_to_none=True)
         model.train(was)
     bad = [k for k, g in grads.items() if not bool(torch.isfinite(g).all())]
     if bad:
         raise ValueError(f"non-finite loss gradient in parameter(s) {bad[:3]}; no step was taken")
+    metrics = out[0][0] if out else {}
     return grads, u.masked_fill(~mask, 0.0), v.masked_fill(~mask, 0.0), metrics
-
-
-def _loss_batch(st, batch, base, advantages, sl, lr, n_tok, n_seq, method, max_len) -> LossBatch:
-    m = batch.response_mask[sl]
-    dev = st.logp.device
-    return LossBatch(
-        logp=st.logp,
-        old_logp=base["logp"][sl].to(dev),
-        advantages=advantages[sl].to(dev),
-        response_mask=m.to(dev),
-        entropy=st.entropy,
-        old_entropy=base["entropy"][sl].to(dev) if method.needs_old_entropy else None,
-        sum_p2=st.sum_p2 if method.needs_sums else None,
-        sum_p2_logp=st.sum_p2_logp if method.needs_sums else None,
-        ref_logp=base["logp"][sl].to(dev) if method.needs_ref else None,  # reference = theta_0
-        lr=lr,
-        global_num_tokens=max(n_tok, 1.0),
-        global_num_seqs=max(n_seq, 1.0),
-        max_response_length=max_len,
-    )
 
 
 def _make_optimizer(setting: OptimSetting, params: list[Tensor], optim_cfg, adam_state: dict | None = None):
@@ -180,25 +172,19 @@ def _make_optimizer(setting: OptimSetting, params: list[Tensor], optim_cfg, adam
     return opt
 
 
-def _preconditioner(setting: OptimSetting, opt, params: dict[str, Tensor], clip_coef: float):
-    """The diagonal P with ``Delta theta ~= P * (-grad L)``; the learning rate (and the clipping
-    factor) included. SGD: ``lr`` (exact). AdamW: from its state after the step,
-    ``lr (1 - beta1) / (1 - beta1^t) / (sqrt(v / (1 - beta2^t)) + eps)``: exact for the first step
-    of a fresh state without weight decay, an approximation otherwise (momentum, decay)."""
+def _preconditioner(setting: OptimSetting, opt, params: dict[str, Tensor], grads: dict[str, Tensor], clip_coef: float):
+    """The diagonal P with ``Delta theta ~= P * (-grad L)`` of the step ``opt`` is about to take
+    along the clipped gradient ``clip_coef * grads``; the learning rate and the clipping factor
+    included. SGD: ``lr`` (exact). AdamW: :func:`steer.train.cause.adam_linearisation` with Adam's
+    denominator held at this step's, ``lr (1 - beta1) / (1 - beta1^t) / (sqrt(v_hat) + eps)``:
+    exact for the first step of a fresh state without weight decay, an approximation otherwise
+    (momentum, decay)."""
     if setting.name == "sgd":
         return setting.lr * clip_coef
-    group = opt.param_groups[0]
-    b1, b2 = group["betas"]
-    eps = group["eps"]
-    out = {}
-    for k, p in params.items():
-        st = opt.state[p]
-        t = float(st["step"])
-        bc1 = 1.0 - b1**t
-        bc2 = 1.0 - b2**t
-        denom = (st["exp_avg_sq"] / bc2).sqrt() + eps
-        out[k] = (setting.lr * clip_coef * (1.0 - b1) / bc1) / denom
-    return out
+    from steer.train.cause import adam_linearisation
+
+    P, _ = adam_linearisation(opt, params, {k: g * clip_coef for k, g in grads.items()}, frozen_denominator=True)
+    return {k: pk * clip_coef for k, pk in P.items()}
 
 
 def _steer_omega(method, base, advantages, mask, lr) -> Tensor:
