@@ -76,36 +76,19 @@ def test_trl_trains_from_a_checkpoint(small_cfg, tmp_path):
     import pytest
 
     pytest.importorskip("trl")
-    from datasets import Dataset
-
     from steer.integrations.trl import SteerGRPOConfig, SteerGRPOTrainer
+    from tests.trl.helpers import COMMON, prompt_dataset
+
+    def alternating(completions, **kwargs):  # every group has signal, whatever is sampled
+        return [float(i % 2) for i in range(len(completions))]
 
     cfg = small_cfg("trainer.steps=1")
     Trainer(cfg, log=lambda m: None).fit()
     ck = Path(cfg.logging.out_dir) / "checkpoints" / "step_00000001"
     args = SteerGRPOConfig(
-        output_dir=str(tmp_path / "trl"),
-        per_device_train_batch_size=4,
-        num_generations=4,
-        max_completion_length=6,
-        max_steps=1,
-        report_to="none",
-        bf16=False,
-        use_cpu=True,
-        save_strategy="no",
-        dataloader_num_workers=0,
-        learning_rate=1e-3,
-        steer_method="steer",
+        **{**COMMON, "output_dir": str(tmp_path / "trl"), "max_steps": 1}, steer_method="steer"
     )
-    data = Dataset.from_dict(
-        {"prompt": [[{"role": "user", "content": f"make {i} from 3 5 7"}] for i in range(4)]}
-    )
-    tr = SteerGRPOTrainer(
-        model=str(ck),
-        reward_funcs=lambda completions, **k: [float(len(c[0]["content"]) % 3) for c in completions],
-        args=args,
-        train_dataset=data,
-    )
+    tr = SteerGRPOTrainer(model=str(ck), reward_funcs=alternating, args=args, train_dataset=prompt_dataset(4))
     start = torch.load(ck / "model.pt", weights_only=True)
     _same_weights(tr.model, start)
     tr.train()
