@@ -117,3 +117,17 @@ def test_smol_config_loads_and_validates(tmp_path):
     p = train[0]
     assert task.correct(p, f"Adding gives \\boxed{{{p.answer}}}") is True
     assert task.correct(p, f"Adding gives \\boxed{{{int(p.answer) + 1}}}") is False
+
+
+def test_task_passk_estimator_against_direct_enumeration():
+    """benchmarks/task_passk.py's pass@k equals the share of k-subsets holding a right answer."""
+    from itertools import combinations
+
+    from benchmarks.task_passk import pass_at_k
+
+    for n, c in [(8, 0), (8, 1), (8, 3), (8, 8), (5, 2), (4, 4)]:
+        for k in range(1, n + 1):
+            outcomes = [True] * c + [False] * (n - c)
+            subsets = list(combinations(range(n), k))
+            direct = sum(any(outcomes[i] for i in s) for s in subsets) / len(subsets)
+            assert pass_at_k(n, c, k) == pytest.approx(direct, abs=1e-12)
