@@ -67,7 +67,9 @@ class TaskConfig:
     parquet files through ``steer.data`` and scores with ``steer.rewards``;
     ``name="reasoning_gym"`` draws problems of any reasoning-gym dataset
     (``options.dataset``, required; ``options.config``: its generator settings) and scores them
-    by strict exact match (``steer.testbed.strict_match``, no partial credit).
+    by strict exact match (``steer.testbed.strict_match``, no partial credit), or with
+    ``options.scorer`` (a ``steer.rewards`` scorer) on the answer extracted from a boxed /
+    ``Answer:`` line, the question wrapped in ``options.template`` (a ``steer.data`` template).
     ``reward_correct`` / ``reward_wrong`` follow the paper (R = 1 or -1, section 2.1).
     """
 

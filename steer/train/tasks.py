@@ -8,7 +8,9 @@ Three sources behind one small interface (:class:`Task`):
 - ``math``: a parquet/JSONL file of math problems (e.g. DAPO-Math-17k) read with ``steer.data``
   and scored by a ``steer.rewards`` scorer (``task.options.scorer``, default by data source).
 - ``reasoning_gym``: any reasoning-gym dataset by name (``task.options.dataset``) through
-  ``steer.testbed.ReasoningGymTask``, scored by strict exact match (no partial credit).
+  ``steer.testbed.ReasoningGymTask``, scored by strict exact match (no partial credit) or, for a
+  chat model that reasons before it answers, by a ``steer.rewards`` scorer on the extracted
+  answer (``task.options.scorer``) with a ``steer.data`` prompt template (``task.options.template``).
 """
 
 from __future__ import annotations
@@ -82,10 +84,21 @@ class ReasoningGymTaskAdapter:
     ``task.options``: ``dataset`` (required, a reasoning-gym name such as ``chain_sum``),
     ``config`` (the dataset's generator settings; default: the testbed's narrow preset for
     ``basic_arithmetic`` and ``chain_sum``, reasoning-gym's own defaults for any other
-    dataset) and ``heldout_percent`` (share of the question space reserved for held-out
-    problems, default 20). ``task.train_seed`` / ``task.heldout_seed`` pick the generator seeds.
-    A response is correct when, stripped, it equals the gold answer exactly
-    (``steer.testbed.strict_match``): reasoning-gym's own partial-credit scorers are not used."""
+    dataset), ``heldout_percent`` (share of the question space reserved for held-out
+    problems, default 20), ``scorer`` and ``template``. ``task.train_seed`` /
+    ``task.heldout_seed`` pick the generator seeds.
+
+    ``scorer``: ``strict`` (default) -- a response is correct when, stripped, it equals the gold
+    answer exactly (``steer.testbed.strict_match``), the right rule for a tiny policy trained to
+    answer with the bare number; or a ``steer.rewards`` scorer name (``math_verify``, ``dapo``,
+    ``qwen``, ...) -- the answer is extracted from the response (last ``\boxed{}`` /
+    ``Answer:`` line) and compared with the gold in ``steer.rewards``' process pool, the right
+    rule for a chat model that reasons before answering. reasoning-gym's own partial-credit
+    scorers are never used.
+
+    ``template``: a ``steer.data`` prompt template around the question (``as_is`` = the bare
+    question, the default; ``qwen_boxed``, ``dapo``, ``dapo_boxed`` ask for a boxed answer or
+    an ``Answer:`` line)."""
 
     cfg: TaskConfig
     name: str = "reasoning_gym"
@@ -104,10 +117,25 @@ class ReasoningGymTaskAdapter:
         if not isinstance(config, dict):
             raise ValueError(f"task.options.config must be a mapping, got {config!r}")
         kw: dict[str, Any] = {"heldout_percent": int(opts.pop("heldout_percent", 20))}
+        self._scorer_name = opts.pop("scorer", "strict")
+        self._template = opts.pop("template", "as_is")
         if opts:
             raise ValueError(
-                f"unknown task.options for reasoning_gym: {sorted(opts)} (valid: dataset, config, heldout_percent)"
+                f"unknown task.options for reasoning_gym: {sorted(opts)} "
+                "(valid: dataset, config, heldout_percent, scorer, template)"
             )
+        from steer.data import TEMPLATES
+
+        if self._template not in TEMPLATES:
+            raise ValueError(f"task.options.template={self._template!r} is not one of {list(TEMPLATES)}")
+        if self._scorer_name != "strict":
+            from steer.rewards.registry import SCORERS
+
+            if self._scorer_name not in SCORERS:
+                raise ValueError(
+                    f"task.options.scorer={self._scorer_name!r} is not 'strict' or a steer.rewards "
+                    f"scorer ({', '.join(SCORERS)})"
+                )
         if self.cfg.train_seed is not None:
             kw["train_seed"] = int(self.cfg.train_seed)
         if self.cfg.heldout_seed is not None:
@@ -145,11 +173,45 @@ class ReasoningGymTaskAdapter:
     def prompt(self, problem) -> str:
         return problem.prompt
 
+    def render(self, tokenizer, problem) -> str:
+        """The question under ``task.options.template``, through the chat template when the task
+        uses one (``as_is`` with the chat template is exactly the user turn of the question)."""
+        from steer.data import Problem, apply_template, render
+
+        as_problem = Problem(
+            id=f"{self.dataset}:{problem.index}",
+            problem=problem.prompt,
+            gold=problem.answer,
+            prompt=[{"role": "user", "content": problem.prompt}],
+        )
+        messages = apply_template(as_problem, self._template)
+        if not self.chat_template:
+            if self._template == "as_is":
+                return problem.prompt
+            return "\n\n".join(m["content"] for m in messages)
+        return render(messages, tokenizer)
+
+    def correct_batch(self, problems: list, responses: list[str]) -> list[bool]:
+        """Strict match in-process, or a ``steer.rewards`` scorer in its process pool (hard time
+        limit per item; a timeout or verifier error is wrong and counted in
+        ``last_verify_error_frac``)."""
+        if self._scorer_name == "strict":
+            self.last_verify_error_frac = 0.0
+            return [bool(p.verify(r)) for p, r in zip(problems, responses)]
+        from steer.rewards import score_responses
+        from steer.rewards.pool import verify_error_frac
+
+        verdicts = score_responses(list(responses), [p.answer for p in problems], scorer=self._scorer_name)
+        self.last_verify_error_frac = verify_error_frac(verdicts)
+        return [bool(v.correct) for v in verdicts]
+
     def correct(self, problem, response: str) -> bool:
-        return bool(problem.verify(response))
+        return self.correct_batch([problem], [response])[0]
 
     def canonical(self, problem, response: str) -> str | None:
-        return response.strip() if problem.verify(response) else None
+        if self._scorer_name == "strict":
+            return response.strip() if problem.verify(response) else None
+        return problem.answer if self.correct(problem, response) else None
 
     def solutions(self, problem) -> tuple[str, ...]:
         return tuple(problem.solutions)
