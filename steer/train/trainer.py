@@ -321,16 +321,26 @@ class Trainer:
     def collect(self, step: int) -> StepData:
         """Stages 1-5 of a step: prompts, rollouts, rewards, old/ref log-probs, advantages.
         Re-seeds every RNG from ``(seed, step)`` first."""
-        cfg = self.cfg
-        seed_all(derive_seed(cfg.trainer.seed, "step", step))
+        seed_all(derive_seed(self.cfg.trainer.seed, "step", step))
         t0 = time.perf_counter()
         problems = self._problems_for_step(step)
+        ro, correct, verify_error_frac = self.sample(problems, self.cfg.rollout.n)
+        return self.step_data(
+            step, ro, correct, t_rollout=time.perf_counter() - t0, verify_error_frac=verify_error_frac
+        )
+
+    def sample(self, problems: list, n: int) -> tuple[Rollouts, Tensor, float]:
+        """Stages 1-2 on given problems: ``n`` rollouts of each (rows grouped by problem) with the
+        configured sampling, and their verdicts. Returns ``(rollouts, correct, verify_error_frac)``:
+        ``correct`` (B,) bool; ``verify_error_frac`` the share whose verification errored or timed
+        out (scored wrong). Draws from the global RNGs as they stand: seed them first."""
+        cfg = self.cfg
         prompts = [format_prompt(self.tokenizer, self.task, p) for p in problems]
         ro = generate_rollouts(
             self.model,
             self.tokenizer,
             prompts,
-            cfg.rollout.n,
+            n,
             temperature=cfg.rollout.temperature,
             top_p=cfg.rollout.top_p,
             top_k=cfg.rollout.top_k,
@@ -338,14 +348,11 @@ class Trainer:
             max_prompt_tokens=cfg.rollout.max_prompt_tokens,
             generation_batch_size=cfg.rollout.generation_batch_size,
         )
-        t_rollout = time.perf_counter() - t0
-        n = cfg.rollout.n
         correct = torch.tensor(
             score_batch(self.task, [problems[i // n] for i in range(ro.batch_size)], ro.texts),
             dtype=torch.bool,
         )
-        verify_error_frac = float(getattr(self.task, "last_verify_error_frac", 0.0))
-        return self.step_data(step, ro, correct, t_rollout=t_rollout, verify_error_frac=verify_error_frac)
+        return ro, correct, float(getattr(self.task, "last_verify_error_frac", 0.0))
 
     def step_data(
         self,

@@ -2,8 +2,8 @@
 
 One probe (paper section 3.1, Fig. 1-2, 10, 15; docs/probe.md):
 
-1. sample rollouts from the policy on a task's prompts (the trainer's ``generate_rollouts``), score
-   them (the task's verifier or a ``steer.rewards`` scorer); the trainer's ``Trainer.step_data``
+1. sample rollouts from the policy on a task's prompts and score them (the trainer's sampling
+   stage ``Trainer.sample``: the task's verifier or a ``steer.rewards`` scorer); the trainer's ``Trainer.step_data``
    gives their rewards, log-probs, entropies and the configured method's advantages;
 2. at the rollout parameters theta_0 compute the token sums (``token_stats_from_logits``) and
    the gradient of the batch's total entropy ``grad H_batch`` (one backward);
@@ -144,42 +144,25 @@ def _from_checkpoint(model, loaded, device, log) -> dict | None:
     return loaded.optimizer_state
 
 
-def _rollouts(cfg, model, tokenizer, task, k: int, n_roll: int, seed: int, log) -> dict:
+def _rollouts(trainer, k: int, n_roll: int, seed: int, log) -> dict:
     """``k`` prompts drawn with ``seed`` from the task's training pool, ``n_roll`` rollouts each,
-    scored: the rollouts, the correctness, the rewards and the sampling time."""
-    from steer.train.rollout import generate_rollouts
-    from steer.train.tasks import format_prompt, score_batch
+    scored by the trainer's sampling stage (``Trainer.sample``): the rollouts, the correctness,
+    the sampling time and the share of verification errors."""
     from steer.train.trainer import derive_seed, seed_all
 
-    pool = task.train_problems()
+    pool = trainer.task.train_problems()
     if len(pool) < k:
         raise ValueError(f"the task's training pool has {len(pool)} problems, fewer than num_prompts={k}")
     rng = np.random.default_rng(derive_seed(seed, "probe-prompts"))
     problems = [pool[i] for i in rng.permutation(len(pool))[:k]]
-    prompts = [format_prompt(tokenizer, task, p) for p in problems]
     seed_all(derive_seed(seed, "probe-rollouts"))
-    log(f"sampling {k} prompts x {n_roll} rollouts (max {cfg.rollout.max_new_tokens} new tokens)")
+    log(
+        f"sampling and scoring {k} prompts x {n_roll} rollouts "
+        f"(max {trainer.cfg.rollout.max_new_tokens} new tokens)"
+    )
     t0 = time.perf_counter()
-    ro = generate_rollouts(
-        model,
-        tokenizer,
-        prompts,
-        n_roll,
-        temperature=cfg.rollout.temperature,
-        top_p=cfg.rollout.top_p,
-        top_k=cfg.rollout.top_k,
-        max_new_tokens=cfg.rollout.max_new_tokens,
-        max_prompt_tokens=cfg.rollout.max_prompt_tokens,
-        generation_batch_size=cfg.rollout.generation_batch_size,
-    )
-    t_roll = time.perf_counter() - t0
-    log(f"scoring {ro.batch_size} responses")
-    correct = torch.tensor(
-        score_batch(task, [problems[i // n_roll] for i in range(ro.batch_size)], ro.texts),
-        dtype=torch.bool,
-    )
-    verify_error_frac = float(getattr(task, "last_verify_error_frac", 0.0))
-    return {"ro": ro, "correct": correct, "t_roll": t_roll, "verify_error_frac": verify_error_frac}
+    ro, correct, verify_error_frac = trainer.sample(problems, n_roll)
+    return {"ro": ro, "correct": correct, "t_roll": time.perf_counter() - t0, "verify_error_frac": verify_error_frac}
 
 
 def _check_advantages(advantages: Tensor, mask: Tensor) -> None:
@@ -196,7 +179,7 @@ def _probe_batch(cfg, trainer, theta0, k, n_roll, seed, mb, log) -> dict:
     the method's advantages: ``Trainer.step_data``), the token sums at theta_0 and the gradient of
     the batch's total entropy."""
     model = trainer.model
-    data = _rollouts(cfg, model, trainer.tokenizer, trainer.task, k, n_roll, seed, log)
+    data = _rollouts(trainer, k, n_roll, seed, log)
     ro = data["ro"]
     batch = _Batch(ro.prompt_ids, ro.prompt_mask, ro.response_ids, ro.response_mask)
     mask = batch.response_mask
