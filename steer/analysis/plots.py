@@ -176,47 +176,29 @@ def plot_all(runs: Mapping[str, Records], out_dir: str | Path, *, window: int = 
     """Every standard plot of a comparison; returns ``{name: path}``."""
     out = Path(out_dir)
     base = next(iter(runs.values())) if runs else None
+
+    def lines(keys: list[str], file: str, title: str, ylabel: str, **options) -> Path:
+        return plot_lines(runs, keys, out / file, title=title, ylabel=ylabel, **options)
+
     return {
-        "entropy": plot_lines(
-            runs,
-            ["entropy"],
-            out / "entropy.png",
-            title="Policy entropy (Eq. 4, rollouts)",
-            ylabel="nats/token",
-            window=1,
+        "entropy": lines(
+            ["entropy"], "entropy.png", "Policy entropy (Eq. 4, rollouts)", "nats/token", window=1
         ),
-        "reward_acc": plot_lines(
-            runs,
-            ["acc", "heldout/acc"],
-            out / "accuracy.png",
-            title="Accuracy",
-            ylabel="accuracy",
-            window=window,
-        ),
+        "reward_acc": lines(["acc", "heldout/acc"], "accuracy.png", "Accuracy", "accuracy", window=window),
         "passk": plot_passk(runs, out / "passk.png", baseline=base),
-        "diversity": plot_lines(
-            runs,
+        "diversity": lines(
             ["heldout/diversity"],
-            out / "diversity.png",
-            title="Distinct correct solutions per held-out problem",
-            ylabel="solutions",
+            "diversity.png",
+            "Distinct correct solutions per held-out problem",
+            "solutions",
             marker="o",
         ),
         "quadrants": plot_quadrants(runs, out / "quadrants.png", window=window),
-        "weights": plot_lines(
-            runs,
-            ["m/weight_mean", "m/weight_min"],
-            out / "steer_weights.png",
-            title="STEER token weight",
-            ylabel="weight",
+        "weights": lines(
+            ["m/weight_mean", "m/weight_min"], "steer_weights.png", "STEER token weight", "weight"
         ),
-        "length": plot_lines(
-            runs,
-            ["response_length"],
-            out / "response_length.png",
-            title="Response length",
-            ylabel="tokens",
-            window=window,
+        "length": lines(
+            ["response_length"], "response_length.png", "Response length", "tokens", window=window
         ),
     }
 

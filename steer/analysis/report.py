@@ -336,67 +336,29 @@ def _plots(runs: dict, out: Path, window: int) -> dict[str, Path]:
     from steer.analysis.plots import plot_clip_by_prob, plot_lines, plot_passk, plot_quadrants
 
     images: dict[str, Path] = {}
-    images["entropy"] = plot_lines(
-        runs,
-        ["entropy"],
-        out / "entropy.png",
-        title="Policy entropy (rollouts)",
-        ylabel="nats/token",
-        window=window,
-    )
+
+    def lines(name: str, keys: list[str], title: str, ylabel: str, **options) -> None:
+        """``images[name]``: ``keys`` over the steps, one panel each (nothing when ``keys`` is empty)."""
+        if keys:
+            images[name] = plot_lines(runs, keys, out / f"{name}.png", title=title, ylabel=ylabel, **options)
+
+    lines("entropy", ["entropy"], "Policy entropy (rollouts)", "nats/token", window=window)
     acc_keys = [k for k in ("acc", "heldout/acc") if _has(runs, lambda x, k=k: x == k)]
-    if acc_keys:
-        images["accuracy"] = plot_lines(
-            runs,
-            acc_keys,
-            out / "accuracy.png",
-            title="Accuracy",
-            ylabel="accuracy",
-            window=window,
-            marker=None,
-        )
+    lines("accuracy", acc_keys, "Accuracy", "accuracy", window=window, marker=None)
     if _has(runs, lambda k: k == "reward"):
-        images["reward"] = plot_lines(
-            runs,
-            ["reward"],
-            out / "reward.png",
-            title="Mean reward of the step's rollouts",
-            ylabel="reward",
-            window=window,
-        )
+        lines("reward", ["reward"], "Mean reward of the step's rollouts", "reward", window=window)
     passk = _has(runs, lambda k: k.startswith("heldout/pass@"))
     if passk:
         passk.sort(key=lambda k: int(k.split("@")[1]))
         passk = sorted({passk[0], passk[-1]}, key=lambda k: int(k.split("@")[1]))  # pass@1 and the largest k
-        images["passk_steps"] = plot_lines(
-            runs,
-            passk,
-            out / "passk_steps.png",
-            title="Held-out pass@k over training",
-            ylabel="pass@k",
-            marker="o",
-        )
+        lines("passk_steps", passk, "Held-out pass@k over training", "pass@k", marker="o")
         images["passk"] = plot_passk(runs, out / "passk.png")
     if _has(runs, lambda k: k.startswith("m/quadrant/") and k.endswith("/share")):
         images["quadrants"] = plot_quadrants(runs, out / "quadrants.png", window=window)
     if _has(runs, lambda k: k in ("m/weight_mean", "m/weight_min")):
-        images["weights"] = plot_lines(
-            runs,
-            ["m/weight_mean", "m/weight_min"],
-            out / "weights.png",
-            title="Token weight",
-            ylabel="weight",
-        )
+        lines("weights", ["m/weight_mean", "m/weight_min"], "Token weight", "weight")
     clip = _has(runs, lambda k: k.startswith("m/clipfrac"))
-    if clip:
-        images["clip"] = plot_lines(
-            runs,
-            clip,
-            out / "clip.png",
-            title="Clip triggers (share of tokens)",
-            ylabel="fraction",
-            window=window,
-        )
+    lines("clip", clip, "Clip triggers (share of tokens)", "fraction", window=window)
     if _has(runs, lambda k: k.startswith("m/clip_by_prob/")):
         images["clip_by_prob"] = plot_clip_by_prob(runs, out / "clip_by_prob.png")
     return images

@@ -16,32 +16,23 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, Q
 
 __all__ = ["PRESETS", "build_model", "count_parameters", "load_policy", "save_policy"]
 
-# hidden, layers, heads, kv heads, MLP width; all with tied input/output embeddings
+#: the sizes a preset sets, in the column order of the table below; all presets tie the input and
+#: output embeddings
+_PRESET_FIELDS = (
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "intermediate_size",
+)
 PRESETS: dict[str, dict[str, Any]] = {
-    # 124k parameters: unit tests
-    "micro": dict(
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        intermediate_size=192,
-    ),
-    # 888k parameters: the demo default
-    "tiny": dict(
-        hidden_size=128,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        intermediate_size=384,
-    ),
-    # 3.5M parameters: a slower, stronger variant
-    "small": dict(
-        hidden_size=256,
-        num_hidden_layers=4,
-        num_attention_heads=8,
-        num_key_value_heads=8,
-        intermediate_size=768,
-    ),
+    name: dict(zip(_PRESET_FIELDS, sizes))
+    for name, sizes in {
+        # name: (hidden, layers, heads, kv heads, MLP width)
+        "micro": (64, 2, 4, 4, 192),  # 124k parameters: unit tests
+        "tiny": (128, 4, 4, 4, 384),  # 888k parameters: the demo default
+        "small": (256, 4, 8, 8, 768),  # 3.5M parameters: a slower, stronger variant
+    }.items()
 }
 
 

@@ -119,37 +119,21 @@ def plot_setting(res: dict, tokens: dict, out_dir: Path, tag: str) -> dict[str, 
     files["scatter"] = _save(fig, out_dir / f"{tag}_scatter.png")
     plt.close(fig)
 
-    # Fig. 10: entropy vs |measured change|
-    b = res["fig10_entropy_vs_abs_change"]
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    _binned_axes(
-        ax,
-        b,
-        {"abs_measured": b["series"].get("abs_measured", [])},
-        "token entropy H (bin)",
-        "mean |measured dH|",
-        {"abs_measured": "|measured dH|"},
-        {"abs_measured": "tab:red"},
-    )
-    ax.set_title(f"{title}: entropy vs |entropy change| (Fig. 10), Spearman {b['spearman']:.3f}", fontsize=9)
-    files["fig10_entropy"] = _save(fig, out_dir / f"{tag}_fig10_entropy.png")
-    plt.close(fig)
-
-    # Fig. 15: mean STEER weight vs |measured change|
-    b = res["fig15_weight_vs_abs_change"]
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    _binned_axes(
-        ax,
-        b,
-        {"steer_weight": b["series"].get("steer_weight", [])},
-        "|measured dH| (bin)",
-        "mean STEER weight",
-        {"steer_weight": "STEER weight"},
-        {"steer_weight": "tab:blue"},
-    )
-    ax.set_title(f"{title}: STEER weight vs |entropy change| (Fig. 15)", fontsize=9)
-    files["fig15_weight"] = _save(fig, out_dir / f"{tag}_fig15_weight.png")
-    plt.close(fig)
+    # Fig. 10: entropy vs |measured change|; Fig. 15: mean STEER weight vs |measured change|.
+    # figure, its bins, series, label, colour, x label, y label, title
+    b10 = res["fig10_entropy_vs_abs_change"]
+    single = [
+        ("fig10_entropy", b10, "abs_measured", "|measured dH|", "tab:red", "token entropy H (bin)",
+         "mean |measured dH|", f"entropy vs |entropy change| (Fig. 10), Spearman {b10['spearman']:.3f}"),
+        ("fig15_weight", res["fig15_weight_vs_abs_change"], "steer_weight", "STEER weight", "tab:blue",
+         "|measured dH| (bin)", "mean STEER weight", "STEER weight vs |entropy change| (Fig. 15)"),
+    ]  # fmt: skip
+    for name, b, key, label, color, xlabel, ylabel, heading in single:
+        fig, ax = plt.subplots(figsize=(6.5, 4))
+        _binned_axes(ax, b, {key: b["series"].get(key, [])}, xlabel, ylabel, {key: label}, {key: color})
+        ax.set_title(f"{title}: {heading}", fontsize=9)
+        files[name] = _save(fig, out_dir / f"{tag}_{name}.png")
+        plt.close(fig)
     return files
 
 
