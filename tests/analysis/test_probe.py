@@ -257,7 +257,13 @@ def test_steer_method_coefficient_includes_its_weights(policy_dir):
     assert float(tok["steer_weight"].min()) >= 0.7 - 1e-6
     r = out["settings"]["sgd_lr1"]
     assert r["totals"]["cause"] == pytest.approx(r["totals"]["jvp"], rel=1e-5, abs=1e-9)
-    assert "steer" in r["fig15_weight_vs_abs_change"]["weights_from"]
+    f15 = r["fig15_weight_vs_abs_change"]
+    assert "steer" in f15["weights_from"]
+    # the summary of the weight distribution: computed from the tokens' weights, independently here
+    lam = tok["steer_weight"].double()
+    assert f15["weight_mean"] == pytest.approx(float(lam.mean()), rel=1e-9)
+    assert f15["weight_min"] == pytest.approx(float(lam.min()), rel=1e-9)
+    assert f15["weight_share_below_0_9"] == pytest.approx(sum(float(x) < 0.9 for x in lam) / len(lam), abs=1e-12)
 
 
 def test_steer_scope_statistics_span_every_micro_batch(policy_dir):

@@ -231,6 +231,8 @@ def _figures(meas_v, flat, h_v, lam_v, lam_src: str, bins: int) -> dict:
             "spearman": spearman(lam_v, absm) if absm.numel() > 1 else float("nan"),
             "weights_from": lam_src,
             "weight_mean": float(lam_v.mean()) if lam_v.numel() else float("nan"),
+            "weight_min": float(lam_v.min()) if lam_v.numel() else float("nan"),
+            "weight_share_below_0_9": float((lam_v < 0.9).double().mean()) if lam_v.numel() else float("nan"),
         },
     }
 

@@ -95,7 +95,9 @@ def _setting_markdown(tag: str, r: dict) -> list[str]:
         f"Entropy vs |measured dH| (Fig. 10): Spearman {_fmt(r['fig10_entropy_vs_abs_change']['spearman'])}. "
         f"STEER weight vs |measured dH| (Fig. 15; weights: {r['fig15_weight_vs_abs_change']['weights_from']}): "
         f"Spearman {_fmt(r['fig15_weight_vs_abs_change']['spearman'])}, mean weight "
-        f"{_fmt(r['fig15_weight_vs_abs_change']['weight_mean'])}.",
+        f"{_fmt(r['fig15_weight_vs_abs_change']['weight_mean'])}, min "
+        f"{_fmt(r['fig15_weight_vs_abs_change'].get('weight_min'))}, share below 0.9 "
+        f"{_fmt(r['fig15_weight_vs_abs_change'].get('weight_share_below_0_9'))}.",
         "",
     ]
     return lines
