@@ -71,6 +71,12 @@ def register(subparsers) -> None:
         default=None,
         help="quadrants: intervention fractions (default 0.1; appendix D.2 uses 0.05,0.1,0.2)",
     )
+    p.add_argument(
+        "--config",
+        default=None,
+        help="run the claim's arms on another trainer config (a shipped name such as chain_sum, or a "
+        "YAML path) instead of its own: does the conclusion hold beyond one task? Use its own --out",
+    )
     p.add_argument("--reproduction", default=None, help="also write the REPRODUCTION.md table to this path")
     p.add_argument(
         "overrides",
@@ -148,6 +154,7 @@ def _reproduce(args) -> int:
             for a in [name]
             + (["--quick"] if args.quick else [])
             + ["--out", args.out]
+            + (["--config", args.config] if args.config else [])
             + (["--seeds", "auto", "--budget", f"{args.budget:g}"] if auto else [])
             + (["--seeds", ",".join(map(str, args.seeds))] if args.seeds and not auto else [])
             + (
@@ -162,6 +169,7 @@ def _reproduce(args) -> int:
             jobs=args.jobs or None,
             overrides=args.overrides,
             fractions=args.fractions if name == "quadrants" else None,
+            config=args.config,
             command=cmd,
         )
         try:

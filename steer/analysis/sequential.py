@@ -207,6 +207,7 @@ def run_claim_auto(
     jobs: int | None = None,
     overrides: Sequence[str] = (),
     fractions: Sequence[float] | None = None,
+    config: str | None = None,
     command: str = "",
     log=None,
 ) -> dict:
@@ -231,6 +232,7 @@ def run_claim_auto(
             jobs=n_jobs,
             overrides=overrides,
             fractions=fractions,
+            config=config,
             command=command,
             log=log,
         )

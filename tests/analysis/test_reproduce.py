@@ -238,6 +238,38 @@ def test_psr_nsr_quick_reuse_rerun_and_failure(tmp_path, analysis_ws_cache, monk
     assert [c["mean"] for c in fixed["comparisons"]] == [c["mean"] for c in first["comparisons"]]
 
 
+def test_claim_on_another_config_plans_every_arm_there(tmp_path):
+    """``--config``: the same arms, comparisons and budget on another trainer config; its runs never
+    reuse (or are reused by) the claim's own."""
+    from steer.analysis.reproduce.runs import plan_runs
+
+    own = R.build_claim("psr-nsr")
+    other = R.build_claim("psr-nsr", config="chain_sum")
+    assert other.config == "chain_sum" and own.config == "testbed"
+    assert other.arms == own.arms and other.comparisons == own.comparisons
+    assert "chain_sum" in other.notes[-1] and R.build_claim("psr-nsr", config="testbed") == own
+    plans_own = plan_runs(own, tmp_path, quick=False, seeds=[0])
+    plans = plan_runs(other, tmp_path, quick=False, seeds=[0])
+    assert [p.arm for p in plans] == [p.arm for p in plans_own]
+    for p, q in zip(plans, plans_own):
+        assert p.cfg.task.options["dataset"] == "chain_sum" and q.cfg.task.name == "countdown"
+        assert p.cfg.trainer.steps == q.cfg.trainer.steps == 40  # the claim's budget on both
+        assert p.key != q.key and p.config == "chain_sum"
+    with pytest.raises(ValueError, match="config"):
+        R.build_claim("psr-nsr", config=" ")
+    with pytest.raises(ValueError, match="estimator"):
+        R.run_claim("estimator", tmp_path, quick=True, config="chain_sum", log=lambda m: None)
+
+
+def test_cli_config_is_passed_and_checked(tmp_path, capsys):
+    from steer.cli import main
+
+    assert main(["reproduce", "estimator", "--config", "chain_sum", "--quick", "--out", str(tmp_path)]) == 2
+    assert "estimator" in capsys.readouterr().err
+    assert main(["reproduce", "clipping", "--config", "no_such_config", "--quick", "--out", str(tmp_path)]) == 2
+    assert "no_such_config" in capsys.readouterr().err
+
+
 def test_bad_override_fails_before_any_work(tmp_path):
     from steer.train.config import ConfigError
 

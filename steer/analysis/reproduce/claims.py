@@ -4,7 +4,7 @@ settings, fixed in code before any run."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 #: The verdict rule, as written in the reports.
 VERDICT_RULE = (
@@ -452,12 +452,26 @@ def claim_seeds(seeds: Sequence[int] | None, quick: bool) -> tuple[int, ...]:
     return seeds
 
 
-def build_claim(name: str, *, fractions: Sequence[float] | None = None) -> Claim:
+def build_claim(name: str, *, fractions: Sequence[float] | None = None, config: str | None = None) -> Claim:
+    """The claim ``name``; ``config``: run its arms on another trainer config (a shipped name such as
+    ``chain_sum`` or a YAML path) instead of the claim's own, the arms, comparisons, budget and
+    verdict rule unchanged (does a conclusion hold beyond one task?)."""
     if name not in TRAINER_CLAIMS:
         raise ValueError(f"unknown claim {name!r}; valid: {list(CLAIMS)} or 'all'")
     if name == "quadrants" and fractions is not None:
         for f in fractions:
             if not 0.0 < float(f) <= 1.0:
                 raise ValueError(f"--fractions: each fraction must lie in (0, 1], got {f!r}")
-        return _quadrants(tuple(float(f) for f in fractions))
-    return TRAINER_CLAIMS[name]()
+        claim = _quadrants(tuple(float(f) for f in fractions))
+    else:
+        claim = TRAINER_CLAIMS[name]()
+    if config is None or config == claim.config:
+        return claim
+    if not isinstance(config, str) or not config.strip():
+        raise ValueError(f"--config: expected a config name or a YAML path, got {config!r}")
+    note = (
+        f"run on the config {config} instead of the claim's own {claim.config} (arms, comparisons, "
+        "budget and verdict rule unchanged); notes about the warm-start of the claim's own config "
+        "do not apply"
+    )
+    return replace(claim, config=config, notes=claim.notes + (note,))

@@ -60,14 +60,18 @@ def run_claim(
     jobs: int | None = None,
     overrides: Sequence[str] = (),
     fractions: Sequence[float] | None = None,
+    config: str | None = None,
     command: str = "",
     log=_log,
 ) -> dict:
     """Run (or reuse) every run of one claim, then write ``<out>/<claim>/result.json``,
-    ``result.md`` and plots. Returns the result (without the raw records)."""
+    ``result.md`` and plots. ``config``: the trainer config the arms run on instead of the
+    claim's own (:func:`build_claim`). Returns the result (without the raw records)."""
     if name == "estimator":
+        if config is not None:
+            raise ValueError("--config applies to the trainer claims, not to estimator (a probe sweep)")
         return run_estimator(out_dir, quick=quick, seeds=seeds, overrides=overrides, command=command, log=log)
-    claim = build_claim(name, fractions=fractions)
+    claim = build_claim(name, fractions=fractions, config=config)
     seeds = claim_seeds(seeds, quick)
     out = Path(out_dir)
     t0 = time.perf_counter()
