@@ -263,6 +263,11 @@ def build_method(name: str, **overrides) -> Method:
 # Method
 
 
+def _needs(requirement: str, of: str = "_loss_requires") -> property:
+    """A ``Method.needs_*`` flag: ``requirement`` is in the method's requirement set ``of``."""
+    return property(lambda self: requirement in getattr(self, of), doc=f"{requirement!r} in Method.{of}")
+
+
 class Method:
     """A registered method: advantages, per-token loss, aggregation, regularisers, controllers.
     Build it with :func:`build_method`.
@@ -325,29 +330,12 @@ class Method:
         """
         return self._loss_requires | self._advantage_requires
 
-    @property
-    def needs_old_entropy(self) -> bool:
-        return "old_entropy" in self.requires
-
-    @property
-    def needs_entropy(self) -> bool:
-        return "entropy" in self._loss_requires
-
-    @property
-    def needs_sums(self) -> bool:
-        return "sums" in self._loss_requires
-
-    @property
-    def needs_ref(self) -> bool:
-        return "ref_logp" in self._loss_requires
-
-    @property
-    def needs_old_logp(self) -> bool:
-        return "old_logp" in self._advantage_requires
-
-    @property
-    def needs_generator(self) -> bool:
-        return "generator" in self._loss_requires
+    needs_old_entropy = _needs("old_entropy", "requires")  # the advantage's or the loss's
+    needs_entropy = _needs("entropy")
+    needs_sums = _needs("sums")
+    needs_ref = _needs("ref_logp")
+    needs_old_logp = _needs("old_logp", "_advantage_requires")
+    needs_generator = _needs("generator")
 
     # ---- advantages --------------------------------------------------------------------------
     def compute_advantages(self, batch: RolloutBatch) -> Tensor:
