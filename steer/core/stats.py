@@ -138,6 +138,7 @@ def _reduce_chunk(
 def _grad_chunk(
     a: Tensor,
     b: Tensor,
+    rows: slice,
     ids: Tensor,
     log_z: Tensor,
     h: Tensor,
@@ -146,12 +147,16 @@ def _grad_chunk(
     inv_t: float,
     out: Tensor | None = None,
 ) -> Tensor:
-    """``a`` holds s = z - max z; returns d(loss)/dx of the chunk (in ``out`` if given, else in ``a``).
+    """``a`` holds s = z - max z of the chunk ``rows`` (of the per-row ``ids`` ... ``g_h``); returns
+    d(loss)/dx of the chunk (in ``out`` if given, else in ``a``).
 
     d/dz = g_lp (e_o - pi) - g_h pi (log pi + H) and d/dx = d/dz / T. With pi = exp(s) / Z and
     log pi = s - log Z this is exp(s) * (gamma * s + delta) + e_o g_lp / T per row, where
     gamma = -g_h / (T Z) and delta = -(g_lp + g_h (H - log Z)) / (T Z); ``b`` is scratch.
     """
+    ids, log_z, h = ids[rows], log_z[rows], h[rows]
+    g_lp = None if g_lp is None else g_lp[rows]
+    g_h = None if g_h is None else g_h[rows]
     torch.exp(a, out=b)  # exp(s); Z >= 1 because s <= 0 with equality at the max
     inv_zt = torch.exp(-log_z) * inv_t
     beta = torch.zeros_like(log_z) if g_lp is None else g_lp.clone()
@@ -267,15 +272,7 @@ class _LogitsStats(torch.autograd.Function):
             _shift_scale(a, x, shift[s:e].unsqueeze(1), ctx.inv_t)
             direct = grad.dtype == wd  # write straight into the gradient, no extra copy
             _grad_chunk(
-                a,
-                b,
-                ids[s:e],
-                log_z[s:e],
-                h[s:e],
-                None if g_lp is None else g_lp[s:e],
-                None if g_h is None else g_h[s:e],
-                ctx.inv_t,
-                out=grad2d[s:e] if direct else None,
+                a, b, slice(s, e), ids, log_z, h, g_lp, g_h, ctx.inv_t, out=grad2d[s:e] if direct else None
             )
             if not direct:
                 grad2d[s:e].copy_(a)
@@ -374,16 +371,7 @@ class _HiddenStats(torch.autograd.Function):
             hc = hidden[s:e].to(md)
             _hidden_logits(hc, wm, bm, a, None if buf_m is None else buf_m[: e - s])
             _shift_scale(a, a, shift[s:e].unsqueeze(1), ctx.inv_t)
-            g = _grad_chunk(
-                a,
-                b,
-                ids[s:e],
-                log_z[s:e],
-                h[s:e],
-                None if g_lp is None else g_lp[s:e],
-                None if g_h is None else g_h[s:e],
-                ctx.inv_t,
-            )
+            g = _grad_chunk(a, b, slice(s, e), ids, log_z, h, g_lp, g_h, ctx.inv_t)
             if need_b:
                 grad_b.add_(g.sum(0))
             gm = g if buf_m is None else buf_m[: e - s].copy_(g)  # GEMM operand in the matmul dtype
