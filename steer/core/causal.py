@@ -37,9 +37,8 @@ from torch import Tensor
 
 from steer.core.aggregation import token_coefficients
 from steer.core.parts import NoParams, Weighting, check_choice, check_range, register_weighting
-from steer.core.steer import DirectionalMapping, neg_max
+from steer.core.steer import DirectionalMapping, directional_weighting, neg_max
 from steer.core.types import Normalisers
-from steer.core.weights import directional_weights
 
 __all__ = [
     "BAND_MAPPINGS",
@@ -61,12 +60,19 @@ def _requires(c) -> frozenset:
     return frozenset({"entropy", "cause"})
 
 
+def _weight_dtype(lam: Tensor, batch) -> Tensor:
+    """The float64 weights in the loss's dtype: float64 for a float64 batch, else float32."""
+    return lam.to(batch.logp.dtype if batch.logp.dtype == torch.float64 else torch.float32)
+
+
 def cause_coefficients(batch, mask: Tensor, config, surrogate) -> Tensor:
     """(B, T) float64 ``u_t = coef_t * w_t = -d L / d log pi_t`` of the unweighted surrogate's
     aggregated loss L (``w = I_clip r A``, ``coef`` the aggregation's), 0 on padding: the policy
     gradient is ``-sum_t u_t grad log pi_t``."""
     w = surrogate.token_weight(batch.advantages).double()
-    coef = token_coefficients(mask, config.loss_agg_mode, Normalisers.of(batch, config.loss_scale_factor)).to(w.device)
+    coef = token_coefficients(mask, config.loss_agg_mode, Normalisers.of(batch, config.loss_scale_factor)).to(
+        w.device
+    )
     u = coef * w
     return torch.where(mask.to(u.device), u, torch.zeros((), dtype=u.dtype, device=u.device))
 
@@ -109,19 +115,8 @@ def _causal_scope(batch, mask: Tensor, c, surrogate) -> dict[str, Tensor]:
 def steer_causal(batch, mask, c, surrogate, generator) -> Weighting:
     """Damp only the tokens whose own gradient lowers the mini-batch's entropy (c_t < 0)."""
     cause = token_cause(batch, mask, c, surrogate)
-    stats = getattr(batch, "scope_stats", None) or {}
-    wide = stats.get("cause_neg_max")
-    lam = directional_weights(
-        cause, mask, lambda_min=c.lambda_min, mapping=c.mapping, rho=c.rho, omega_neg_max=wide
-    )
-    with torch.no_grad():
-        n = max(int(mask.sum()), 1)
-        used = neg_max(cause, mask) if wide is None else torch.as_tensor(wide)
-        metrics = {
-            "steer_causal/neg_frac": float((mask & (cause < 0)).sum()) / n,
-            "steer_causal/cause_neg_max": float(used),
-        }
-    return Weighting(lam.to(batch.logp.dtype if batch.logp.dtype == torch.float64 else torch.float32), metrics)
+    lam, metrics = directional_weighting(cause, batch, mask, c, "steer_causal", "cause_neg_max")
+    return Weighting(_weight_dtype(lam, batch), metrics)
 
 
 # --------------------------------------------------------------------------------------------
@@ -283,7 +278,9 @@ def band_solve(
     return BandSolution(side, lambda_floor, dmax, thr, pred0, p, False)
 
 
-def band_weights(cause: Tensor, mask: Tensor, sol: BandSolution, *, mapping: str, lambda_floor: float) -> Tensor:
+def band_weights(
+    cause: Tensor, mask: Tensor, sol: BandSolution, *, mapping: str, lambda_floor: float
+) -> Tensor:
     """(B, T) float64 weights of :class:`BandSolution` ``sol`` for ``cause`` (1 off the damped side,
     on padding, and when ``sol.side == 0``)."""
     c = cause.detach().double()
@@ -360,4 +357,4 @@ def entropy_band(batch, mask, c, surrogate, generator) -> Weighting:
             "band/unknown": float(not sol.known),
             "band/strength": float(sol.strength),
         }
-    return Weighting(lam.to(batch.logp.dtype if batch.logp.dtype == torch.float64 else torch.float32), metrics)
+    return Weighting(_weight_dtype(lam, batch), metrics)

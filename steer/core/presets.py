@@ -33,6 +33,9 @@ class Preset:
 
 
 _STEER_RECIPE = {"eps_low": 0.2, "eps_high": 0.28, "clip_c": 10.0}
+_PSR_CITATION = (
+    "PSR/NSR/W-REINFORCE (Zhu et al. 2025, arXiv 2506.01347): compute_psr_nsr_outcome_advantage; spec §5"
+)
 _PSR_CAVEAT = (
     "the released code optimises with PPO-clip 0.2 and leaves verl's entropy_coeff 0.001 active; "
     "set entropy_coef=0.001 to match"
@@ -91,21 +94,21 @@ PRESETS: tuple[Preset, ...] = (
         "psr",
         advantage="psr_nsr",
         defaults={"mode": "positive"},
-        citation="PSR/NSR/W-REINFORCE (Zhu et al. 2025, arXiv 2506.01347): compute_psr_nsr_outcome_advantage; spec §5",
+        citation=_PSR_CITATION,
         caveats=_PSR_CAVEAT,
     ),
     Preset(
         "nsr",
         advantage="psr_nsr",
         defaults={"mode": "negative"},
-        citation="PSR/NSR/W-REINFORCE (Zhu et al. 2025, arXiv 2506.01347): compute_psr_nsr_outcome_advantage; spec §5",
+        citation=_PSR_CITATION,
         caveats=_PSR_CAVEAT,
     ),
     Preset(
         "w_reinforce",
         advantage="psr_nsr",
         defaults={"mode": "weighted"},
-        citation="PSR/NSR/W-REINFORCE (Zhu et al. 2025, arXiv 2506.01347): compute_psr_nsr_outcome_advantage; spec §5",
+        citation=_PSR_CITATION,
         caveats=_PSR_CAVEAT + "; lambda = 0.1 was chosen empirically (not ablated)",
     ),
     Preset(

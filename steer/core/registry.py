@@ -263,6 +263,25 @@ def build_method(name: str, **overrides) -> Method:
 # Method
 
 
+#: The per-token tensors of a :class:`LossBatch` (None where absent) that every loss checks: the
+#: shape of the response mask, finite values on its valid tokens.
+_LOSS_TENSORS = (
+    "logp",
+    "old_logp",
+    "advantages",
+    "entropy",
+    "old_entropy",
+    "sum_p2",
+    "sum_p2_logp",
+    "ref_logp",
+)
+
+
+def _needs(requirement: str, of: str = "_loss_requires") -> property:
+    """A ``Method.needs_*`` flag: ``requirement`` is in the method's requirement set ``of``."""
+    return property(lambda self: requirement in getattr(self, of), doc=f"{requirement!r} in Method.{of}")
+
+
 class Method:
     """A registered method: advantages, per-token loss, aggregation, regularisers, controllers.
     Build it with :func:`build_method`.
@@ -325,29 +344,12 @@ class Method:
         """
         return self._loss_requires | self._advantage_requires
 
-    @property
-    def needs_old_entropy(self) -> bool:
-        return "old_entropy" in self.requires
-
-    @property
-    def needs_entropy(self) -> bool:
-        return "entropy" in self._loss_requires
-
-    @property
-    def needs_sums(self) -> bool:
-        return "sums" in self._loss_requires
-
-    @property
-    def needs_ref(self) -> bool:
-        return "ref_logp" in self._loss_requires
-
-    @property
-    def needs_old_logp(self) -> bool:
-        return "old_logp" in self._advantage_requires
-
-    @property
-    def needs_generator(self) -> bool:
-        return "generator" in self._loss_requires
+    needs_old_entropy = _needs("old_entropy", "requires")  # the advantage's or the loss's
+    needs_entropy = _needs("entropy")
+    needs_sums = _needs("sums")
+    needs_ref = _needs("ref_logp")
+    needs_old_logp = _needs("old_logp", "_advantage_requires")
+    needs_generator = _needs("generator")
 
     # ---- advantages --------------------------------------------------------------------------
     def compute_advantages(self, batch: RolloutBatch) -> Tensor:
@@ -361,17 +363,8 @@ class Method:
 
     # ---- loss --------------------------------------------------------------------------------
     def _validate_loss_batch(self, batch: LossBatch) -> Tensor:
-        check_same_shape(
-            logp=batch.logp,
-            old_logp=batch.old_logp,
-            advantages=batch.advantages,
-            response_mask=batch.response_mask,
-            entropy=batch.entropy,
-            old_entropy=batch.old_entropy,
-            sum_p2=batch.sum_p2,
-            sum_p2_logp=batch.sum_p2_logp,
-            ref_logp=batch.ref_logp,
-        )
+        tensors = {k: getattr(batch, k) for k in _LOSS_TENSORS}
+        check_same_shape(response_mask=batch.response_mask, **tensors)
         m = as_bool_mask(batch.response_mask)
         req = self._loss_requires
         if "entropy" in req and batch.entropy is None:
@@ -394,17 +387,7 @@ class Method:
                 raise NonFiniteError(
                     f"cause_offset must be finite, got {batch.cause_offset!r}", name="cause_offset", count=1
                 )
-        check_finite(
-            m,
-            logp=batch.logp,
-            old_logp=batch.old_logp,
-            advantages=batch.advantages,
-            entropy=batch.entropy,
-            old_entropy=batch.old_entropy,
-            sum_p2=batch.sum_p2,
-            sum_p2_logp=batch.sum_p2_logp,
-            ref_logp=batch.ref_logp,
-        )
+        check_finite(m, **tensors)
         if not math.isfinite(float(batch.lr)):
             raise NonFiniteError(f"lr must be finite, got {batch.lr!r}", name="lr", count=1)
         if batch.max_response_length is not None and not (

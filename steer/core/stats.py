@@ -138,6 +138,7 @@ def _reduce_chunk(
 def _grad_chunk(
     a: Tensor,
     b: Tensor,
+    rows: slice,
     ids: Tensor,
     log_z: Tensor,
     h: Tensor,
@@ -146,12 +147,16 @@ def _grad_chunk(
     inv_t: float,
     out: Tensor | None = None,
 ) -> Tensor:
-    """``a`` holds s = z - max z; returns d(loss)/dx of the chunk (in ``out`` if given, else in ``a``).
+    """``a`` holds s = z - max z of the chunk ``rows`` (of the per-row ``ids`` ... ``g_h``); returns
+    d(loss)/dx of the chunk (in ``out`` if given, else in ``a``).
 
     d/dz = g_lp (e_o - pi) - g_h pi (log pi + H) and d/dx = d/dz / T. With pi = exp(s) / Z and
     log pi = s - log Z this is exp(s) * (gamma * s + delta) + e_o g_lp / T per row, where
     gamma = -g_h / (T Z) and delta = -(g_lp + g_h (H - log Z)) / (T Z); ``b`` is scratch.
     """
+    ids, log_z, h = ids[rows], log_z[rows], h[rows]
+    g_lp = None if g_lp is None else g_lp[rows]
+    g_h = None if g_h is None else g_h[rows]
     torch.exp(a, out=b)  # exp(s); Z >= 1 because s <= 0 with equality at the max
     inv_zt = torch.exp(-log_z) * inv_t
     beta = torch.zeros_like(log_z) if g_lp is None else g_lp.clone()
@@ -196,37 +201,57 @@ def _row_chunks(x: Tensor, c: int):
         off += nb
 
 
+def _chunk_buffers(rows: int, n: int, v: int, dtype: torch.dtype, device) -> tuple[int, Tensor, Tensor]:
+    """The chunk size ``c`` (``rows``, at most ``n``, at least 1) and two ``(c, V)`` work buffers."""
+    c = min(rows, max(n, 1))
+    return c, torch.empty(c, v, dtype=dtype, device=device), torch.empty(c, v, dtype=dtype, device=device)
+
+
+def _forward_outputs(
+    n: int, with_sums: bool, dtype: torch.dtype, device
+) -> tuple[list[Tensor], Tensor, Tensor]:
+    """A forward pass's ``(N,)`` results ``[logp, H]`` (``+ [P2, S2]`` with sums), row shifts, logZ."""
+    out = [torch.empty(n, dtype=dtype, device=device) for _ in range(4 if with_sums else 2)]
+    return out, torch.empty(n, dtype=dtype, device=device), torch.empty(n, dtype=dtype, device=device)
+
+
+def _shift_scale(a: Tensor, x: Tensor, m: Tensor, inv_t: float) -> None:
+    """``a = (x - m) * inv_t`` in ``a``'s (work) dtype; ``x`` may be ``a`` itself."""
+    if x.dtype == a.dtype:
+        torch.sub(x, m, out=a)
+    else:
+        a.copy_(x)
+        a.sub_(m)
+    if inv_t != 1.0:
+        a.mul_(inv_t)
+
+
+def _forward_result(ctx, out: list[Tensor], with_sums: bool) -> tuple[Tensor, ...]:
+    """The forward's outputs; the sums are not differentiable (the backward takes logp and H only)."""
+    ctx.set_materialize_grads(False)
+    res = tuple(out)
+    if with_sums:
+        ctx.mark_non_differentiable(res[2], res[3])
+    return res
+
+
 class _LogitsStats(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits: Tensor, ids: Tensor, inv_t: float, rows: int, with_sums: bool):
         v = logits.shape[-1]
         n = ids.numel()
         wd = _work_dtype(logits.dtype)
-        out = [torch.empty(n, dtype=wd, device=logits.device) for _ in range(4 if with_sums else 2)]
-        shift = torch.empty(n, dtype=wd, device=logits.device)
-        log_z = torch.empty(n, dtype=wd, device=logits.device)
-        c = min(rows, max(n, 1))
-        buf_a = torch.empty(c, v, dtype=wd, device=logits.device)
-        buf_b = torch.empty(c, v, dtype=wd, device=logits.device)
+        out, shift, log_z = _forward_outputs(n, with_sums, wd, logits.device)
+        c, buf_a, buf_b = _chunk_buffers(rows, n, v, wd, logits.device)
         for s, e, x in _row_chunks(logits, c):
             a, b = buf_a[: e - s], buf_b[: e - s]
             m = x.amax(-1, keepdim=True).to(wd)
-            if x.dtype == wd:
-                torch.sub(x, m, out=a)
-            else:
-                a.copy_(x)
-                a.sub_(m)
-            if inv_t != 1.0:
-                a.mul_(inv_t)
+            _shift_scale(a, x, m, inv_t)
             _reduce_chunk_into(a, b, ids[s:e], with_sums, m, s, e, shift, log_z, out)
         _check_finite(out[0], out[1], "logits")
         ctx.save_for_backward(logits, ids, shift, log_z, out[1].clone())
         ctx.inv_t, ctx.rows = inv_t, rows
-        ctx.set_materialize_grads(False)
-        res = tuple(out)
-        if with_sums:
-            ctx.mark_non_differentiable(res[2], res[3])
-        return res
+        return _forward_result(ctx, out, with_sums)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -239,32 +264,15 @@ class _LogitsStats(torch.autograd.Function):
         wd = shift.dtype
         grad = torch.empty(logits.shape, dtype=logits.dtype, device=logits.device)
         grad2d = grad.view(-1, v)
-        c = min(ctx.rows, max(n, 1))
-        buf_a = torch.empty(c, v, dtype=wd, device=logits.device)
-        buf_b = torch.empty(c, v, dtype=wd, device=logits.device)
+        c, buf_a, buf_b = _chunk_buffers(ctx.rows, n, v, wd, logits.device)
         g_lp = None if g_lp is None else g_lp.to(wd)
         g_h = None if g_h is None else g_h.to(wd)
         for s, e, x in _row_chunks(logits, c):
             a, b = buf_a[: e - s], buf_b[: e - s]
-            m = shift[s:e].unsqueeze(1)
-            if x.dtype == wd:
-                torch.sub(x, m, out=a)
-            else:
-                a.copy_(x)
-                a.sub_(m)
-            if ctx.inv_t != 1.0:
-                a.mul_(ctx.inv_t)
+            _shift_scale(a, x, shift[s:e].unsqueeze(1), ctx.inv_t)
             direct = grad.dtype == wd  # write straight into the gradient, no extra copy
             _grad_chunk(
-                a,
-                b,
-                ids[s:e],
-                log_z[s:e],
-                h[s:e],
-                None if g_lp is None else g_lp[s:e],
-                None if g_h is None else g_h[s:e],
-                ctx.inv_t,
-                out=grad2d[s:e] if direct else None,
+                a, b, slice(s, e), ids, log_z, h, g_lp, g_h, ctx.inv_t, out=grad2d[s:e] if direct else None
             )
             if not direct:
                 grad2d[s:e].copy_(a)
@@ -321,30 +329,20 @@ class _HiddenStats(torch.autograd.Function):
         dev = hidden.device
         wm = weight if weight.dtype == md else weight.to(md)
         bm = None if bias is None else bias.to(md)
-        out = [torch.empty(n, dtype=wd, device=dev) for _ in range(4 if with_sums else 2)]
-        shift = torch.empty(n, dtype=wd, device=dev)
-        log_z = torch.empty(n, dtype=wd, device=dev)
-        c = min(rows, max(n, 1))
-        buf_a = torch.empty(c, v, dtype=wd, device=dev)
-        buf_b = torch.empty(c, v, dtype=wd, device=dev)
+        out, shift, log_z = _forward_outputs(n, with_sums, wd, dev)
+        c, buf_a, buf_b = _chunk_buffers(rows, n, v, wd, dev)
         buf_m = torch.empty(c, v, dtype=md, device=dev) if md != wd else None
         for s in range(0, n, c):
             e = min(s + c, n)
             a, b = buf_a[: e - s], buf_b[: e - s]
             _hidden_logits(hidden[s:e].to(md), wm, bm, a, None if buf_m is None else buf_m[: e - s])
             m = a.amax(-1, keepdim=True)
-            a.sub_(m)
-            if inv_t != 1.0:
-                a.mul_(inv_t)
+            _shift_scale(a, a, m, inv_t)
             _reduce_chunk_into(a, b, ids[s:e], with_sums, m, s, e, shift, log_z, out)
         _check_finite(out[0], out[1], "logits from hidden @ weight.T")
         ctx.save_for_backward(hidden, weight, bias, ids, shift, log_z, out[1].clone())
         ctx.inv_t, ctx.rows, ctx.md = inv_t, rows, md
-        ctx.set_materialize_grads(False)
-        res = tuple(out)
-        if with_sums:
-            ctx.mark_non_differentiable(res[2], res[3])
-        return res
+        return _forward_result(ctx, out, with_sums)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -364,9 +362,7 @@ class _HiddenStats(torch.autograd.Function):
         grad_h = torch.empty_like(hidden) if need_h else None
         grad_w = torch.zeros(v, d, dtype=wd, device=dev) if need_w else None
         grad_b = torch.zeros(v, dtype=wd, device=dev) if need_b else None
-        c = min(ctx.rows, max(n, 1))
-        buf_a = torch.empty(c, v, dtype=wd, device=dev)
-        buf_b = torch.empty(c, v, dtype=wd, device=dev)
+        c, buf_a, buf_b = _chunk_buffers(ctx.rows, n, v, wd, dev)
         buf_m = torch.empty(c, v, dtype=md, device=dev) if md != wd else None
         tmp_w = torch.empty(v, d, dtype=md, device=dev) if (md != wd and need_w) else None
         for s in range(0, n, c):
@@ -374,19 +370,8 @@ class _HiddenStats(torch.autograd.Function):
             a, b = buf_a[: e - s], buf_b[: e - s]
             hc = hidden[s:e].to(md)
             _hidden_logits(hc, wm, bm, a, None if buf_m is None else buf_m[: e - s])
-            a.sub_(shift[s:e].unsqueeze(1))
-            if ctx.inv_t != 1.0:
-                a.mul_(ctx.inv_t)
-            g = _grad_chunk(
-                a,
-                b,
-                ids[s:e],
-                log_z[s:e],
-                h[s:e],
-                None if g_lp is None else g_lp[s:e],
-                None if g_h is None else g_h[s:e],
-                ctx.inv_t,
-            )
+            _shift_scale(a, a, shift[s:e].unsqueeze(1), ctx.inv_t)
+            g = _grad_chunk(a, b, slice(s, e), ids, log_z, h, g_lp, g_h, ctx.inv_t)
             if need_b:
                 grad_b.add_(g.sum(0))
             gm = g if buf_m is None else buf_m[: e - s].copy_(g)  # GEMM operand in the matmul dtype

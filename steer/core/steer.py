@@ -270,6 +270,27 @@ def neg_max(omega: Tensor, mask: Tensor) -> Tensor:
     return d.max() if d.numel() else torch.zeros((), dtype=o.dtype, device=o.device)
 
 
+def directional_weighting(
+    score: Tensor, batch, mask: Tensor, c: DirectionalMapping, name: str, key: str
+) -> tuple[Tensor, dict[str, float]]:
+    """:class:`DirectionalMapping` ``c`` (:func:`directional_weights`) on a per-token ``score``
+    (Omega for ``steer_directional``, the cause c_t for ``steer_causal``), with the scope's largest
+    ``-score`` from ``batch.scope_stats[key]`` (this batch's own when absent), and the weighting
+    ``name``'s metrics ``{name}/neg_frac`` and ``{name}/{key}``."""
+    wide = (getattr(batch, "scope_stats", None) or {}).get(key)
+    lam = directional_weights(
+        score, mask, lambda_min=c.lambda_min, mapping=c.mapping, rho=c.rho, omega_neg_max=wide
+    )
+    with torch.no_grad():
+        n = max(int(mask.sum()), 1)
+        used = neg_max(score, mask) if wide is None else torch.as_tensor(wide)
+        metrics = {
+            f"{name}/neg_frac": float((mask & (score.detach() < 0)).sum()) / n,
+            f"{name}/{key}": float(used),
+        }
+    return lam, metrics
+
+
 def _directional_scope(batch, mask: Tensor, c, surrogate: SurrogateResult) -> dict[str, Tensor]:
     if c.scope == "microbatch":
         return {}
@@ -289,17 +310,5 @@ def _directional_scope(batch, mask: Tensor, c, surrogate: SurrogateResult) -> di
 def steer_directional(batch, mask, c, surrogate, generator) -> Weighting:
     """Damp only the entropy-decreasing tokens (Omega < 0); the others keep weight 1."""
     omega = _omega_of_batch(batch, c, surrogate)
-    stats = getattr(batch, "scope_stats", None) or {}
-    wide = stats.get("omega_neg_max")
-    lam = directional_weights(
-        omega, mask, lambda_min=c.lambda_min, mapping=c.mapping, rho=c.rho, omega_neg_max=wide
-    )
-    with torch.no_grad():
-        o = omega.detach()
-        n = max(int(mask.sum()), 1)
-        used = neg_max(omega, mask) if wide is None else torch.as_tensor(wide)
-        metrics = {
-            "steer_directional/neg_frac": float((mask & (o < 0)).sum()) / n,
-            "steer_directional/omega_neg_max": float(used),
-        }
+    lam, metrics = directional_weighting(omega, batch, mask, c, "steer_directional", "omega_neg_max")
     return Weighting(lam, metrics, omega=omega)

@@ -9,7 +9,7 @@ understood, so JSONL and HF folders in the Qwen/simpleRL layouts load too.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from steer.data.text import last_boxed
@@ -45,16 +45,8 @@ class Problem:
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {
-            "id": self.id,
-            "problem": self.problem,
-            "gold": self.gold,
-            "prompt": self.prompt,
-            "data_source": self.data_source,
-            "answer_format": self.answer_format,
-            "repeats": self.repeats,
-            "source": self.source,
-        }
+        """Every field but ``extra``, in field order (the values themselves, not copies)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
 
 
 class EmptyGoldError(ValueError):

@@ -37,7 +37,7 @@ from steer.rewards.extract import (
     last_boxed,
     strip_math_delims,
 )
-from steer.rewards.mv_shape import _top_split  # noqa: F401  (read through this module by tests)
+from steer.rewards.mv_shape import _top_split
 from steer.rewards.mv_verdict import _digits_missing, _mv_normal_form, quick_verdict
 
 _GOLD_CONFIG = (LatexExtractionConfig(boxed_match_priority=0),)
@@ -138,19 +138,6 @@ _RELATIONAL = (
 )
 
 
-def _top_level_items(s: str) -> int:
-    """Number of top-level comma-separated items (1 when there is no top-level comma)."""
-    depth, n = 0, 1
-    for ch in s:
-        if ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            n += 1
-    return n
-
-
 def _collection_size(s: str) -> int | None:
     """Size of a tuple/interval/list answer (``(a,b)``, ``[a,b)``, ``a,b,c``), else None."""
     if re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", s):  # 1,000 is a number
@@ -158,7 +145,7 @@ def _collection_size(s: str) -> int | None:
     inner = s
     if len(s) >= 2 and s[0] in "([" and s[-1] in ")]":
         inner = s[1:-1]
-    n = _top_level_items(inner)
+    n = len(_top_split(inner, ","))  # top-level comma-separated items
     return n if n > 1 else None
 
 
@@ -282,39 +269,26 @@ def score_math_verify(response: str, gold: str) -> tuple[bool, str | None, str]:
     gold = canonical_answer(clean_gold(gold))
     candidates: list[str] = []
     answer_text = None
-    boxed = last_boxed(response)
-    if boxed is not None:
-        why = hopeless_answer(boxed, gold)
+    # the last \boxed{}, else the last "Answer:" line (``raw``), and its text without delimiters
+    raw = ans = last_boxed(response)
+    if raw is None:
+        raw = last_answer_line(response)
+        ans = None if raw is None else strip_math_delims(raw)
+    if raw is not None:
+        why = hopeless_answer(raw, gold)
         if why:
-            return False, boxed[:200], why
-        boxed = canonical_answer(boxed)
-        cb, cg = _canon(boxed), _canon(gold)
-        if cb == cg:
-            return True, boxed, "ok"
-        if shapes_differ(cg, cb):
-            return False, boxed, "mismatch"
-        q = quick_verdict(gold, boxed)
+            return False, raw[:200], why
+        ans = canonical_answer(ans)
+        ca, cg = _canon(ans), _canon(gold)
+        if ca == cg:
+            return True, ans, "ok"
+        if shapes_differ(cg, ca):
+            return False, ans, "mismatch"
+        q = quick_verdict(gold, ans)
         if q is not None:
-            return q, boxed, "ok" if q else "mismatch"
-        answer_text = cb
-        candidates.append("\\boxed{" + boxed + "}")
-    else:
-        line = last_answer_line(response)
-        if line is not None:
-            why = hopeless_answer(line, gold)
-            if why:
-                return False, line[:200], why
-            ans = canonical_answer(strip_math_delims(line))
-            ca, cg = _canon(ans), _canon(gold)
-            if ca == cg:
-                return True, ans, "ok"
-            if shapes_differ(cg, ca):
-                return False, ans, "mismatch"
-            q = quick_verdict(gold, ans)
-            if q is not None:
-                return q, ans, "ok" if q else "mismatch"
-            answer_text = ca
-            candidates.append("\\boxed{" + ans + "}")
+            return q, ans, "ok" if q else "mismatch"
+        answer_text = ca
+        candidates.append("\\boxed{" + ans + "}")
     candidates.append(response)
     gold_parsed = parse_gold(gold)
     if not gold_parsed:

@@ -51,6 +51,8 @@ _COMMANDS = {
     "\\lceil",
     "\\rceil",
 }
+#: The constants latex2sympy reads (e, \\pi): irrational, so no value in exact mode.
+_CONSTANTS = {("var", "e"): mpmath.e, ("cmd", "\\pi"): mpmath.pi}
 #: Tokens a function argument written without parentheses may hold besides numbers and letters.
 _RUN_OPS = {("op", "*"), ("op", "/"), ("op", "^"), ("op", "!")}
 #: Tokens that end a function argument written without parentheses (``\\log 2 + 1``).
@@ -568,21 +570,18 @@ class _Parser:
             if self.peek() == ("op", "_"):  # 4210_{5}: latex2sympy drops a number's subscript
                 self._skip_subscript()
             return self.number(v), True
+        if (k, v) in _CONSTANTS:
+            self.take()
+            if self.exact:
+                raise _Inexact
+            return _CONSTANTS[k, v], False
         if k == "var":
             self.take()
-            if v == "e":
-                if self.exact:
-                    raise _Inexact
-                return mpmath.e, False
             self.symbols.add(v)
             self.nvars += 1
             return self.env(v), False
         if k == "cmd":
             self.take()
-            if v == "\\pi":
-                if self.exact:
-                    raise _Inexact
-                return mpmath.pi, False
             if v in ("\\frac", "\\dfrac", "\\tfrac"):
                 a, b = self.group(), self.group()
                 if b == 0:

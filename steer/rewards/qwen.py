@@ -174,20 +174,12 @@ def numbers_equal(p: Fraction, r: Fraction, *, rel_tol: float = REL_TOL) -> bool
     return abs(p - r) <= Fraction(rel_tol) * max(abs(p), abs(r))
 
 
+_COMMA_RE = re.compile(",")
+
+
 def _split_top(s: str) -> list[str]:
-    parts, depth, cur = [], 0, []
-    for ch in s:
-        if ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth -= 1
-        if ch == "," and depth == 0:
-            parts.append("".join(cur))
-            cur = []
-        else:
-            cur.append(ch)
-    parts.append("".join(cur))
-    return [p.strip() for p in parts]
+    """The items of ``s`` between its top-level commas, stripped."""
+    return [p.strip() for p in split_top_level(s, _COMMA_RE)]
 
 
 def _brackets(s: str) -> tuple[str, str, str] | None:
