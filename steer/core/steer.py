@@ -44,6 +44,7 @@ __all__ = [
     "DirectionalParams",
     "SteerFloorWarning",
     "SteerParams",
+    "mapped_weights",
     "steer",
     "steer_directional",
 ]
@@ -128,9 +129,10 @@ def _omega_of_batch(batch, c, surrogate: SurrogateResult) -> Tensor:
     return est.of_batch(w, batch, None, lr)
 
 
-def _lambda(omega: Tensor, mask: Tensor, c, omega_max, omega_min=None) -> tuple[Tensor, dict[str, float]]:
-    """Eq. 10 (or the ablation mappings) and STEER's metrics."""
-    lam = steer_weights(
+def mapped_weights(c: SteerParams, omega: Tensor, mask: Tensor, omega_max=None, omega_min=None) -> Tensor:
+    """Eq. 10 (or the ablation mapping) with the mapping settings of ``c`` (``lambda_min``,
+    ``mapping``, ``lambda_max``, ``quantile``, ``max_floor``): :func:`steer.core.weights.steer_weights`."""
+    return steer_weights(
         omega,
         mask,
         lambda_min=c.lambda_min,
@@ -141,6 +143,11 @@ def _lambda(omega: Tensor, mask: Tensor, c, omega_max, omega_min=None) -> tuple[
         max_floor=c.max_floor,
         omega_min=omega_min,
     )
+
+
+def _lambda(omega: Tensor, mask: Tensor, c, omega_max, omega_min=None) -> tuple[Tensor, dict[str, float]]:
+    """Eq. 10 (or the ablation mappings) and STEER's metrics."""
+    lam = mapped_weights(c, omega, mask, omega_max, omega_min)
     with torch.no_grad():
         a = torch.where(mask, omega.abs(), torch.zeros((), dtype=omega.dtype))
         used_max = a.max() if omega_max is None else torch.as_tensor(omega_max)

@@ -29,6 +29,7 @@ from steer.core.estimators import (
     omega_reference,
     token_weight_w,
 )
+from steer.core.steer import mapped_weights
 from steer.core.weights import steer_weights
 from steer.train.jvp import linearised_entropy_change, per_token_cause
 
@@ -157,15 +158,7 @@ def _weights(method, setting: OptimSetting, base, advantages: Tensor, mask: Tens
     ratio = torch.ones_like(lp)
     w_theorem = token_weight_w(ratio, advantages.double(), cfg.eps_low, cfg.eps_high)
     if getattr(cfg, "weighting", None) == "steer":
-        lam = steer_weights(
-            _steer_omega(method, base, advantages, mask, setting.lr),
-            mask,
-            lambda_min=cfg.lambda_min,
-            mapping=cfg.mapping,
-            lambda_max=cfg.lambda_max,
-            quantile=cfg.quantile,
-            max_floor=cfg.max_floor,
-        )
+        lam = mapped_weights(cfg, _steer_omega(method, base, advantages, mask, setting.lr), mask)
         lam_src = f"{method.name} (its own Omega and mapping)"
     else:
         lam = steer_weights(omega_paper(w_theorem, lp, h, setting.lr), mask, lambda_min=0.7)
