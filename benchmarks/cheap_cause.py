@@ -79,11 +79,16 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--prompts", type=int, default=4)
     ap.add_argument("--rollouts", type=int, default=4)
     ap.add_argument("--max-new-tokens", type=int, default=64)
-    ap.add_argument("--layers", type=int, nargs="+", default=[1, 2, 4, 8])
-    ap.add_argument("--no-head-layers", type=int, nargs="*", default=[2], help="K layers + norm, head left out")
-    ap.add_argument("--row-shares", type=float, nargs="*", default=[0.5], help="grad H from a share of the rows")
+    ap.add_argument("--layers", type=int, nargs="+", default=[1, 4, 16, 30],
+                    help="K; K = the model's layer count is every layer + norm + head without the embedding lookup")
+    ap.add_argument("--no-head-layers", type=int, nargs="*", default=[], help="K layers + norm, head left out")
+    ap.add_argument("--row-shares", type=float, nargs="*", default=[0.25], help="grad H from a share of the rows")
+    ap.add_argument("--embedding-only", action=argparse.BooleanOptionalAction, default=True,
+                    help="also the tangent on the tied matrix's input-embedding role alone")
+    ap.add_argument("--repeats", type=int, default=2, help="time every pass this many times, report the minimum")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--name", default="cheap_cause", help="results file name under benchmarks/results")
     ap.add_argument("overrides", nargs="*", help="dotted config overrides")
     args = ap.parse_args(argv)
 
@@ -155,21 +160,36 @@ def main(argv: list[str] | None = None) -> dict:
     mask = valid & (u != 0)
     _log(f"{int(mask.sum())} of {n_tok} response tokens have u_t != 0 (a group with both right and wrong answers)")
 
+    reps = max(1, args.repeats)
+
+    def timed(fn):
+        """fn() ``reps`` times: (first result, min seconds, every seconds)."""
+        out, secs = None, []
+        for i in range(reps):
+            t0 = time.perf_counter()
+            r = fn()
+            secs.append(time.perf_counter() - t0)
+            if i == 0:
+                out = r
+        return out, min(secs), secs
+
     # a plain training step's forward + backward (GRPO loss) on the same batch
     grpo = build_method("grpo", seed=args.seed)
-    model.train()
-    tr.optimizer.zero_grad(set_to_none=True)
-    t0 = time.perf_counter()
-    for idx in chunks:
-        lb = tr.loss_batch(data, idx, **norm)
-        loss, _ = grpo.compute_loss(lb)
-        loss.backward()
-        del lb
-    t_step = time.perf_counter() - t0
-    tr.optimizer.zero_grad(set_to_none=True)
-    _log(f"plain step forward+backward {t_step:.1f} s")
 
-    def full_pass(tag: str):
+    def plain_step():
+        model.train()
+        tr.optimizer.zero_grad(set_to_none=True)
+        for idx in chunks:
+            lb = tr.loss_batch(data, idx, **norm)
+            loss, _ = grpo.compute_loss(lb)
+            loss.backward()
+            del lb
+        tr.optimizer.zero_grad(set_to_none=True)
+
+    _, t_step, t_step_all = timed(plain_step)
+    _log(f"plain step forward+backward {t_step_all} s")
+
+    def full_pass():
         t0 = time.perf_counter()
         g_h, g_l, ents = cause_stage._accumulate_gradients(tr, data, chunks, norm, names, leaves)
         t_grads = time.perf_counter() - t0
@@ -181,38 +201,47 @@ def main(argv: list[str] | None = None) -> dict:
             temperature=temp, micro_batch_size=mbs,
         )
         model.train()
-        c = u * kappa0 * cp.direction.double().cpu()
-        g_dir[tag] = cp.direction.double().cpu()
-        _log(f"full pass ({tag}): grads {t_grads:.1f} s, linearisation + JVP {cp.seconds:.1f} s")
-        return c, kappa0, {"seconds_grads": t_grads, "seconds_jvp": cp.seconds, "seconds": t_grads + cp.seconds,
-                           "grad_norm_G0": gnorm, "kappa0": kappa0}, g_l
+        _log(f"full pass: grads {t_grads:.1f} s, linearisation + JVP {cp.seconds:.1f} s")
+        return cp.direction.double().cpu(), kappa0, gnorm, g_l, t_grads, cp.seconds
 
-    g_dir: dict = {}
-    c_full, kappa0, full_time, g_l = full_pass("first")
-    t0 = time.perf_counter()
-    _cause.adam_linearisation(tr.optimizer, params, g_l)
-    t_lin = time.perf_counter() - t0
+    (g_full, kappa0, gnorm, g_l, t_grads, t_jvp), t_full, t_full_all = timed(full_pass)
+    c_full = u * kappa0 * g_full
+    full_time = {"seconds": t_full, "seconds_all": t_full_all, "seconds_grads_first": t_grads,
+                 "seconds_jvp_first": t_jvp, "grad_norm_G0": gnorm, "kappa0": kappa0}
+    _, t_lin, _ = timed(lambda: _cause.adam_linearisation(tr.optimizer, params, g_l))
     _log(f"Adam's linearisation alone (all parameters, float64) {t_lin:.1f} s")
 
     # the cheap mode's share common to every K: the trainer's forward and G0's backward only
-    t0 = time.perf_counter()
-    _, g_l_only, _ = cause_stage._accumulate_gradients(tr, data, chunks, norm, names, leaves, entropy=False)
-    t_g0 = time.perf_counter() - t0
-    _log(f"G0 only (forward + one backward) {t_g0:.1f} s")
+    def g0_only():
+        g = {k: torch.zeros_like(p) for k, p in zip(names, leaves)}
+        for idx in chunks:
+            lb = tr.loss_batch(data, idx, **norm)
+            m = lb.response_mask
+            uu = tr.method.cause_coefficients(lb).to(device=lb.logp.device, dtype=lb.logp.dtype)
+            gs = torch.autograd.grad(-(uu * lb.logp)[m].sum(), leaves, allow_unused=True)
+            for k, gg in zip(names, gs):
+                if gg is not None:
+                    g[k].add_(gg)
+            del lb
+        return g
+
+    _, t_g0, t_g0_all = timed(g0_only)
+    _log(f"G0 only (forward + one backward) {t_g0_all} s")
 
     rows = []
 
-    def record(label: str, k, g: torch.Tensor, seconds_pass: float, extra: dict | None = None):
+    def record(label: str, k, g: torch.Tensor, seconds_pass: float, seconds_all, extra: dict | None = None):
         c = u * kappa0 * g
-        cmp = _compare(c, c_full, mask, g, g_dir["first"], valid)
-        total = t_g0 + seconds_pass if k != "full" else full_time["seconds"]
+        cmp = _compare(c, c_full, mask, g, g_full, valid)
+        total = t_g0 + seconds_pass
         r = {
             "variant": label,
             "layers": k,
             **cmp,
-            "seconds_subset_pass": seconds_pass,
+            "seconds_own_pass": seconds_pass,
+            "seconds_own_pass_all": seconds_all,
             "seconds_cause": total,
-            "cost_vs_full": total / full_time["seconds"],
+            "cost_vs_full": total / t_full,
             "cost_vs_step": total / t_step,
             **(extra or {}),
         }
@@ -220,55 +249,67 @@ def main(argv: list[str] | None = None) -> dict:
         _log(
             f"{label}: spearman {cmp['spearman']:.3f} pearson {cmp['pearson']:.3f} share {cmp['share_of_total']:.3f} "
             f"|share| {cmp['share_of_abs']:.3f} sign {cmp['sign_agreement']:.3f}; {total:.1f} s "
-            f"({total / full_time['seconds']:.2f} x full, {total / t_step:.2f} x step)"
+            f"({total / t_full:.2f} x full, {total / t_step:.2f} x step; own pass {seconds_all})"
         )
+
+    def restricted(s):
+        def run():
+            cp = _cause.cause_pass(
+                model, sub, tr.optimizer, grad_entropy=None, grad_loss=g_l, entropy_before=c_full,
+                temperature=temp, micro_batch_size=mbs, subset=s,
+            )
+            model.train()
+            return cp.direction.double().cpu()
+
+        g, secs, secs_all = timed(run)
+        return g, secs, secs_all, {"subset_parameters": sum(params[v].numel() for v in set(s.source.values()))}
 
     total_layers = last_layers(model, 1).total_layers
     for k in args.layers:
-        if k >= total_layers:
-            continue  # K = all layers is the full pass itself (recomputed below as a repeat)
         s = last_layers(model, k)
-        n_sub = sum(params[v].numel() for r_, v in s.source.items())
-        cp = _cause.cause_pass(
-            model, sub, tr.optimizer, grad_entropy=None, grad_loss=g_l, entropy_before=c_full,
-            temperature=temp, micro_batch_size=mbs, subset=s,
-        )
-        model.train()
-        record(f"last {k} layers + norm + head", k, cp.direction.double().cpu(), cp.seconds,
-               {"subset_parameters": n_sub})
+        g, secs, secs_all, extra = restricted(s)
+        what = f"last {k} layers + norm + head" if k < total_layers else f"all {k} layers + norm + head, embedding lookup left out"
+        record(what, k, g, secs, secs_all, extra)
     for k in args.no_head_layers:
         s = last_layers(model, k)
-        src = {r_: v for r_, v in s.source.items() if not r_.startswith("lm_head")}
-        s = Subset(source=src, layers=s.layers, total_layers=s.total_layers)
-        cp = _cause.cause_pass(
-            model, sub, tr.optimizer, grad_entropy=None, grad_loss=g_l, entropy_before=c_full,
-            temperature=temp, micro_batch_size=mbs, subset=s,
-        )
-        model.train()
-        record(f"last {k} layers + norm, no head", f"{k}-nohead", cp.direction.double().cpu(), cp.seconds)
+        s = Subset(source={r_: v for r_, v in s.source.items() if not r_.startswith("lm_head")}, layers=k,
+                   total_layers=total_layers)
+        g, secs, secs_all, extra = restricted(s)
+        record(f"last {k} layers + norm, no head", f"{k}-nohead", g, secs, secs_all, extra)
+    if args.embedding_only:
+        emb = model.get_input_embeddings()
+        role = next(f"{n}.weight" for n, m_ in model.named_modules() if m_ is emb)
+        canon = {id(p): n for n, p in params.items()}[id(emb.weight)]
+        s = Subset(source={role: canon}, layers=0, total_layers=total_layers)
+        g, secs, secs_all, extra = restricted(s)
+        record("input embedding lookup only (tied matrix's embedding role)", "embedding", g, secs, secs_all, extra)
     gen = torch.Generator().manual_seed(args.seed)
     for share in args.row_shares:
         n_rows = max(1, round(share * rol.batch_size))
         rows_idx = torch.randperm(rol.batch_size, generator=gen)[:n_rows].sort().values
-        t0 = time.perf_counter()
-        gh = entropy_gradient(model, _cause.SubBatch.of(rol, rows_idx), temperature=temp, micro_batch_size=mbs)
-        scale = float(valid.sum()) / max(float(valid[rows_idx].sum()), 1.0)
-        gh = {k: g * scale for k, g in gh.items()}
-        cp = _cause.cause_pass(
-            model, sub, tr.optimizer, grad_entropy=gh, grad_loss=g_l, entropy_before=c_full,
-            temperature=temp, micro_batch_size=mbs,
-        )
-        secs = time.perf_counter() - t0
-        model.train()
-        record(f"all layers, grad H from {share:.0%} of the rows", f"rows{share}", cp.direction.double().cpu(), secs)
+
+        def run(rows_idx=rows_idx):
+            gh = entropy_gradient(model, _cause.SubBatch.of(rol, rows_idx), temperature=temp, micro_batch_size=mbs)
+            scale = float(valid.sum()) / max(float(valid[rows_idx].sum()), 1.0)
+            gh = {k: g * scale for k, g in gh.items()}
+            cp = _cause.cause_pass(
+                model, sub, tr.optimizer, grad_entropy=gh, grad_loss=g_l, entropy_before=c_full,
+                temperature=temp, micro_batch_size=mbs,
+            )
+            model.train()
+            return cp.direction.double().cpu()
+
+        g, secs, secs_all = timed(run)
+        record(f"all layers, grad H from {share:.0%} of the rows", f"rows{share}", g, secs, secs_all)
 
     # the full pass again: run-to-run agreement and timing drift under the shared machine's load
     tr.optimizer.load_state_dict(copy.deepcopy(opt_state))
-    _, _, full_again, _ = full_pass("repeat")
-    record(f"full pass again (all {total_layers} layers)", "full", g_dir["repeat"], full_again["seconds"])
-    rows[-1]["seconds_cause"] = full_again["seconds"]
-    rows[-1]["cost_vs_full"] = full_again["seconds"] / full_time["seconds"]
-    rows[-1]["cost_vs_step"] = full_again["seconds"] / t_step
+    (g_again, *_), t_again, t_again_all = timed(full_pass)
+    cmp = _compare(u * kappa0 * g_again, c_full, mask, g_again, g_full, valid)
+    rows.append({"variant": f"full pass again (all {total_layers} layers)", "layers": "full", **cmp,
+                 "seconds_cause": t_again, "seconds_own_pass_all": t_again_all,
+                 "cost_vs_full": t_again / t_full, "cost_vs_step": t_again / t_step})
+    full_again = {"seconds": t_again, "seconds_all": t_again_all}
 
     load_end = os.getloadavg()
     res = {
@@ -283,8 +324,11 @@ def main(argv: list[str] | None = None) -> dict:
                   "mean_reward": float(rewards.float().mean()) if isinstance(rewards, torch.Tensor) else None},
         "full_c": {"sum": float(c_full[mask].sum()), "sum_abs": float(c_full[mask].abs().sum()),
                    "neg_share": float((c_full[mask] < 0).double().mean())},
+        "repeats": reps,
         "seconds_plain_step": t_step,
+        "seconds_plain_step_all": t_step_all,
         "seconds_g0_only": t_g0,
+        "seconds_g0_only_all": t_g0_all,
         "full": full_time,
         "full_repeat": full_again,
         "rows": rows,
@@ -295,7 +339,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     if not args.no_write:
         md = _markdown(res)
-        path = write_results("cheap_cause", "steer_causal's cause c_t: a cheap pass against the full one", md, res)
+        path = write_results(args.name, "steer_causal's cause c_t: a cheap pass against the full one", md, res)
         _log(f"wrote {path}")
     return res
 
@@ -318,13 +362,13 @@ def _markdown(res: dict) -> str:
         f"Full c_t: sum {res['full_c']['sum']:.3e}, sum|c| {res['full_c']['sum_abs']:.3e}, "
         f"{res['full_c']['neg_share']:.0%} negative.",
         "",
-        f"Times: plain training step (forward + backward of the GRPO loss) {res['seconds_plain_step']:.1f} s; "
-        f"full cause pass {res['full']['seconds']:.1f} s (forward + two backwards {res['full']['seconds_grads']:.1f} s, "
-        f"linearisation + forward-mode pass {res['full']['seconds_jvp']:.1f} s); repeated at the end "
-        f"{res['full_repeat']['seconds']:.1f} s. A cheap pass costs the trainer's forward + G0's backward "
-        f"({res['seconds_g0_only']:.1f} s, needed for the clipping factor and Adam's Jacobian) plus its own "
-        f"restricted entropy gradient and forward-mode pass. Adam's float64 linearisation over all parameters alone: "
-        f"{res['seconds_adam_linearisation_all']:.1f} s.",
+        f"Times (the minimum of {res['repeats']} runs each; every run in the JSON): plain training step (forward + "
+        f"backward of the GRPO loss) {res['seconds_plain_step']:.1f} s; full cause pass {res['full']['seconds']:.1f} s "
+        f"(first run: forward + two backwards {res['full']['seconds_grads_first']:.1f} s, linearisation + forward-mode "
+        f"pass {res['full']['seconds_jvp_first']:.1f} s); the full pass repeated at the end {res['full_repeat']['seconds']:.1f} s. "
+        f"A cheap pass costs the trainer's forward + G0's backward ({res['seconds_g0_only']:.1f} s, needed for the "
+        "clipping factor and Adam's Jacobian) plus its own entropy gradient and forward-mode pass. Adam's float64 "
+        f"linearisation over all parameters alone: {res['seconds_adam_linearisation_all']:.1f} s.",
         "",
         "| variant | Spearman c | Pearson c | share of sum c | share of sum abs c | sign agreement c | Jaccard of c<0 sets | Spearman g | sign agreement g | cause pass s | x full | x plain step |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",

@@ -19,31 +19,29 @@ from torch import Tensor
 
 from steer.core.errors import NonFiniteError
 from steer.train import cause as _cause
-from steer.train.jvp import last_layers, trainable_parameters
+from steer.train.jvp import trainable_parameters
 
-__all__ = ["cause_layers", "cause_pass", "realised_change"]
+__all__ = ["cause_pass", "realised_change"]
 
 
-def _accumulate_gradients(
-    trainer, data, chunks: list[Tensor], norm: dict, names: list[str], leaves: list, *, entropy: bool = True
-):
+def _accumulate_gradients(trainer, data, chunks: list[Tensor], norm: dict, names: list[str], leaves: list):
     """Per micro-batch one forward with grad and two backwards: ``grad H_mb`` and the unweighted
     policy gradient, summed into fresh buffers; plus each micro-batch's entropy (detached, on the
-    CPU, zero outside the responses). ``entropy=False``: the policy gradient only (``g_h`` None)."""
-    g_h = {k: torch.zeros_like(p) for k, p in zip(names, leaves)} if entropy else None
+    CPU, zero outside the responses)."""
+    g_h = {k: torch.zeros_like(p) for k, p in zip(names, leaves)}
     g_l = {k: torch.zeros_like(p) for k, p in zip(names, leaves)}
     ents = []
     for idx in chunks:
-        lb = trainer.loss_batch(data, idx, **norm, entropy_graph=entropy)
+        lb = trainer.loss_batch(data, idx, **norm, entropy_graph=True)
         m = lb.response_mask
         st_ent = lb.entropy
         u = trainer.method.cause_coefficients(lb).to(device=lb.logp.device, dtype=lb.logp.dtype)
         ents.append(st_ent.detach().float().cpu().masked_fill(~m.cpu(), 0.0))
         if not bool(m.any()):
             continue
+        h_sum = st_ent[m].sum()
         l0 = -(u * lb.logp)[m].sum()
-        todo = ((g_h, st_ent[m].sum(), True),) if entropy else ()
-        for acc, target, keep in (*todo, (g_l, l0, False)):
+        for acc, target, keep in ((g_h, h_sum, True), (g_l, l0, False)):
             gs = torch.autograd.grad(target, leaves, retain_graph=keep, allow_unused=True)
             for k, g in zip(names, gs):
                 if g is not None:
@@ -52,37 +50,18 @@ def _accumulate_gradients(
     return g_h, g_l, ents
 
 
-def cause_layers(trainer) -> int | None:
-    """The method's ``cause_layers`` (None: the full pass; methods without the option have None)."""
-    return getattr(trainer.method.config, "cause_layers", None)
-
-
-def cause_pass(trainer, data, mb_idx: Tensor, chunks: list[Tensor], norm: dict, *, layers: int | None = None):
+def cause_pass(trainer, data, mb_idx: Tensor, chunks: list[Tensor], norm: dict):
     """The mini-batch's cause pass (:mod:`steer.train.cause`) for ``trainer``: the gradients of
     :func:`_accumulate_gradients`, the unweighted gradient's clipping factor, then Adam's
     linearised step and the forward-mode pass. The result carries ``clip_coef_used`` and
-    ``seconds``.
-
-    ``layers`` (default: the method's ``cause_layers``; None = the full pass): the cheap mode,
-    ``g_t`` restricted to the last ``layers`` decoder layers, the final norm and the output head
-    (:func:`steer.train.jvp.last_layers`): the trainer's forward gives only G0 (needed for the
-    clipping factor and Adam's Jacobian), ``grad H_mb`` and the forward-mode pass run on the subset
-    only, and the offset is unknown (None). ``layers`` equal to the model's number of decoder
-    layers is the full pass (embedding included); more is a ValueError."""
+    ``seconds``."""
     t0 = time.perf_counter()  # loss_batch's ``entropy_graph`` keeps H's graph for grad H_mb
-    if layers is None:
-        layers = cause_layers(trainer)
-    subset = None
-    if layers is not None:
-        subset = last_layers(trainer.model, int(layers))
-        if subset.layers == subset.total_layers:
-            subset = None
     params = trainable_parameters(trainer.model)
     names = list(params)
     leaves = [params[k] for k in names]
-    g_h, g_l, ents = _accumulate_gradients(trainer, data, chunks, norm, names, leaves, entropy=subset is None)
+    g_h, g_l, ents = _accumulate_gradients(trainer, data, chunks, norm, names, leaves)
     for k in names:
-        if not ((g_h is None or bool(torch.isfinite(g_h[k]).all())) and bool(torch.isfinite(g_l[k]).all())):
+        if not (bool(torch.isfinite(g_h[k]).all()) and bool(torch.isfinite(g_l[k]).all())):
             raise NonFiniteError(f"non-finite gradient in the cause pass (parameter {k!r})", name="cause")
     gnorm = math.sqrt(sum(float((g.double() ** 2).sum()) for g in g_l.values()))
     kappa0 = min(1.0, trainer.cfg.optim.grad_clip / (gnorm + 1e-6))  # clip_grad_norm_'s factor
@@ -96,7 +75,6 @@ def cause_pass(trainer, data, mb_idx: Tensor, chunks: list[Tensor], norm: dict, 
         entropy_before=torch.cat(ents),
         temperature=trainer.cfg.rollout.temperature,
         micro_batch_size=trainer.cfg.trainer.micro_batch_size,
-        subset=subset,
     )
     trainer.model.train()
     cp.clip_coef_used = kappa0
