@@ -151,7 +151,8 @@ def cause_pass(
     ``<grad H, Delta theta(G0) - P (G(lambda) - G0)>``, the linearised change for token weights
     lambda, and exactly Adam's step at lambda = 1 (to first order in the entropy).
 
-    ``subset`` (:func:`steer.train.jvp.last_layers`, the cheap mode): ``g_t`` restricted to the
+    ``subset`` (:func:`steer.train.jvp.last_layers`; measured by ``benchmarks/cheap_cause.py``, not
+    used by the trainer): ``g_t`` restricted to the
     subset's parameters, ``<grad_S log pi_t, P_S grad_S H_mb>``, exact for the subset: ``grad_S H_mb``
     is computed here with the other parameters held constant (``grad_entropy`` must be None), the
     forward-mode pass carries tangents on the subset only, and ``P_S`` is Adam's Jacobian of the

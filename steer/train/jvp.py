@@ -37,7 +37,7 @@ direction means a zero tangent there.
 A :class:`Subset` (:func:`last_layers`) restricts :func:`entropy_gradient` and
 :func:`jvp_response_stats` to the parameters of the last K decoder layers, the final norm and the
 output head: only those carry a gradient leaf or a tangent, every other parameter is a constant, so
-the layers below carry neither an autograd graph nor a tangent (that is the saving). Its
+the layers below carry neither an autograd graph nor a tangent (where a saving would come from). Its
 dictionaries are keyed by *role* names (``model.named_parameters(remove_duplicate=False)``): with
 tied input and output embeddings the head's role (``lm_head.weight``) is a parameter of its own
 there, the embedding lookup keeps the constant matrix, and the role's optimiser state is the tied
