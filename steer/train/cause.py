@@ -135,11 +135,12 @@ def cause_pass(
     batch: SubBatch,
     optimizer,
     *,
-    grad_entropy: dict[str, Tensor],
+    grad_entropy: dict[str, Tensor] | None,
     grad_loss: dict[str, Tensor],
     entropy_before: Tensor,
     temperature: float = 1.0,
     micro_batch_size: int = 0,
+    subset=None,
 ) -> CausePass:
     """Steps 2-4 of the module docstring for one mini-batch at the model's current parameters, given
     ``grad H_mb`` (``grad_entropy``), the unweighted policy gradient G0 the step is linearised at
@@ -148,13 +149,37 @@ def cause_pass(
     The offset is ``<grad H, Delta theta(G0)> + <grad H, P G0>``: with ``c_t = u_t g_t`` (G0 =
     ``-sum_t u_t grad log pi_t``) the prediction ``offset + sum_t lambda_t c_t`` is
     ``<grad H, Delta theta(G0) - P (G(lambda) - G0)>``, the linearised change for token weights
-    lambda, and exactly Adam's step at lambda = 1 (to first order in the entropy)."""
+    lambda, and exactly Adam's step at lambda = 1 (to first order in the entropy).
+
+    ``subset`` (:func:`steer.train.jvp.last_layers`; measured by ``benchmarks/cheap_cause.py``, not
+    used by the trainer): ``g_t`` restricted to the
+    subset's parameters, ``<grad_S log pi_t, P_S grad_S H_mb>``, exact for the subset: ``grad_S H_mb``
+    is computed here with the other parameters held constant (``grad_entropy`` must be None), the
+    forward-mode pass carries tangents on the subset only, and ``P_S`` is Adam's Jacobian of the
+    subset's parameters at the full G0 (a tied head's role takes the tied tensor's). The offset is
+    then None (the prediction of the total change needs the full pass)."""
     import time
 
-    from steer.train.jvp import jvp_response_stats, trainable_parameters
+    from steer.train.jvp import entropy_gradient, jvp_response_stats, trainable_parameters
 
     t0 = time.perf_counter()
     params = trainable_parameters(model)
+    if subset is not None:
+        if grad_entropy is not None:
+            raise ValueError("cause_pass with a subset computes grad H itself; pass grad_entropy=None")
+        needed = sorted(set(subset.source.values()))
+        P, _ = adam_linearisation(optimizer, {k: params[k] for k in needed}, grad_loss)
+        gh = entropy_gradient(
+            model, batch, temperature=temperature, micro_batch_size=micro_batch_size, subset=subset
+        )
+        direction = {role: P[subset.source[role]] * g for role, g in gh.items()}
+        with eager_attention(model):
+            _, _, dlp, _ = jvp_response_stats(
+                model, batch, direction, temperature=temperature, micro_batch_size=micro_batch_size, subset=subset
+            )
+        return CausePass(direction=dlp, entropy_before=entropy_before, offset=None, seconds=time.perf_counter() - t0)
+    if grad_entropy is None:
+        raise ValueError("cause_pass needs grad_entropy (grad H_mb) without a subset")
     P, step = adam_linearisation(optimizer, params, grad_loss)
     direction = {k: P[k] * g for k, g in grad_entropy.items()}
     offset = 0.0

@@ -33,11 +33,21 @@ check both agree).
 Parameter dictionaries (directions, preconditioners, parameter values) are keyed by
 ``model.named_parameters()`` names of the parameters that require a gradient; a name missing from a
 direction means a zero tangent there.
+
+A :class:`Subset` (:func:`last_layers`) restricts :func:`entropy_gradient` and
+:func:`jvp_response_stats` to the parameters of the last K decoder layers, the final norm and the
+output head: only those carry a gradient leaf or a tangent, every other parameter is a constant, so
+the layers below carry neither an autograd graph nor a tangent (where a saving would come from). Its
+dictionaries are keyed by *role* names (``model.named_parameters(remove_duplicate=False)``): with
+tied input and output embeddings the head's role (``lm_head.weight``) is a parameter of its own
+there, the embedding lookup keeps the constant matrix, and the role's optimiser state is the tied
+tensor's (:attr:`Subset.source`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -48,8 +58,10 @@ from steer.core.stats import token_stats_from_logits
 from steer.train.rollout import response_logits
 
 __all__ = [
+    "Subset",
     "entropy_gradient",
     "jvp_response_stats",
+    "last_layers",
     "linearised_entropy_change",
     "per_token_cause",
     "require_eager_attention",
@@ -62,6 +74,84 @@ Params = Mapping[str, Tensor]
 def trainable_parameters(model) -> dict[str, Tensor]:
     """``{name: parameter}`` of the parameters that require a gradient (tied weights once)."""
     return {k: p for k, p in model.named_parameters() if p.requires_grad}
+
+
+@dataclass(frozen=True)
+class Subset:
+    """The parameters a restricted pass differentiates: ``source`` maps each role name (a
+    ``named_parameters(remove_duplicate=False)`` name) to the trainable parameter's name in
+    :func:`trainable_parameters` (they differ for a tied output head); ``layers`` the number of
+    decoder layers included and ``total_layers`` the model's."""
+
+    source: dict[str, str]
+    layers: int
+    total_layers: int
+
+    @property
+    def tied_head(self) -> bool:
+        return any(role != name for role, name in self.source.items())
+
+
+def _decoder(model):
+    get = getattr(model, "get_decoder", None)
+    dec = get() if callable(get) else None
+    layers = getattr(dec, "layers", None)
+    if layers is None:
+        layers = getattr(dec, "h", None)
+    norm = getattr(dec, "norm", None)
+    if norm is None:
+        norm = getattr(dec, "ln_f", None)
+    head_get = getattr(model, "get_output_embeddings", None)
+    head = head_get() if callable(head_get) else None
+    if not isinstance(layers, torch.nn.ModuleList) or head is None:
+        raise ValueError(
+            f"cannot find the decoder layers and output head of {type(model).__name__} "
+            "(a transformers causal LM with get_decoder().layers and get_output_embeddings() is expected)"
+        )
+    return layers, norm, head
+
+
+def last_layers(model, layers: int) -> Subset:
+    """The :class:`Subset` of the last ``layers`` decoder layers, the final norm and the output head
+    (its trainable parameters only). ``layers`` must be in 1..the model's number of decoder layers
+    (ValueError otherwise); at the full count the subset still leaves out the input embedding's
+    own role (use no subset for the full pass)."""
+    if isinstance(layers, bool) or not isinstance(layers, int):
+        raise ValueError(f"layers must be an int, got {layers!r}")
+    blocks, norm, head = _decoder(model)
+    n = len(blocks)
+    if not 1 <= layers <= n:
+        raise ValueError(f"layers must be in 1..{n} (the model's decoder layers), got {layers}")
+    chosen = [*blocks[n - layers :], *([norm] if norm is not None else []), head]
+    ids = {id(m) for m in chosen}
+    canon = {id(p): k for k, p in trainable_parameters(model).items()}
+    source: dict[str, str] = {}
+    for mod_name, mod in model.named_modules():
+        if id(mod) in ids:
+            for pname, p in mod.named_parameters():
+                if id(p) in canon:
+                    source[f"{mod_name}.{pname}" if mod_name else pname] = canon[id(p)]
+    if not source:
+        raise ValueError(f"the last {layers} layer(s), the final norm and the head have no trainable parameter")
+    return Subset(source=source, layers=layers, total_layers=n)
+
+
+def _split(model, params: Params | None, subset: Subset | None):
+    """(primals, constants): the tensors that carry a gradient leaf or a tangent, keyed by
+    trainable name (no subset) or by role (a subset), and every other parameter by role name as a
+    constant (None without a subset)."""
+    primals = _resolve(model, params)
+    if subset is None:
+        return primals, None
+    canon = {id(p): k for k, p in trainable_parameters(model).items()}
+    const = {}
+    for k, p in model.named_parameters(remove_duplicate=False):
+        src = canon.get(id(p))
+        const[k] = primals[src] if src is not None else p.detach()
+    unknown = sorted(set(subset.source) - set(const))
+    if unknown:
+        raise ValueError(f"subset names {unknown[:5]} are not parameters of the model")
+    return {role: const.pop(role) for role in subset.source}, const
 
 
 def require_eager_attention(model) -> None:
@@ -90,15 +180,20 @@ def require_eager_attention(model) -> None:
 class _Bound:
     """A model with its parameters replaced by ``params`` (``functional_call``), callable like the model."""
 
-    def __init__(self, model, params: Params):
+    def __init__(self, model, params: Params, constants: Params | None = None):
         self._model = model
         self._params = params
+        self._constants = constants
 
     def parameters(self):
         yield from self._params.values()
 
     def __call__(self, *args, **kwargs):
-        return functional_call(self._model, dict(self._params), args, kwargs, strict=False)
+        if self._constants is None:
+            return functional_call(self._model, dict(self._params), args, kwargs, strict=False)
+        # every name given explicitly: a tied head's role is its own tensor, the lookup a constant
+        both = {**self._constants, **self._params}
+        return functional_call(self._model, both, args, kwargs, strict=False, tie_weights=False)
 
 
 def _check_batch(batch) -> None:
@@ -158,17 +253,22 @@ def jvp_response_stats(
     params: Params | None = None,
     temperature: float = 1.0,
     micro_batch_size: int = 0,
+    subset: Subset | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``(logp, H, dlogp, dH)``, each (B, T) float32 (float64 for a float64 model): the sampled
     tokens' log-probs and the entropies of the temperature-scaled next-token distributions at
     ``params`` (default: the model's current parameters), and their directional derivatives
     ``<grad logp_t, direction>``, ``<grad H_t, direction>`` (one forward-mode pass per
     ``micro_batch_size`` rows; 0 = all rows at once). Padding positions hold 0.
+
+    ``subset`` (:func:`last_layers`): only its parameters carry a tangent, the others are
+    constants (no tangent, hence no forward-mode work, below its first layer); ``direction`` is
+    then keyed by the subset's role names.
     """
     _check_batch(batch)
     if not (float(temperature) > 0):
         raise ValueError(f"temperature must be > 0, got {temperature!r}")
-    primals = _resolve(model, params)
+    primals, const = _split(model, params, subset)
     tangents = _tangents(primals, direction)
     inv_t = 1.0 / float(temperature)
     mask = batch.response_mask.bool()
@@ -180,7 +280,7 @@ def jvp_response_stats(
             p_ids, p_mask, r_ids = batch.prompt_ids[sl], batch.prompt_mask[sl], batch.response_ids[sl]
 
             def f(p, p_ids=p_ids, p_mask=p_mask, r_ids=r_ids):
-                logits = response_logits(_Bound(model, p), p_ids, p_mask, r_ids)
+                logits = response_logits(_Bound(model, p, const), p_ids, p_mask, r_ids)
                 if logits.dtype != torch.float64:
                     logits = logits.float()
                 lsm = torch.log_softmax(logits * inv_t, dim=-1)
@@ -231,14 +331,18 @@ def entropy_gradient(
     params: Params | None = None,
     temperature: float = 1.0,
     micro_batch_size: int = 0,
+    subset: Subset | None = None,
 ) -> dict[str, Tensor]:
     """``grad_theta H_batch`` with ``H_batch = sum_t H_t`` over the valid response tokens (one
     backward per ``micro_batch_size`` rows, through :func:`steer.core.stats.token_stats_from_logits`).
-    Returns ``{name: gradient}`` for every trainable parameter (zeros where unused)."""
+    Returns ``{name: gradient}`` for every trainable parameter (zeros where unused); with ``subset``
+    (:func:`last_layers`) for its role names only, the other parameters held constant (no graph,
+    so the backward stops at the subset's first layer; a tied head's role gets the gradient of its
+    own use only)."""
     _check_batch(batch)
-    primals = _resolve(model, params)
-    leaves = {k: v.clone().requires_grad_(True) for k, v in primals.items()}
-    bound = _Bound(model, leaves)
+    primals, const = _split(model, params, subset)
+    leaves = {k: v.detach().clone().requires_grad_(True) for k, v in primals.items()}
+    bound = _Bound(model, leaves, const)
     grads = {k: torch.zeros_like(v) for k, v in primals.items()}
     mask = batch.response_mask.bool()
     names = list(leaves)
