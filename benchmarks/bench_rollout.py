@@ -262,7 +262,7 @@ def _vllm_extras(llm, params, spec) -> dict:
     prompts = spec["prompts"]
     # the sampled tokens and the engine's log-prob of each (temperature 1, top-p 1: the raw
     # log-probs are the sampling distribution's)
-    res = llm.generate(prompts[:2], params(96, 4, logprobs=0), use_tqdm=False)
+    res = llm.generate(prompts[:2], params(64, 4, logprobs=0), use_tqdm=False)
     samples = []
     for pi, r in enumerate(res):
         for c in r.outputs:
@@ -281,7 +281,7 @@ def _vllm_extras(llm, params, spec) -> dict:
             llm.collective_rpc("reload_weights", kwargs=dict(weights_iterator=iter(state.items())))
         llm.reset_prefix_cache()
 
-    greedy = SamplingParams(temperature=0.0, max_tokens=24)
+    greedy = SamplingParams(temperature=0.0, max_tokens=8)
 
     def greedy_ids():
         return [list(o.outputs[0].token_ids) for o in llm.generate(prompts[:2], greedy, use_tqdm=False)]
@@ -425,7 +425,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"error: --engine-python {a.engine_python} does not exist", file=sys.stderr)
         raise SystemExit(2)
 
-    from benchmarks.common import machine_info, write_results
+    from benchmarks.common import RESULTS_DIR, machine_info, write_results
 
     prompts, folder, stops = _prompts(max(a.batches) // a.group)
     base = dict(
@@ -451,6 +451,8 @@ def main(argv: list[str] | None = None) -> dict:
                 extras = {k: head.pop(k) for k in ("samples", "sync_s", "sync_effect")}
             workers.append(dict(side=side, threads=t, **head))
             runs += [dict(r, side=side, threads=t) for r in rows[1:]]
+            partial = RESULTS_DIR / f"{a.out}.partial.json"  # nothing lost if a later run fails
+            partial.write_text(json.dumps(dict(workers=workers, runs=runs, extras=extras), default=str))
 
     summary = summarize(runs)
     check = _logprob_check(extras["samples"], prompts) if extras else {}
@@ -539,6 +541,7 @@ def main(argv: list[str] | None = None) -> dict:
         logprob_check=check, sync=dict(seconds=extras.get("sync_s"), effect=extras.get("sync_effect")),
         estimate=est, machine_at_start=machine_info(),
     )
+    (RESULTS_DIR / f"{a.out}.partial.json").unlink(missing_ok=True)
     md = write_results(a.out, "CPU rollout speed: HF generate vs vLLM CPU", "\n".join(lines), data)
     print(md.read_text())
     return data
