@@ -262,7 +262,7 @@ def _vllm_extras(llm, params, spec) -> dict:
     prompts = spec["prompts"]
     # the sampled tokens and the engine's log-prob of each (temperature 1, top-p 1: the raw
     # log-probs are the sampling distribution's)
-    res = llm.generate(prompts[:2], params(64, 4, logprobs=0), use_tqdm=False)
+    res = llm.generate(prompts[:1], params(32, 4, logprobs=0), use_tqdm=False)
     samples = []
     for pi, r in enumerate(res):
         for c in r.outputs:
