@@ -7,6 +7,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from steer.train.config import CONFIG_DIR
+
 
 def preflight(cfg, *, resume: bool, overwrite: bool, allow_config_change: bool):
     """Every check that needs no model: the output folder, a resume's config, the model's source, the
@@ -156,7 +158,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "--config",
         default="testbed",
-        help="YAML file, or a shipped config: testbed, chain_sum, extreme, qwen_math_7b_dapo",
+        help="YAML file, or a shipped config: " + ", ".join(sorted(x.stem for x in CONFIG_DIR.glob("*.yaml"))),
     )
     p.add_argument(
         "--out", default=None, help="output folder (sets logging.out_dir; default: the config's, runs/train)"
