@@ -194,7 +194,6 @@ def _vllm_env(threads: int, bind: bool) -> None:
 
 def _worker_vllm(spec: dict) -> list[dict]:
     _vllm_env(spec["threads"], spec.get("bind", False))
-    import torch
     from vllm import LLM, SamplingParams
 
     folder, stops, g = spec["folder"], spec["stops"], spec["group"]
