@@ -20,15 +20,7 @@ import platform
 import time
 from datetime import datetime, timezone
 
-
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k of one problem with ``c`` correct among ``n`` samples (Chen et al.)."""
-    if n - c < k:
-        return 1.0
-    prod = 1.0
-    for i in range(n - c + 1, n + 1):
-        prod *= 1.0 - k / i
-    return 1.0 - prod
+from steer.evaluation.passk import mean_pass_at_k
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -89,7 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
         "max_new_tokens": a.max_new_tokens,
         "temperature": a.temperature,
         "pass@1": sum(per) / (len(problems) * a.k),
-        f"pass@{a.k}": sum(pass_at_k(a.k, c, a.k) for c in per) / len(problems),
+        f"pass@{a.k}": mean_pass_at_k([(a.k, c) for c in per], a.k),
         "groups_with_signal": sum(0 < c < a.k for c in per) / len(problems),
         "truncated": sum(f == "length" for f in gen.finish) / len(gen.finish),
         "generate_s": round(gen_s, 1),

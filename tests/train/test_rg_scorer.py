@@ -120,10 +120,11 @@ def test_smol_config_loads_and_validates(tmp_path):
 
 
 def test_task_passk_estimator_against_direct_enumeration():
-    """benchmarks/task_passk.py's pass@k equals the share of k-subsets holding a right answer."""
+    """The pass@k that benchmarks/task_passk.py reports (steer.evaluation.passk) equals the share of
+    k-subsets holding a right answer."""
     from itertools import combinations
 
-    from benchmarks.task_passk import pass_at_k
+    from steer.evaluation.passk import pass_at_k
 
     for n, c in [(8, 0), (8, 1), (8, 3), (8, 8), (5, 2), (4, 4)]:
         for k in range(1, n + 1):
