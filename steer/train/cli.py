@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from steer.train.config import CONFIG_DIR
+from steer.train.shipped import shipped_configs
 
 
 def preflight(cfg, *, resume: bool, overwrite: bool, allow_config_change: bool):
@@ -158,7 +158,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "--config",
         default="testbed",
-        help="YAML file, or a shipped config: " + ", ".join(sorted(x.stem for x in CONFIG_DIR.glob("*.yaml"))),
+        help="YAML file, or a shipped config: " + ", ".join(shipped_configs()),
     )
     p.add_argument(
         "--out", default=None, help="output folder (sets logging.out_dir; default: the config's, runs/train)"

@@ -20,8 +20,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-
+from steer.train.shipped import CONFIG_DIR, shipped_configs
 
 #: ``task.name`` values (``steer.train.tasks.build_task``).
 TASK_NAMES = ("countdown", "math", "reasoning_gym")
@@ -381,7 +380,7 @@ def resolve_config_path(path: str | Path) -> Path:
         if cand.exists():
             return cand
     raise ConfigError(
-        f"config file not found: {path} (shipped configs: {sorted(x.stem for x in CONFIG_DIR.glob('*.yaml'))})"
+        f"config file not found: {path} (shipped configs: {shipped_configs()})"
     )
 
 
